@@ -1,0 +1,39 @@
+"""Device selection: CUDA, then Apple MPS, then CPU (chapter 3 explains why data lives on the device)."""
+
+from __future__ import annotations
+
+import torch
+
+_KNOWN = ("cpu", "cuda", "mps")
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """Return the training device: ``name`` if given ("cpu", "cuda", "cuda:1", "mps"), else the best available.
+
+    Args:
+        name: an explicit device name, or None / "auto" to choose CUDA, then MPS, then CPU.
+    Returns:
+        The chosen ``torch.device``.
+    Raises:
+        ValueError: the name is unknown or the device is not available here.
+    """
+    if name in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind = str(name).split(":")[0]
+    if kind not in _KNOWN:
+        raise ValueError(f"unknown device {name!r}: use one of auto, cpu, cuda, cuda:N, mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for but CUDA is not available here: use --device cpu or auto")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {name!r} asked for but Apple MPS is not available here: use --device cpu or auto")
+    return torch.device(name)
+
+
+def configure_fast_math(device: torch.device) -> None:
+    """Allow TF32 matrix products on GPUs that have them (Ampere and newer); a no-op on CPU."""
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
