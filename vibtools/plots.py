@@ -1,0 +1,162 @@
+"""The book's figure style and plots: learning curves, the information plane, 2-D embeddings (chapters 3-6)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+# Okabe & Ito's colour-blind-safe palette, then two greys for the 9th/10th classes.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000",
+           "#999999", "#882255")
+CEILING = math.log2(10)
+
+
+def use_style() -> None:
+    """Apply the book's matplotlib style: colour-blind-safe cycle, readable sizes, light grid."""
+    mpl.rcParams.update({
+        "axes.prop_cycle": mpl.cycler(color=PALETTE),
+        "figure.figsize": (6.4, 4.0), "figure.dpi": 110, "savefig.dpi": 110,
+        "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+        "font.size": 10, "axes.titlesize": 11, "legend.frameon": False, "image.cmap": "viridis",
+    })
+
+
+def plot_learning_curves(history: dict[str, list], reference: dict[str, Sequence[float]] | None = None):
+    """Three panels per epoch: I(Z;X) bound, I(Z;Y) bound, test error (1- and 12-sample, raw and EMA weights).
+
+    Args:
+        history: a RunResult.history.
+        reference: optional {"izx": [...], "izy": [...], "err": [...], "avg_err": [...]} per epoch to overlay.
+    Returns:
+        The matplotlib Figure.
+    """
+    ep = np.asarray(history["epoch"]) + 1
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for tag, style in (("test", "-"), ("ema_test", "--")):
+        label = "raw weights" if tag == "test" else "EMA weights"
+        axes[0].plot(ep, history[f"{tag}_izx"], style, color=PALETTE[0], label=label)
+        axes[1].plot(ep, history[f"{tag}_izy"], style, color=PALETTE[0], label=label)
+        axes[2].plot(ep, 100 * np.asarray(history[f"{tag}_err"]), style, color=PALETTE[1], label=f"1 sample, {label}")
+        axes[2].plot(ep, 100 * np.asarray(history[f"{tag}_avg_err"]), style, color=PALETTE[2],
+                     label=f"12 samples, {label}")
+    axes[0].plot(ep, history["train_info_bits"], ":", color=PALETTE[4], label="train (running)")
+    if reference:
+        rep = np.arange(1, len(reference["izx"]) + 1)
+        axes[0].plot(rep, reference["izx"], "o", color=PALETTE[7], ms=3, label="reference notebook")
+        axes[1].plot(rep, reference["izy"], "o", color=PALETTE[7], ms=3, label="reference notebook")
+        axes[2].plot(rep, 100 * np.asarray(reference["err"]), "o", color=PALETTE[1], ms=3, label="reference, 1 sample")
+        axes[2].plot(rep, 100 * np.asarray(reference["avg_err"]), "s", color=PALETTE[2], ms=3,
+                     label="reference, 12 samples")
+    axes[1].axhline(CEILING, color="grey", lw=0.8, ls=":", label="log2(10) ceiling")
+    for ax, ylabel in zip(axes, ("I(Z;X) upper bound [bits]", "I(Z;Y) lower bound [bits]", "test error [%]")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8)
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_information_plane(results, ax=None, marker_for: float | None = None):
+    """I(Z;Y) against I(Z;X) (final EMA weights) for a β sweep, train and test, with the log2(10) ceiling.
+
+    Args:
+        results: RunResults of one sweep (their ``final`` holds ema_train and ema_test metrics).
+        ax: axes to draw on (a new figure if None).
+        marker_for: a β to highlight with a large marker (the slider chapter).
+    Returns:
+        The axes.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.4))
+    betas = np.array([r.config.beta for r in results])
+    norm = mpl.colors.LogNorm(betas.min(), betas.max()) if betas.min() > 0 else mpl.colors.Normalize()
+    for split, mk, ls in (("train", "o", "-"), ("test", "s", "--")):
+        x = [r.final[f"ema_{split}"]["izx"] for r in results]
+        y = [r.final[f"ema_{split}"]["izy"] for r in results]
+        ax.plot(x, y, ls, color="grey", lw=0.8, zorder=1)
+        sc = ax.scatter(x, y, c=betas, norm=norm, cmap="viridis", marker=mk, zorder=2, label=split,
+                        edgecolors="k", linewidths=0.4)
+    if marker_for is not None:
+        r = min(results, key=lambda r: abs(math.log10(r.config.beta) - math.log10(marker_for)))
+        ax.scatter([r.final["ema_test"]["izx"]], [r.final["ema_test"]["izy"]], s=220, facecolors="none",
+                   edgecolors=PALETTE[3], linewidths=2, zorder=3, label=f"β = {r.config.beta:g}")
+    ax.axhline(CEILING, color="grey", lw=0.8, ls=":", label="H(Y) = log2(10)")
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("I(Z;X) upper bound [bits]")
+    ax.set_ylabel("I(Z;Y) lower bound [bits]")
+    ax.figure.colorbar(sc, ax=ax, label="β")
+    ax.legend(loc="lower right", fontsize=8)
+    return ax
+
+
+@torch.no_grad()
+def embedding_grid(model, lim: float, n: int = 200):
+    """Class-probability entropy (bits) and predicted class of the decoder on an n×n grid of 2-D codes."""
+    dev = next(model.parameters()).device
+    g = torch.linspace(-lim, lim, n, device=dev)
+    zz = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
+    p = model.decode(zz).softmax(-1)
+    ent = -(p * p.clamp_min(1e-12).log2()).sum(-1)
+    return g.cpu().numpy(), ent.reshape(n, n).cpu().numpy(), p.argmax(-1).reshape(n, n).cpu().numpy()
+
+
+@torch.no_grad()
+def plot_embedding(model, x: torch.Tensor, y: torch.Tensor, ax=None, lim: float | None = None, title: str = ""):
+    """Posterior means of 2-D codes coloured by class, 95% ellipses, over the decoder's entropy map.
+
+    Args:
+        model: a trained VIB with K=2.
+        x: (N, 784) images on the model's device (1000 test images in the book).
+        y: (N,) labels.
+        ax: axes (a new figure if None).
+        lim: half-width of the square shown (None: from the data).
+        title: axes title.
+    Returns:
+        The axes.
+    """
+    from matplotlib.patches import Ellipse
+
+    if model.k != 2:
+        raise ValueError(f"plot_embedding needs a K=2 model, got K={model.k}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    q = model.encode(x)
+    mu = q.mean.cpu().numpy()
+    cov = q.covariance_matrix.cpu().numpy() if hasattr(q, "covariance_matrix") else None
+    if cov is None:
+        var = q.variance.cpu().numpy()
+        cov = np.zeros((len(var), 2, 2))
+        cov[:, 0, 0], cov[:, 1, 1] = var[:, 0], var[:, 1]
+    if lim is None:
+        lim = float(np.percentile(np.abs(mu), 99.5)) * 1.15 + 1e-3
+    grid, ent, _ = embedding_grid(model, lim)
+    im = ax.imshow(ent, origin="lower", extent=(-lim, lim, -lim, lim), cmap="Greys", vmin=0, vmax=CEILING,
+                   alpha=0.55)
+    labels = y.cpu().numpy()
+    chi2_95 = 5.991  # 95% quantile of chi-square with 2 degrees of freedom
+    for c in range(10):
+        sel = labels == c
+        ax.scatter(mu[sel, 0], mu[sel, 1], s=5, color=PALETTE[c], label=str(c), zorder=3)
+    for m, s, c in zip(mu[:200], cov[:200], labels[:200]):
+        vals, vecs = np.linalg.eigh(s)
+        angle = math.degrees(math.atan2(vecs[1, 1], vecs[0, 1]))
+        w, h = 2 * np.sqrt(chi2_95 * np.maximum(vals[::-1], 0))
+        ax.add_patch(Ellipse(m, w, h, angle=angle, fill=False, lw=0.4, color=PALETTE[c], alpha=0.6, zorder=2))
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_xlabel("z₁ (posterior mean)")
+    ax.set_ylabel("z₂ (posterior mean)")
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title)
+    ax.grid(False)
+    ax.legend(markerscale=3, fontsize=7, ncol=2, loc="upper right", title="digit", title_fontsize=7)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, label="decoder entropy [bits]")
+    return ax
