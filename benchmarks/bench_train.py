@@ -10,7 +10,6 @@ averaging alone, since on a CPU they are a large share of the plain loop's time.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 
@@ -120,7 +119,8 @@ def main() -> None:
     base = rows[0][2]["sec_per_step"] * STEPS_PER_EPOCH
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
     print(f"device: {dev.type} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print("| loop | s per model-epoch | model-epochs per s | speed-up vs plain | optimizer ms/step | averaging ms/step |")
+    print("| loop | s per model-epoch | model-epochs per s | speed-up vs plain | optimizer ms/step "
+          "| averaging ms/step |")
     print("|---|---|---|---|---|---|")
     table = []
     for label, m, r in rows:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 
@@ -72,11 +71,51 @@ class Stopwatch:
 
 
 def provenance(device: torch.device | str, epochs: int | str, seconds: float) -> str:
-    """The line each chapter prints under its results: version, mode, device, epochs, wall time."""
-    from . import __version__
+    """The line each chapter prints under its results: version, mode, device, epochs, wall time.
 
-    dev = torch.device(device)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
-    threads = torch.get_num_threads()
-    return (f"provenance: vibtools {__version__}, mode={settings().mode}, device={dev.type} ({name}, "
-            f"{threads} threads), epochs={epochs}, wall time {seconds:.0f} s")
+    Args:
+        device: a torch device, or the ``RunResult.device`` text of the runs shown.
+        epochs: epochs of the runs shown ("n/a" for chapters without training).
+        seconds: wall time of the work shown (training time from the histories for cached runs).
+    """
+    from . import __version__
+    from .device import describe_device
+
+    where = device if isinstance(device, str) and "(" in device else describe_device(device)
+    return (f"provenance: vibtools {__version__}, mode={settings().mode}, device={where}, epochs={epochs}, "
+            f"wall time {seconds:.0f} s")
+
+
+def reference_config():
+    """Chapter 3's run: the reference notebook's recipe (K=256, β=1e-3) at the current settings' epochs."""
+    from .train import TrainConfig
+
+    return TrainConfig(epochs=settings().reference_epochs)
+
+
+def sweep_configs() -> list:
+    """Chapter 4's β grid at K=256 (log-spaced, 1e-9 to 1), one shared batch order."""
+    from .train import TrainConfig
+
+    s = settings()
+    return [TrainConfig(beta=b, epochs=s.sweep_epochs, data_seed=0) for b in s.sweep_betas]
+
+
+def embed_configs() -> list:
+    """Chapters 5 and 6: K=2 models with the paper's full-covariance encoder over a β grid."""
+    from .train import TrainConfig
+
+    s = settings()
+    return [TrainConfig(beta=b, k=2, covariance="full", epochs=s.embed_epochs, data_seed=0) for b in s.embed_betas]
+
+
+def training_seconds(results) -> float:
+    """Total training wall time recorded in the histories of some runs (what the provenance line reports)."""
+    results = results if isinstance(results, (list, tuple)) else [results]
+    seen, total = set(), 0.0
+    for r in results:
+        key = tuple(r.history.get("seconds", []))
+        if key not in seen:  # models of one sweep share their epoch times
+            seen.add(key)
+            total += sum(key)
+    return total

@@ -37,11 +37,11 @@ class MNISTTensors:
     def device(self) -> torch.device:
         return self.train_x.device
 
-    def to(self, device: torch.device | str) -> "MNISTTensors":
+    def to(self, device: torch.device | str) -> MNISTTensors:
         """Return a copy on ``device``."""
         return MNISTTensors(*(t.to(device) for t in (self.train_x, self.train_y, self.test_x, self.test_y)))
 
-    def subset(self, n_train: int | None = None, n_test: int | None = None) -> "MNISTTensors":
+    def subset(self, n_train: int | None = None, n_test: int | None = None) -> MNISTTensors:
         """Return the first ``n_train`` training and ``n_test`` test examples (reduced-settings runs and tests)."""
         return MNISTTensors(self.train_x[:n_train], self.train_y[:n_train], self.test_x[:n_test], self.test_y[:n_test])
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+
 import torch
 
 _KNOWN = ("cpu", "cuda", "mps")
@@ -37,3 +39,13 @@ def configure_fast_math(device: torch.device) -> None:
     """Allow TF32 matrix products on GPUs that have them (Ampere and newer); a no-op on CPU."""
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")
+
+
+def describe_device(device: torch.device | str) -> str:
+    """A short human description of a device, e.g. "cpu (x86_64, 2 threads)" or "cuda (NVIDIA H100 80GB HBM3)"."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    if dev.type == "cpu":
+        return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return dev.type

@@ -5,16 +5,16 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, default_cache_dir, load_checkpoint, run_key, save_checkpoint, save_json
 from .data import MNISTTensors, load_mnist
-from .device import configure_fast_math, pick_device
+from .device import configure_fast_math, describe_device, pick_device
 from .evaluate import _noise, eval_generators, evaluate_stack, to_floats
 from .model import VIB
 from .stack import VIBStack
@@ -42,7 +42,7 @@ class TrainConfig:
     def __post_init__(self):
         check_config(self)
 
-    def with_(self, **changes) -> "TrainConfig":
+    def with_(self, **changes) -> TrainConfig:
         """A copy with some fields changed."""
         return TrainConfig(**{**asdict(self), **changes})
 
@@ -82,6 +82,7 @@ class RunResult:
     final: dict[str, dict[str, float]] = field(default_factory=dict)
     from_cache: bool = False
     path: Path | None = None
+    device: str = ""  # where it was trained, e.g. "cpu (x86_64, 2 threads)" or "cuda (NVIDIA H100 80GB HBM3)"
 
     def save_history(self, path: str | Path) -> None:
         """Write config, history and final metrics as JSON (atomically)."""
@@ -121,6 +122,7 @@ class _Group:
         self.betas = torch.tensor([ci.beta for ci in configs], device=device)
         self.histories: list[dict[str, list]] = [{} for _ in configs]
         self.epoch = 0
+        self.trained_on = describe_device(device)
 
     # ----- one model's state as a checkpoint (nn.Linear layout, on the CPU), and back -----
     def model_state(self, i: int, data_fp: str, final: dict | None) -> dict:
@@ -133,7 +135,7 @@ class _Group:
             adam["step"] = self.opt.state[next(iter(named.values()))]["step"].detach().cpu().clone()
         return {
             "config": self.configs[i].as_dict(), "data": data_fp, "epochs_done": self.epoch,
-            "device_type": self.device.type, "model": cpu(named),
+            "device_type": self.device.type, "device": describe_device(self.device), "model": cpu(named),
             "ema": {"shadow": cpu(dict(zip(named, self.ema.shadow))), "steps": self.ema.steps,
                     "decay": self.ema.decay},
             "adam": adam, "scheduler": self.sched.state_dict(),
@@ -155,15 +157,18 @@ class _Group:
             moments = {key: to_dev(VIBStack.stack_tensors([st["adam"][key] for st in states], names))
                        for key in ("exp_avg", "exp_avg_sq")}
             for n, p in named.items():
-                self.opt.state[p] = {"step": states[0]["adam"]["step"].to(self.device),
+                self.opt.state[p] = {"step": states[0]["adam"]["step"].to(self.device).clone(),  # one per tensor
                                      "exp_avg": moments["exp_avg"][n], "exp_avg_sq": moments["exp_avg_sq"][n]}
         self.ema.steps = int(states[0]["ema"]["steps"])
         self.sched.load_state_dict(states[0]["scheduler"])
+        for pg, lr in zip(self.opt.param_groups, self.sched.get_last_lr()):
+            pg["lr"] = lr  # the scheduler's state holds the decayed lr, the fresh optimizer still has the initial one
         for g, st in zip(self.noise, states):
             g.set_state(st["rng"]["noise"])
         self.batches.set_state(states[0]["rng"]["batches"])
         self.histories = [dict(st["history"]) for st in states]
         self.epoch = int(states[0]["epochs_done"])
+        self.trained_on = str(states[0].get("device", states[0]["device_type"]))
 
     def sync_ema(self) -> None:
         with torch.no_grad():
@@ -236,7 +241,7 @@ def _result(group: _Group, i: int, final: dict, from_cache: bool, path: Path | N
     group.sync_ema()
     ema_models = group.ema_stack.unstack()
     return RunResult(group.configs[i], models[i].eval(), ema_models[i].eval(), group.histories[i], final,
-                     from_cache, path)
+                     from_cache, path, group.trained_on)
 
 
 def _check_sweep(configs: list[TrainConfig]) -> None:
