@@ -1,0 +1,176 @@
+"""``python -m vibtools``: bad inputs fail cleanly (status 2, one line, nothing written), --help, a tiny run."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vibtools.cli import build_parser
+
+TRAIN_OPTIONS = {"--beta", "--k", "--epochs", "--seed", "--device", "--out", "--data", "--covariance", "--no-progress"}
+
+
+def cli(args: list[str], cwd: Path, **env) -> subprocess.CompletedProcess:
+    """Run ``python -m vibtools ARGS`` in ``cwd`` with the data and cache settings pointing into ``cwd``."""
+    environ = {**os.environ, "OMP_NUM_THREADS": "1", "VIBTOOLS_CACHE": str(cwd / "default-cache"),
+               "VIBTOOLS_DATA": str(cwd / "default-data"), **env}
+    return subprocess.run([sys.executable, "-m", "vibtools", *args], cwd=cwd, env=environ, capture_output=True,
+                          text=True, timeout=120)
+
+
+def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    """name -> (arguments, a piece of text the error line must contain)."""
+    a_file = tmp / "a-file"
+    a_file.write_text("not a folder")
+    return {
+        "beta_negative": (["--beta", "-1"], "beta"),
+        "beta_negative_eq": (["--beta=-0.5"], "beta"),
+        "beta_not_a_number": (["--beta", "abc"], "beta"),
+        "beta_nan": (["--beta", "nan"], "beta"),
+        "k_zero": (["--k", "0"], "k must be"),
+        "k_not_int": (["--k", "2.5"], "k must be"),
+        "epochs_zero": (["--epochs", "0"], "epochs"),
+        "unknown_device": (["--device", "tpu"], "tpu"),
+        "missing_data": (["--data", str(tmp / "missing")], str(tmp / "missing")),
+        "data_is_a_file": (["--data", str(a_file)], str(a_file)),
+        "covariance": (["--covariance", "spherical"], "covariance"),
+    }
+
+
+# every case runs in-process (fast); the ones the brief names also run as a real ``python -m vibtools`` process
+CASES = ["beta_negative", "beta_negative_eq", "beta_not_a_number", "beta_nan", "k_zero", "k_not_int", "epochs_zero",
+         "unknown_device", "missing_data", "data_is_a_file", "covariance"]
+SUBPROCESS_CASES = ["beta_negative", "beta_not_a_number", "k_zero", "epochs_zero", "unknown_device", "missing_data",
+                    "data_is_a_file"]
+
+
+def check_failure(code, stdout: str, stderr: str, needle: str, tmp: Path) -> None:
+    assert code == 2, (code, stdout, stderr)
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "error" in lines[0] and needle in lines[0], lines[0]
+    assert stdout == ""
+    assert not (tmp / "out").exists()
+    assert not (tmp / "runs").exists() and not (tmp / "default-cache").exists()
+
+
+@pytest.mark.parametrize("case", SUBPROCESS_CASES)
+def test_bad_input_exits_2_with_one_line(tmp_path, case):
+    args, needle = bad_inputs(tmp_path)[case]
+    r = cli(["train", *args, "--out", str(tmp_path / "out"), "--no-progress"], tmp_path)
+    check_failure(r.returncode, r.stdout, r.stderr, needle, tmp_path)
+
+
+def run_main(args: list[str], tmp: Path, monkeypatch, capsys) -> tuple[int, str, str]:
+    """cli.main in this process (argparse errors raise SystemExit, the other checks return 2)."""
+    from vibtools.cli import main
+
+    monkeypatch.chdir(tmp)
+    monkeypatch.setenv("VIBTOOLS_CACHE", str(tmp / "default-cache"))
+    monkeypatch.setenv("VIBTOOLS_DATA", str(tmp / "default-data"))
+    capsys.readouterr()
+    try:
+        code = main(args)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_in_process(tmp_path, monkeypatch, capsys, case):
+    args, needle = bad_inputs(tmp_path)[case]
+    code, out, err = run_main(["train", *args, "--out", str(tmp_path / "out"), "--no-progress"], tmp_path,
+                              monkeypatch, capsys)
+    check_failure(code, out, err, needle, tmp_path)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any folder: cannot make one "
+                    "unreadable")
+def test_unreadable_data_folder_exits_2(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        r = cli(["train", "--data", str(locked), "--out", str(tmp_path / "out")], tmp_path)
+    finally:
+        locked.chmod(0o755)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and str(locked) in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_that_is_a_file_exits_2_and_is_left_alone(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    out.write_text("keep me")
+    code, stdout, stderr = run_main(["train", "--out", str(out), "--device", "cpu"], tmp_path, monkeypatch, capsys)
+    assert code == 2 and stdout == ""
+    assert len(stderr.strip().splitlines()) == 1 and "--out" in stderr
+    assert out.read_text() == "keep me"
+
+
+def test_help_mentions_every_option(tmp_path):
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    options = {s for a in sub.choices["train"]._actions for s in a.option_strings if s.startswith("--")} - {"--help"}
+    assert TRAIN_OPTIONS <= options
+    r = cli(["train", "--help"], tmp_path)
+    assert r.returncode == 0 and r.stderr == ""
+    for option in options:
+        assert option in r.stdout, option
+
+
+
+def test_top_level_help_and_missing_command(tmp_path, monkeypatch, capsys):
+    code, out, _ = run_main(["--help"], tmp_path, monkeypatch, capsys)
+    assert code == 0 and "train" in out
+    code, out, err = run_main([], tmp_path, monkeypatch, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- 14. a tiny successful run on a fake MNIST folder
+
+
+def write_idx(path: Path, data: torch.Tensor) -> None:
+    """An IDX file as in the MNIST distribution: uint8 data, big-endian dimension sizes."""
+    magic = 0x0800 | data.dim()
+    path.write_bytes(struct.pack(f">{1 + data.dim()}i", magic, *data.shape) + data.numpy().tobytes())
+
+
+def fake_mnist(root: Path, n_train: int = 200, n_test: int = 100) -> Path:
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", torch.randint(0, 256, (n, 28, 28), generator=g,
+                                                                       dtype=torch.uint8))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", torch.randint(0, 10, (n,), generator=g, dtype=torch.uint8))
+    return root
+
+
+def test_tiny_cli_run_then_cached(tmp_path):
+    data = fake_mnist(tmp_path / "data")
+    out = tmp_path / "out"
+    args = ["train", "--k", "2", "--epochs", "1", "--beta", "0.01", "--device", "cpu", "--data", str(data),
+            "--out", str(out), "--no-progress"]
+    first = cli(args, tmp_path)
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.strip().splitlines()
+    assert lines[0].startswith("0: IZY=") and "avg_err=" in lines[0]
+    assert lines[1].startswith("EMA: IZY=")
+    assert "cached=False" in lines[-1]
+    assert sorted(p.suffix for p in out.iterdir()) == [".json", ".pt"]
+    saved = json.loads(next(out.glob("*.json")).read_text())
+    assert saved["config"]["k"] == 2 and saved["config"]["beta"] == 0.01 and len(saved["history"]["epoch"]) == 1
+
+    second = cli(args, tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "cached=True" in second.stdout
+    assert second.stdout.splitlines()[:2] == lines[:2]  # the same run, reloaded
