@@ -119,3 +119,52 @@ def training_seconds(results) -> float:
             seen.add(key)
             total += sum(key)
     return total
+
+
+# Numbers printed by the reference notebook (../shared/reference/mnist_vib_reference_notebook.txt) and the paper
+# (Alemi et al. 2017, section 4.1 and figure 2). They are the bars we compare against, not our results.
+REFERENCE_EPOCHS = {  # per-epoch test metrics of the raw weights, epochs 0-9
+    "izy": [3.03, 3.13, 3.14, 3.16, 3.17, 3.19, 3.19, 3.19, 3.20, 3.20],
+    "izx": [124.24, 102.63, 90.19, 82.35, 78.39, 71.32, 77.62, 66.89, 69.95, 62.87],
+    "err": [0.0593, 0.0437, 0.0390, 0.0353, 0.0330, 0.0309, 0.0280, 0.0258, 0.0260, 0.0242],
+    "avg_err": [0.0503, 0.0340, 0.0292, 0.0268, 0.0260, 0.0232, 0.0227, 0.0197, 0.0190, 0.0190],
+}
+REFERENCE_EMA = {"izy": 3.228585, "izx": 71.078026, "err": 0.0202, "avg_err": 0.0161}
+REFERENCE_RAW_FINAL = {"izy": 3.1953857, "izx": 62.871254, "err": 0.0251, "avg_err": 0.0179}
+PAPER_K256_ERR = 0.0113  # 12-sample test error, K=256, beta=1e-3, 200 epochs
+PAPER_K2 = {  # beta -> (1-sample error, 12-sample error), K=2, full covariance
+    1e-3: (0.0324, 0.0318), 1e-1: (0.0432, 0.0344), 1.0: (0.6281, 0.3382),
+}
+
+
+def history_lines(result) -> list[str]:
+    """The run's per-epoch test lines and the EMA line, in the reference notebook's print format."""
+    from .evaluate import format_line
+
+    h = result.history
+    lines = []
+    for i, epoch in enumerate(h["epoch"]):
+        m = {k[len("test_"):]: v[i] for k, v in h.items() if k.startswith("test_")}
+        lines.append(format_line(str(epoch), m))
+    if result.final:
+        lines.append(format_line("EMA", result.final["ema_test"]))
+    return lines
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    """A Markdown table (floats below 1 shown as percentages is up to the caller)."""
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def pct(x: float | None) -> str:
+    """An error rate as a percentage with two decimals ("—" for missing)."""
+    return "—" if x is None else f"{100 * x:.2f}%"
+
+
+def nearest(results, beta: float):
+    """The run among ``results`` whose β is nearest to ``beta`` on a log scale."""
+    import math
+
+    return min(results, key=lambda r: abs(math.log10(max(r.config.beta, 1e-30)) - math.log10(beta)))

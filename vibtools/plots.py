@@ -160,3 +160,83 @@ def plot_embedding(model, x: torch.Tensor, y: torch.Tensor, ax=None, lim: float 
     ax.legend(markerscale=3, fontsize=7, ncol=2, loc="upper right", title="digit", title_fontsize=7)
     ax.figure.colorbar(im, ax=ax, fraction=0.046, label="decoder entropy [bits]")
     return ax
+
+
+def plot_error_vs_beta(results, ax=None, split: str = "test"):
+    """Test error (1-sample and 12-sample, raw and EMA weights) against β on a log axis.
+
+    Args:
+        results: RunResults of one β sweep.
+        ax: axes (a new figure if None).
+        split: "test" or "train".
+    Returns:
+        The axes.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.0))
+    betas = [r.config.beta for r in results]
+    for tag, ls in (("ema", "-"), ("raw", ":")):
+        for key, color, mk, name in (("err", PALETTE[1], "o", "1 sample"), ("avg_err", PALETTE[2], "s", "12 samples")):
+            ax.plot(betas, [100 * r.final[f"{tag}_{split}"][key] for r in results], ls, marker=mk, color=color,
+                    label=f"{name}, {'EMA' if tag == 'ema' else 'raw'} weights", ms=4)
+    ax.axhline(90, color="grey", lw=0.8, ls=":", label="chance (90%)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("β")
+    ax.set_ylabel(f"{split} error [%]")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def explore_figure(result, plane_results, x: torch.Tensor, y: torch.Tensor, lim: float | None = None):
+    """Chapter 6's view of one β: its 2-D embedding beside the information plane with that model marked.
+
+    Args:
+        result: the K=2 RunResult shown (EMA weights are plotted).
+        plane_results: all K=2 RunResults of the sweep, for the information plane.
+        x: images to embed (on the model's device).
+        y: their labels.
+        lim: fixed half-width of the embedding axes, so frames line up.
+    Returns:
+        The Figure.
+    """
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
+    m = result.final["ema_test"]
+    plot_embedding(result.ema_model, x, y, ax=a, lim=lim,
+                   title=f"β = {result.config.beta:g}: test error {100 * m['avg_err']:.1f}% (12 samples)")
+    plot_information_plane(plane_results, ax=b, marker_for=result.config.beta)
+    fig.tight_layout()
+    return fig
+
+
+def embedding_animation(results, x: torch.Tensor, y: torch.Tensor, lim: float | None = None) -> str:
+    """An HTML slider (matplotlib's ``FuncAnimation.to_jshtml``) with one frame per β, for pages with no kernel.
+
+    Args:
+        results: the K=2 RunResults, one frame each, in β order.
+        x: images to embed.
+        y: their labels.
+        lim: fixed half-width of the embedding axes.
+    Returns:
+        The animation as a self-contained HTML string.
+    """
+    from matplotlib.animation import FuncAnimation
+
+    results = sorted(results, key=lambda r: r.config.beta)
+    fig = plt.figure(figsize=(11, 4.6))
+
+    def draw(i):
+        fig.clear()
+        a, b = fig.subplots(1, 2)
+        r = results[i]
+        m = r.final["ema_test"]
+        plot_embedding(r.ema_model, x, y, ax=a, lim=lim,
+                       title=f"β = {r.config.beta:g}: test error {100 * m['avg_err']:.1f}% (12 samples)")
+        plot_information_plane(results, ax=b, marker_for=r.config.beta)
+        fig.tight_layout()
+        return []
+
+    anim = FuncAnimation(fig, draw, frames=len(results), interval=1000, blit=False)
+    html = anim.to_jshtml(default_mode="once")
+    plt.close(fig)
+    return html

@@ -1,0 +1,70 @@
+"""The β explorer of chapter 6: ipywidgets sliders over trained K=2 models, and training a new β from the page."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+
+from . import plots
+from .book import nearest
+
+
+def beta_explorer(results, x: torch.Tensor, y: torch.Tensor, data=None, device: torch.device | None = None):
+    """A widget: a β slider that redraws the embedding and the information-plane marker, plus "train this β".
+
+    Needs a live kernel (Jupyter, Colab). The train button is enabled on a GPU; on a CPU it still works but
+    a run takes minutes, so the button says so.
+
+    Args:
+        results: trained K=2 RunResults (one per β), e.g. from ``train_sweep(vt.book.embed_configs())``.
+        x: images to embed, on the models' device.
+        y: their labels.
+        data: the MNIST tensors to train new β values on (None disables training).
+        device: the device to train on.
+    Returns:
+        An ``ipywidgets.VBox`` to display.
+    """
+    import ipywidgets as w
+    from IPython.display import display
+
+    state = {"results": sorted(results, key=lambda r: r.config.beta)}
+
+    def options():
+        return [(f"{r.config.beta:g}", r.config.beta) for r in state["results"]]
+
+    slider = w.SelectionSlider(options=options(), value=state["results"][0].config.beta, description="β",
+                               continuous_update=False, layout=w.Layout(width="60%"))
+
+    def show(beta):
+        plots.explore_figure(nearest(state["results"], beta), state["results"], x, y)
+        plt.show()
+
+    out = w.interactive_output(show, {"beta": slider})
+    children = [slider, out]
+    if data is not None:
+        on_gpu = device is not None and torch.device(device).type == "cuda"
+        new_beta = w.FloatLogSlider(value=3e-3, base=10, min=-6, max=0, step=0.25, description="new β")
+        button = w.Button(description="train this β" if on_gpu else "train this β (slow on CPU)",
+                          button_style="primary" if on_gpu else "warning", layout=w.Layout(width="auto"))
+        log = w.Output()
+
+        def train_new(_):
+            from .train import train
+
+            button.disabled = True
+            try:
+                with log:
+                    cfg = state["results"][0].config.with_(beta=float(new_beta.value))
+                    r = train(cfg, data, device=str(device) if device is not None else None)
+                    print(f"trained β={cfg.beta:g}: test error {100 * r.final['ema_test']['avg_err']:.2f}%")
+                state["results"] = sorted(state["results"] + [r], key=lambda r: r.config.beta)
+                slider.options = options()
+                slider.value = r.config.beta
+            finally:
+                button.disabled = False
+
+        button.on_click(train_new)
+        children += [w.HBox([new_beta, button]), log]
+    box = w.VBox(children)
+    display(box)
+    return box
