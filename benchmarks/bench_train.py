@@ -20,7 +20,7 @@ from torchvision import datasets, transforms
 
 import vibtools as vt
 from vibtools.evaluate import _noise
-from vibtools.train import TrainConfig, _Group, _train_step
+from vibtools.train import TrainConfig, _compiled, _Group, _objective, _train_step
 
 STEPS_PER_EPOCH = 600
 
@@ -72,9 +72,10 @@ def plain_loop(root: str, device: torch.device, steps: int, warmup: int) -> dict
     return {"sec_per_step": per, "opt_ms": 1e3 * t_opt / steps, "avg_ms": 1e3 * t_ema / steps}
 
 
-def vib_loop(data, device: torch.device, m: int, steps: int, warmup: int) -> dict:
+def vib_loop(data, device: torch.device, m: int, steps: int, warmup: int, compile_mode: bool | str = False) -> dict:
     """vibtools' own step (resident data, fused Adam, foreach EMA) for a stack of m models."""
     group = _Group([TrainConfig(beta=10.0 ** -(i % 9), seed=i, data_seed=0) for i in range(m)], device)
+    group.objective = _compiled(_objective, compile_mode)
     n = len(data.train_x)
     perm = torch.randperm(n, device=device)
     sums = torch.zeros(3, m, device=device)
@@ -106,6 +107,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=120, help="timed steps per row (600 = one full epoch)")
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps before timing")
     ap.add_argument("--sweeps", type=int, nargs="*", default=[8, 16], help="sweep sizes M to time")
+    ap.add_argument("--compile", default="", help="also time a torch.compile'd single model: 'default' or "
+                                                  "'reduce-overhead' (CUDA graphs on a GPU)")
     ap.add_argument("--json", default=None, help="also write the table to this JSON file")
     args = ap.parse_args()
     dev = vt.pick_device(args.device)
@@ -114,6 +117,10 @@ def main() -> None:
     data = vt.load_mnist(root, dev)
     rows = [("plain PyTorch loop", 1, plain_loop(root, dev, args.steps, args.warmup))]
     rows.append(("vibtools single model", 1, vib_loop(data, dev, 1, args.steps, args.warmup)))
+    if args.compile:
+        mode = True if args.compile == "default" else args.compile
+        rows.append((f"vibtools single model, torch.compile({args.compile})", 1,
+                     vib_loop(data, dev, 1, args.steps, max(args.warmup, 20), mode)))
     for m in args.sweeps:
         rows.append((f"vibtools sweep M={m}", m, vib_loop(data, dev, m, max(args.steps // m, 10), args.warmup)))
     base = rows[0][2]["sec_per_step"] * STEPS_PER_EPOCH

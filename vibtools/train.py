@@ -121,6 +121,7 @@ class _Group:
         self.batches = torch.Generator(device=device).manual_seed(c.batch_seed)
         self.betas = torch.tensor([ci.beta for ci in configs], device=device)
         self.histories: list[dict[str, list]] = [{} for _ in configs]
+        self.objective: Callable = _objective
         self.epoch = 0
         self.trained_on = describe_device(device)
 
@@ -178,15 +179,42 @@ class _Group:
         return [c.seed for c in self.configs]
 
 
+def _objective(stack: VIBStack, betas: torch.Tensor, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor):
+    """Summed VIB loss of all models (they share no weights, so each gets its own gradient) and (3, M) stats."""
+    class_bits, info_bits, wrong = stack.loss_terms(x, y, eps)
+    loss = (class_bits + betas * info_bits).sum()
+    return loss, torch.stack([class_bits.detach(), info_bits.detach(), wrong.to(class_bits.dtype)])
+
+
+def _compiled(fn: Callable, mode: bool | str) -> Callable:
+    """``torch.compile(fn)`` that falls back to the plain ``fn``, with a warning, if compiling fails."""
+    if not mode:
+        return fn
+    compiled = torch.compile(fn, mode=None if mode is True else mode)
+    state = {"fn": compiled, "tried": False}
+
+    def call(*args):
+        if state["tried"]:
+            return state["fn"](*args)
+        state["tried"] = True
+        try:
+            return compiled(*args)
+        except Exception as exc:  # compile errors surface on the first call (no compiler, unsupported op)
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}); using the plain step", stacklevel=2)
+            state["fn"] = fn
+            return fn(*args)
+
+    return call
+
+
 def _train_step(group: _Group, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """One optimisation step of every model; returns the (3, M) class bits, info bits and error counts."""
-    class_bits, info_bits, wrong = group.stack.loss_terms(x, y, eps)
-    loss = (class_bits + group.betas * info_bits).sum()  # models share no weights: each gets its own gradient
+    loss, stats = group.objective(group.stack, group.betas, x, y, eps)
     group.opt.zero_grad(set_to_none=True)
     loss.backward()
     group.opt.step()
     group.ema.update()
-    return torch.stack([class_bits.detach(), info_bits.detach(), wrong.to(class_bits.dtype)])
+    return stats
 
 
 def _run_epoch(group: _Group, data: MNISTTensors, bar) -> dict[str, torch.Tensor]:
@@ -279,7 +307,8 @@ def _read_cached(path: Path | None, config: TrainConfig, fp: str) -> dict | None
 def train_sweep(configs: list[TrainConfig], data: MNISTTensors | None = None, *, device: str | None = None,
                 cache: bool | str | Path = True, progress: bool = True,
                 on_epoch: Callable[[int, list[dict]], None] | None = None,
-                checkpoint_every: int = 1, stop_after: int | None = None) -> list[RunResult]:
+                checkpoint_every: int = 1, stop_after: int | None = None,
+                compile: bool | str = False) -> list[RunResult]:
     """Train M models that differ in beta and/or seed in one pass, with stacked weights (chapter 4).
 
     Every model sees the same batch order (``batch_seed`` of the first config) and draws its own noise from
@@ -295,6 +324,8 @@ def train_sweep(configs: list[TrainConfig], data: MNISTTensors | None = None, *,
         on_epoch: called after each epoch with (epoch, [history row of each model]).
         checkpoint_every: store the state every this many epochs (and always at the end).
         stop_after: stop after this many epochs in total (to simulate an interruption).
+        compile: compile the forward and backward with ``torch.compile`` (True, or a mode such as
+            "reduce-overhead", which captures CUDA graphs on a GPU); falls back to the plain step on failure.
     Returns:
         One RunResult per config, in order.
     """
@@ -325,6 +356,7 @@ def train_sweep(configs: list[TrainConfig], data: MNISTTensors | None = None, *,
                           stacklevel=2)
         else:
             group.load_states(partial)
+    group.objective = _compiled(_objective, compile)
     c = configs[0]
     end = c.epochs if stop_after is None else min(c.epochs, stop_after)
     steps = len(data.train_x) // c.batch_size

@@ -1,0 +1,53 @@
+# The VIB book. `make book` builds the site from the notebooks' stored outputs; `make test` runs every check.
+# Both set up a virtual environment in .venv first (once). See README.md.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# MNIST: the shared copy beside the repository when it exists (CI, this team's machines), else vibtools' default.
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/MNIST/raw),)
+export VIBTOOLS_DATA ?= $(SHARED_DATA)
+endif
+TEST_CACHE ?= $(CURDIR)/_build/test-runs
+
+.PHONY: setup book assets test lint unit notebooks build-check site-test execute bench clean
+
+setup: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+assets: setup
+	bash scripts/fetch_site_assets.sh
+
+book: setup assets  ## build _build/html from the outputs stored in the notebooks (seconds)
+	$(VENV)/bin/jupyter-book build . -W --keep-going
+
+test: lint unit notebooks build-check site-test  ## everything CI runs
+
+lint: setup
+	$(VENV)/bin/ruff check vibtools tests benchmarks
+
+unit: setup
+	$(PY) -m pytest -q tests --ignore=tests/test_site.py
+
+notebooks: setup  ## execute every chapter in reduced settings (VIBTOOLS_QUICK=1), outputs not written back
+	rm -rf $(TEST_CACHE)
+	VIBTOOLS_QUICK=1 VIBTOOLS_CACHE=$(TEST_CACHE) MPLBACKEND=Agg $(PY) -m pytest -q --nbmake book
+
+build-check: book  ## the book must build with warnings as errors
+
+site-test: book
+	$(PY) -m pytest -q -rs tests/test_site.py
+
+execute: setup  ## re-run every chapter at full settings and write the outputs back into the notebooks
+	$(PY) -m pytest -q --nbmake --overwrite --nbmake-timeout=14400 book
+
+bench: setup
+	$(PY) benchmarks/bench_train.py
+
+clean:
+	rm -rf _build
