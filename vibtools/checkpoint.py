@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from .data import user_folder
+
 FORMAT = "vibtools-run-v1"
 ENV_CACHE = "VIBTOOLS_CACHE"
 
@@ -21,10 +23,7 @@ class CheckpointError(RuntimeError):
 
 def default_cache_dir() -> Path:
     """The run cache: $VIBTOOLS_CACHE if set, else ~/.cache/vibtools/runs."""
-    if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "vibtools" / "runs"
+    return user_folder(ENV_CACHE, "runs")
 
 
 def run_key(config: dict, data_fingerprint: str) -> str:

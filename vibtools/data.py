@@ -16,12 +16,17 @@ class DataNotFoundError(RuntimeError):
     """MNIST is not in the data folder and could not be downloaded."""
 
 
+def user_folder(env: str, name: str) -> Path:
+    """$env if set, else the per-user cache folder ($XDG_CACHE_HOME or ~/.cache)/vibtools/name."""
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "vibtools" / name
+
+
 def default_data_root() -> Path:
     """The data folder: $VIBTOOLS_DATA if set, else a per-user cache folder (~/.cache/vibtools/data)."""
-    if os.environ.get(ENV_DATA):
-        return Path(os.environ[ENV_DATA]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "vibtools" / "data"
+    return user_folder(ENV_DATA, "data")
 
 
 @dataclass
