@@ -1,0 +1,461 @@
+"""Browser tests of the built book (`_build/html`), offline, in Debian's headless Chromium.
+
+Run after `bash scripts/fetch_site_assets.sh && jupyter-book build . -W --keep-going`:
+
+    pytest -m browser tests/test_site.py
+
+The site is served by `python -m http.server` on 127.0.0.1; every request to another
+host is blocked and recorded (the site must work without a network).  Each page of
+`_toc.yml` is loaded once and the per-page findings are shared by the tests below.
+Screenshots of the landing page and the beta chapter go to `screenshots/`.
+
+Skipped (with the reason) when /usr/bin/chromium, Playwright or the built site is missing.
+Environment overrides: VIB_BOOK_HTML (built site folder), VIB_CHROMIUM (browser binary).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urldefrag, urljoin, urlparse
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML_DIR = Path(os.environ.get("VIB_BOOK_HTML", ROOT / "_build" / "html"))
+CHROMIUM = os.environ.get("VIB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT_DIR = ROOT / "screenshots"
+SCREENSHOT_PAGES = {"book/00_landing": "landing.png", "book/03_beta_sweep": "beta_sweep.png"}
+ANIMATION_PAGE = "book/05_explore"
+TIMEOUT_MS = 20_000
+
+# Visible text outside code that still holds TeX delimiters means math was not typeset.
+_RAW_TEX_JS = r"""() => {
+  const skip = new Set(['PRE', 'CODE', 'SCRIPT', 'STYLE', 'TEXTAREA', 'MJX-CONTAINER', 'NOSCRIPT']);
+  const root = document.querySelector('main') || document.body;
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {
+    acceptNode(node) {
+      for (let el = node.parentElement; el && el !== root.parentElement; el = el.parentElement) {
+        if (skip.has(el.tagName) || el.classList.contains('highlight')) return NodeFilter.FILTER_REJECT;
+      }
+      return NodeFilter.FILTER_ACCEPT;
+    }
+  });
+  const hits = [];
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const t = n.textContent;
+    if (/\$\$|\\\(|\\\[|\\begin\{/.test(t)) hits.push(t.trim().slice(0, 80));
+  }
+  return hits;
+}"""
+
+_WAIT_MATHJAX_JS = """async () => {
+  if (!document.querySelector('script[src*="mathjax"]')) return 'no-mathjax';
+  for (let i = 0; i < 100 && !(window.MathJax && MathJax.startup && MathJax.startup.promise); i++)
+    await new Promise(r => setTimeout(r, 50));
+  if (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) return 'mathjax-not-started';
+  await MathJax.startup.promise;
+  return 'typeset';
+}"""
+
+_IMAGES_JS = """async () => {
+  const imgs = [...document.querySelectorAll('article img, main .bd-content img')];
+  const uniq = [...new Set(imgs)];
+  await Promise.all(uniq.map(img => {
+    if (img.loading === 'lazy') img.loading = 'eager';
+    if (img.complete && img.naturalWidth > 0) return null;
+    return new Promise(r => { img.addEventListener('load', r); img.addEventListener('error', r);
+                              setTimeout(r, 5000); });
+  }));
+  return uniq.map(img => ({src: (img.currentSrc || img.src || '').slice(0, 120),
+                           id: img.id, alt: img.getAttribute('alt'),
+                           complete: img.complete, width: img.naturalWidth}));
+}"""
+
+_MATH_JS = """() => {
+  const math = [...document.querySelectorAll('.math')];
+  return {math: math.length,
+          untypeset: math.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 80)),
+          containers: document.querySelectorAll('mjx-container').length};
+}"""
+
+
+@dataclass
+class PageReport:
+    name: str
+    url: str
+    status: int | None = None
+    final_url: str = ""
+    console_errors: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    external_requests: list[str] = field(default_factory=list)
+    mathjax: str = ""
+    math: dict = field(default_factory=dict)
+    raw_tex: list[str] = field(default_factory=list)
+    images: list[dict] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    colab_links: list[str] = field(default_factory=list)
+    widget_views: int = 0
+    rendered_widgets: int = 0
+
+
+def _toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+            walk(entry.get("chapters"))
+            for part in entry.get("parts", []) or []:
+                walk(part.get("chapters"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts", []) or []:
+        walk(part.get("chapters"))
+    return [re.sub(r"\.(ipynb|md|rst)$", "", f) for f in files]
+
+
+TOC_PAGES = _toc_files()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def site_url():
+    if not (HTML_DIR / "index.html").is_file():
+        pytest.skip(
+            f"the book is not built ({HTML_DIR}/index.html missing): run "
+            "`bash scripts/fetch_site_assets.sh && jupyter-book build . -W --keep-going` first"
+        )
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(HTML_DIR)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"http.server exited with {proc.returncode}")
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"http.server did not answer on {url}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def _new_context(browser, site_url, report: PageReport | None = None):
+    """A browser context that only lets requests to the local server through."""
+    host = urlparse(site_url).netloc
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+    context.set_default_timeout(TIMEOUT_MS)
+
+    def route(r):
+        u = urlparse(r.request.url)
+        if u.scheme in ("data", "blob", "about") or u.netloc == host:
+            r.continue_()
+        else:
+            if report is not None:
+                report.external_requests.append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    return context
+
+
+def _attach_listeners(page, report: PageReport, host: str) -> None:
+    page.on("console", lambda m: m.type == "error" and report.console_errors.append(f"console: {m.text}"))
+    page.on("pageerror", lambda e: report.console_errors.append(f"uncaught: {e}"))
+
+    def on_failed(req):
+        if urlparse(req.url).netloc == host:  # external ones are aborted on purpose, recorded by the route
+            report.failed_requests.append(f"{req.url} ({req.failure})")
+
+    def on_response(resp):
+        if resp.status >= 400 and urlparse(resp.url).netloc == host:
+            report.failed_requests.append(f"{resp.url} (HTTP {resp.status})")
+
+    page.on("requestfailed", on_failed)
+    page.on("response", on_response)
+
+
+def _settle(page) -> str:
+    """Wait until MathJax has typeset and the network is quiet; return the MathJax state."""
+    state = page.evaluate(_WAIT_MATHJAX_JS)
+    try:
+        page.wait_for_load_state("networkidle", timeout=5000)
+    except Exception:  # noqa: BLE001 - a page that never goes idle is reported by the other checks
+        pass
+    return state
+
+
+@pytest.fixture(scope="session")
+def reports(browser, site_url) -> dict[str, PageReport]:
+    """Load every _toc.yml page once (plus the site root) and record what happened."""
+    host = urlparse(site_url).netloc
+    out: dict[str, PageReport] = {}
+    for name in ["(root)", *TOC_PAGES]:
+        url = site_url if name == "(root)" else urljoin(site_url, f"{name}.html")
+        rep = PageReport(name=name, url=url)
+        context = _new_context(browser, site_url, rep)
+        page = context.new_page()
+        _attach_listeners(page, rep, host)
+        try:
+            resp = page.goto(url, wait_until="load")
+            rep.status = resp.status if resp else None
+            if name == "(root)":  # index.html is a meta-refresh redirect to the landing page
+                page.wait_for_url(re.compile(re.escape(TOC_PAGES[0]) + r"\.html"), timeout=5000)
+            rep.final_url = page.url
+            rep.mathjax = _settle(page)
+            rep.math = page.evaluate(_MATH_JS)
+            rep.raw_tex = page.evaluate(_RAW_TEX_JS)
+            rep.images = page.evaluate(_IMAGES_JS)
+            rep.links = page.eval_on_selector_all("a[href]", "els => els.map(a => a.href)")
+            rep.colab_links = [u for u in rep.links if u.startswith("https://colab.research.google.com")]
+            rep.widget_views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
+            if rep.widget_views:
+                try:
+                    page.wait_for_selector(".jupyter-widgets, .widget-inline-hbox", timeout=10_000)
+                except Exception:  # noqa: BLE001 - counted below
+                    pass
+                rep.rendered_widgets = page.locator(".jupyter-widgets, .widget-inline-hbox").count()
+        except Exception as exc:  # noqa: BLE001 - keep going, the tests report it per page
+            rep.console_errors.append(f"navigation: {exc}")
+        finally:
+            context.close()
+        out[name] = rep
+    return out
+
+
+def _fail_if(problems: list[str], what: str) -> None:
+    if problems:
+        pytest.fail(f"{what}:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+def test_pages_load_offline_without_errors(reports):
+    problems = []
+    for rep in reports.values():
+        if rep.status != 200:
+            problems.append(f"{rep.name}: HTTP status {rep.status} for {rep.url}")
+        problems += [f"{rep.name}: {e}" for e in rep.console_errors]
+        problems += [f"{rep.name}: failed request {r}" for r in rep.failed_requests]
+        problems += [f"{rep.name}: request to another host {r}" for r in rep.external_requests]
+    _fail_if(problems, "pages with errors or network requests off 127.0.0.1")
+
+
+def test_math_is_typeset(reports):
+    problems, pages_with_math = [], 0
+    for rep in reports.values():
+        if rep.math.get("math"):
+            pages_with_math += 1
+            if rep.mathjax != "typeset":
+                problems.append(f"{rep.name}: has math but MathJax state is {rep.mathjax!r}")
+            if rep.math["untypeset"]:
+                problems.append(f"{rep.name}: math not typeset: {rep.math['untypeset'][:3]}")
+            if not rep.math["containers"]:
+                problems.append(f"{rep.name}: no <mjx-container> although the page has math")
+        if rep.raw_tex:
+            problems.append(f"{rep.name}: raw TeX left in visible text: {rep.raw_tex[:3]}")
+    _fail_if(problems, "math problems")
+    if not pages_with_math:
+        pytest.fail("no page of the book has math; expected at least one", pytrace=False)
+
+
+def test_images_load_and_have_alt_text(reports):
+    problems = []
+    for rep in reports.values():
+        if rep.name == "(root)":
+            continue
+        for img in rep.images:
+            label = img["id"] or img["src"] or "<img without src>"
+            if not (img["complete"] and img["width"] > 0):
+                problems.append(f"{rep.name}: image did not load: {label}")
+            if not (img["alt"] or "").strip():
+                problems.append(f"{rep.name}: image without alt text: {label}")
+    _fail_if(problems, "image problems")
+
+
+def test_stored_widgets_render(reports):
+    """Pages whose notebooks store ipywidgets state render them with the vendored embed bundle."""
+    with_widgets = [rep for rep in reports.values() if rep.widget_views and rep.name != "(root)"]
+    if not with_widgets:
+        pytest.skip("no page stores ipywidgets state")
+    _fail_if(
+        [f"{r.name}: {r.widget_views} widget views, none rendered" for r in with_widgets if not r.rendered_widgets],
+        "widgets not rendered",
+    )
+
+
+def test_colab_links_point_at_the_chapter_notebooks(reports):
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    repo = cfg.get("repository") or {}
+    owner_repo = urlparse(repo["url"]).path.strip("/").removesuffix(".git")
+    branch = repo.get("branch") or "main"
+    prefix = (repo.get("path_to_book") or "").strip().strip("/")
+    prefix = "" if prefix in ("", ".") else prefix + "/"
+    colab = ((cfg.get("launch_buttons") or {}).get("colab_url") or "https://colab.research.google.com").rstrip("/")
+    # (path_to_book "." makes the theme write ".../blob/main/./book/x.ipynb"; `a.href` gives the URL the
+    # browser really opens, with the "./" segment resolved away)
+    notebooks = [
+        n for n in TOC_PAGES if (ROOT / f"{n}.ipynb").is_file() or (HTML_DIR / "_sources" / f"{n}.ipynb").is_file()
+    ]
+    if not notebooks:
+        pytest.skip("no chapter of _toc.yml is a notebook")
+    problems = []
+    for name in notebooks:
+        want = f"{colab}/github/{owner_repo}/blob/{branch}/{prefix}{name}.ipynb"
+        got = sorted(set(reports[name].colab_links))
+        if got != [want]:
+            problems.append(f"{name}: Colab link(s) {got or 'missing'}, expected {want}")
+    _fail_if(problems, "Colab launch links")
+
+
+class _Ids(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        for k, v in attrs:
+            if k in ("id", "name") and v:
+                self.ids.add(v)
+
+
+def test_internal_links_resolve(reports, site_url):
+    host = urlparse(site_url).netloc
+    targets: dict[str, set[str]] = {}
+    for rep in reports.values():
+        for href in rep.links:
+            if urlparse(href).netloc != host:
+                continue
+            page, frag = urldefrag(href)
+            targets.setdefault(page, set())
+            if frag:
+                targets[page].add(frag)
+    assert targets, "no internal links found"
+    problems = []
+    for page, frags in sorted(targets.items()):
+        try:
+            with urllib.request.urlopen(page, timeout=10) as resp:
+                body = resp.read().decode("utf-8", "replace") if page.endswith((".html", "/")) else ""
+        except urllib.error.HTTPError as exc:
+            problems.append(f"{page}: HTTP {exc.code}")
+            continue
+        if body and frags:
+            parser = _Ids()
+            parser.feed(body)
+            missing = sorted(f for f in frags if urllib.request.unquote(f) not in parser.ids)
+            problems += [f"{page}#{f}: no such anchor" for f in missing]
+    _fail_if(problems, "broken internal links")
+
+
+def test_beta_slider_changes_the_frame(browser, site_url):
+    if ANIMATION_PAGE not in TOC_PAGES:
+        pytest.skip(f"{ANIMATION_PAGE} is not in _toc.yml")
+    context = _new_context(browser, site_url)
+    try:
+        page = context.new_page()
+        page.goto(urljoin(site_url, f"{ANIMATION_PAGE}.html"), wait_until="load")
+        if not page.locator('div.animation input[type="range"]').count():
+            pytest.fail(
+                f"{ANIMATION_PAGE} has no FuncAnimation.to_jshtml() slider (div.animation input[type=range]); "
+                "are the notebook's outputs stored?",
+                pytrace=False,
+            )
+        anim = page.locator("div.animation").first
+        slider = anim.locator('input[type="range"]')
+        img = anim.locator("img").first
+        # matplotlib creates `anim<id>` in a setTimeout; it sets slider.max and the first frame
+        anim_id = img.get_attribute("id").removeprefix("_anim_img")
+        page.wait_for_function(f"() => window['anim{anim_id}'] !== undefined", timeout=10_000)
+        page.wait_for_function("el => !!el.getAttribute('src')", arg=img.element_handle())
+        n_max = int(slider.evaluate("el => el.max"))
+        assert n_max >= 1, "the animation has a single frame"
+        first = img.get_attribute("src")
+
+        slider.focus()
+        page.keyboard.press("ArrowRight")  # a real input event, as a reader's keyboard would give
+        assert slider.input_value() == "1"
+        second = img.get_attribute("src")
+        assert second != first, "moving the slider by one step did not change the frame image"
+
+        slider.fill(str(n_max))  # drag to the end
+        last = img.get_attribute("src")
+        assert last not in (first, second) or n_max == 1, "the last frame shows the same image"
+        assert img.evaluate("el => el.naturalWidth") > 0
+
+        # the control buttons show their icons: the theme's Font Awesome 6 script swaps the
+        # <i class="fa fa-..."> for inline SVG; without it the vendored Font Awesome 4 font draws them
+        widths = anim.locator(".anim-buttons button").evaluate_all(
+            "bs => bs.map(b => { const i = b.querySelector('i, svg');"
+            " return i ? i.getBoundingClientRect().width : 0; })"
+        )
+        assert widths and all(w > 0 for w in widths), f"animation buttons without a visible icon: {widths}"
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("name", list(SCREENSHOT_PAGES))
+def test_screenshot(browser, site_url, name):
+    if name not in TOC_PAGES:
+        pytest.skip(f"{name} is not in _toc.yml")
+    SCREENSHOT_DIR.mkdir(exist_ok=True)
+    context = _new_context(browser, site_url)
+    try:
+        page = context.new_page()
+        resp = page.goto(urljoin(site_url, f"{name}.html"), wait_until="load")
+        assert resp and resp.status == 200
+        _settle(page)
+        page.evaluate(_IMAGES_JS)
+        path = SCREENSHOT_DIR / SCREENSHOT_PAGES[name]
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 10_000
+    finally:
+        context.close()
