@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -37,6 +37,7 @@ class MNISTTensors:
     train_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    _fingerprint: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:
@@ -44,19 +45,23 @@ class MNISTTensors:
 
     def to(self, device: torch.device | str) -> MNISTTensors:
         """Return a copy on ``device``."""
-        return MNISTTensors(*(t.to(device) for t in (self.train_x, self.train_y, self.test_x, self.test_y)))
+        moved = (t.to(device) for t in (self.train_x, self.train_y, self.test_x, self.test_y))
+        return MNISTTensors(*moved, _fingerprint=self._fingerprint)  # same data, same fingerprint
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> MNISTTensors:
         """Return the first ``n_train`` training and ``n_test`` test examples (reduced-settings runs and tests)."""
         return MNISTTensors(self.train_x[:n_train], self.train_y[:n_train], self.test_x[:n_test], self.test_y[:n_test])
 
     def fingerprint(self) -> str:
-        """A short hash of the data, so the run cache never mixes results from different data."""
+        """A short hash of the data, so the run cache never mixes results from different data (computed once)."""
+        if self._fingerprint is not None:
+            return self._fingerprint
         h = hashlib.sha1()
         for t in (self.train_x, self.train_y, self.test_x, self.test_y):
             h.update(str(tuple(t.shape)).encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
+        self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
 
 
 _CACHE: dict[str, MNISTTensors] = {}
