@@ -35,7 +35,7 @@ class BookSettings:
 FULL = BookSettings(
     mode="full", n_train=None, n_test=None, reference_epochs=10,
     sweep_epochs=8, sweep_betas=tuple(10.0 ** e for e in range(-9, 1)),
-    embed_epochs=10, embed_betas=(1e-4, 1e-3, 1e-2, 1e-1, 3e-1, 1.0),
+    embed_epochs=30, embed_betas=(1e-4, 1e-3, 1e-2, 1e-1, 3e-1, 1.0),
 )
 QUICK = BookSettings(
     mode="quick", n_train=2000, n_test=1000, reference_epochs=2,
