@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, default_cache_dir, load_checkpoint, run_key, save_checkpoint, save_json
 from .data import MNISTTensors, load_mnist
 from .device import configure_fast_math, describe_device, pick_device
+from .ema import EMA
 from .evaluate import _noise, eval_generators, evaluate_stack, to_floats
 from .model import VIB
 from .stack import VIBStack
@@ -114,8 +115,6 @@ class _Group:
         self.ema_stack = VIBStack([_init_model(ci) for ci in configs[:1]] * len(configs)).to(device)
         self.opt = _make_adam(self.stack.parameters(), c, device)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=c.decay_epochs, gamma=c.decay_rate)
-        from .ema import EMA
-
         self.ema = EMA(self.stack.parameters(), c.ema_decay)
         self.noise = [torch.Generator(device=device).manual_seed(ci.seed) for ci in configs]
         self.batches = torch.Generator(device=device).manual_seed(c.batch_seed)
