@@ -36,7 +36,7 @@ unit: setup
 
 notebooks: setup  ## execute every chapter in reduced settings (VIBTOOLS_QUICK=1), outputs not written back
 	rm -rf $(TEST_CACHE)
-	VIBTOOLS_QUICK=1 VIBTOOLS_CACHE=$(TEST_CACHE) $(PY) -m pytest -q --nbmake book
+	VIBTOOLS_QUICK=1 VIBTOOLS_CACHE=$(TEST_CACHE) $(PY) -m pytest -q --durations=0 --nbmake book
 
 build-check: book  ## the book must build with warnings as errors
 
