@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import html
+import io
+
 import matplotlib.pyplot as plt
 import torch
 
@@ -25,7 +29,7 @@ def beta_explorer(results, x: torch.Tensor, y: torch.Tensor, data=None, device: 
         An ``ipywidgets.VBox`` to display.
     """
     import ipywidgets as w
-    from IPython.display import display
+    from IPython.display import HTML, display
 
     state = {"results": sorted(results, key=lambda r: r.config.beta)}
 
@@ -36,8 +40,18 @@ def beta_explorer(results, x: torch.Tensor, y: torch.Tensor, data=None, device: 
                                continuous_update=False, layout=w.Layout(width="60%"))
 
     def show(beta):
-        plots.explore_figure(nearest(state["results"], beta), state["results"], x, y)
-        plt.show()
+        # An <img> with alt text rather than plt.show(): the stored widget output is rendered without a kernel in
+        # the book's pages too, and a figure there needs its alt text.
+        r = nearest(state["results"], beta)
+        fig = plots.explore_figure(r, state["results"], x, y)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight")
+        plt.close(fig)
+        alt = (f"Left: 2-D posterior means of test digits and their 95% ellipses for the K=2 model at "
+               f"beta={r.config.beta:g}, over the decoder's entropy. Right: the information plane of all K=2 models "
+               "with this one circled.")
+        src = base64.b64encode(buf.getvalue()).decode()
+        display(HTML(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{src}" style="max-width:100%">'))
 
     out = w.interactive_output(show, {"beta": slider})
     children = [slider, out]
