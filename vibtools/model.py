@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -35,24 +36,27 @@ def posterior(head: torch.Tensor, k: int, covariance: str = "diag") -> Distribut
         A distribution with batch shape ``head.shape[:-1]`` and event shape (K,).
     """
     mu = head[..., :k]
+    # validate_args=False: the parameters are valid by construction, and validating them checks a tensor on the
+    # host, which would force a GPU synchronisation at every step.
     if covariance == "diag":
-        return Independent(Normal(mu, F.softplus(head[..., k:] - 5.0)), 1)
+        return Independent(Normal(mu, F.softplus(head[..., k:] - 5.0), validate_args=False), 1, validate_args=False)
     if covariance == "full":
         rows, cols = torch.tril_indices(k, k, device=head.device)
         tril = head.new_zeros(*head.shape[:-1], k, k)
         tril[..., rows, cols] = head[..., k:]
         diag = F.softplus(tril.diagonal(dim1=-2, dim2=-1) - 5.0)
         tril = tril.tril(-1) + torch.diag_embed(diag)
-        return MultivariateNormal(mu, scale_tril=tril)
+        return MultivariateNormal(mu, scale_tril=tril, validate_args=False)
     raise ValueError(f"covariance {covariance!r} has no posterior distribution")
 
 
+@functools.lru_cache(maxsize=32)
 def prior(k: int, covariance: str = "diag", device: torch.device | str = "cpu") -> Distribution:
-    """The prior r(z) = N(0, I) in the same family as the posterior, so KL has a closed form."""
+    """The prior r(z) = N(0, I) in the same family as the posterior, so KL has a closed form (built once)."""
     zeros = torch.zeros(k, device=device)
     if covariance == "full":
-        return MultivariateNormal(zeros, scale_tril=torch.eye(k, device=device))
-    return Independent(Normal(zeros, torch.ones(k, device=device)), 1)
+        return MultivariateNormal(zeros, scale_tril=torch.eye(k, device=device), validate_args=False)
+    return Independent(Normal(zeros, torch.ones(k, device=device), validate_args=False), 1, validate_args=False)
 
 
 def reparameterize(q: Distribution, eps: torch.Tensor) -> torch.Tensor:
