@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every GPU check of the project in one prepared run, for a session that is lent a CUDA device:
+#   1. the unit tests on the GPU-capable install (they force the CPU where they compare exact histories);
+#   2. the throughput benchmark on CUDA (plain loop, single model, compiled single model with CUDA graphs,
+#      sweeps of 8 and 16) -> $OUT/bench_cuda.json;
+#   3. the paper's protocol (K=256, beta=1e-3, 200 epochs, 3 seeds) -> $OUT/paper_protocol.json.
+# Usage (from the repository root, MNIST in ../shared/data or $VIBTOOLS_DATA):
+#   OUT=/tmp/out bash benchmarks/gpu_session.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-gpu_results}"
+mkdir -p "$OUT"
+DATA="${VIBTOOLS_DATA:-../shared/data}"
+PY="${PY:-python}"
+nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
+"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__)"
+timeout 300 "$PY" benchmarks/bench_train.py --data "$DATA" --device cuda --steps 600 --sweeps 8 16 \
+    --compile reduce-overhead --json "$OUT/bench_cuda.json" | tee "$OUT/bench_cuda.txt"
+timeout 1800 "$PY" benchmarks/paper_protocol.py --data "$DATA" --device cuda --compile reduce-overhead \
+    --cache "$OUT/runs" --out "$OUT/paper_protocol.json" | tee "$OUT/paper_protocol.txt"
