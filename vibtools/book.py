@@ -70,20 +70,22 @@ class Stopwatch:
         return time.perf_counter() - self.t0
 
 
-def provenance(device: torch.device | str, epochs: int | str, seconds: float) -> str:
+def provenance(device: torch.device | str, epochs: int | str, seconds: float, what: str = "wall time") -> str:
     """The line each chapter prints under its results: version, mode, device, epochs, wall time.
 
     Args:
         device: a torch device, or the ``RunResult.device`` text of the runs shown.
         epochs: epochs of the runs shown ("n/a" for chapters without training).
-        seconds: wall time of the work shown (training time from the histories for cached runs).
+        seconds: the time of the work shown.
+        what: what ``seconds`` measures: "wall time" of the notebook, or "training time" summed over the
+            epochs of the runs shown (:func:`training_seconds`), which stays true when the runs come from the cache.
     """
     from . import __version__
     from .device import describe_device
 
     where = device if isinstance(device, str) and "(" in device else describe_device(device)
     return (f"provenance: vibtools {__version__}, mode={settings().mode}, device={where}, epochs={epochs}, "
-            f"wall time {seconds:.0f} s")
+            f"{what} {seconds:.0f} s")
 
 
 def reference_config():
