@@ -10,7 +10,6 @@ averaging alone, since on a CPU they are a large share of the plain loop's time.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
@@ -153,8 +152,8 @@ def main() -> None:
     for m in args.sweeps:
         rows.append((f"vibtools sweep M={m}", m, vib_loop(data, dev, m, max(args.steps // m, 10), args.warmup)))
     base = rows[0][2]["sec_per_step"] * STEPS_PER_EPOCH
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
-    print(f"device: {dev.type} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
+    name = vt.device.describe_device(dev)
+    print(f"device: {name}, torch {torch.__version__}")
     print("| loop | s per model-epoch | model-epochs per s | speed-up vs plain | optimizer ms/step "
           "| averaging ms/step |")
     print("|---|---|---|---|---|---|")
@@ -168,7 +167,7 @@ def main() -> None:
     table.append({"loop": "matrix products alone", "models": 1, "sec_per_model_epoch": floor,
                   "speedup": base / floor})
     if args.json:
-        vt.checkpoint.save_json(args.json, {"device": f"{dev.type} ({name})", "rows": table})
+        vt.checkpoint.save_json(args.json, {"device": name, "rows": table})
 
 
 if __name__ == "__main__":

@@ -188,7 +188,7 @@ def plot_error_vs_beta(results, ax=None, split: str = "test"):
     return ax
 
 
-def explore_figure(result, plane_results, x: torch.Tensor, y: torch.Tensor, lim: float | None = None):
+def explore_figure(result, plane_results, x: torch.Tensor, y: torch.Tensor, lim: float | None = None, fig=None):
     """Chapter 6's view of one β: its 2-D embedding beside the information plane with that model marked.
 
     Args:
@@ -197,10 +197,14 @@ def explore_figure(result, plane_results, x: torch.Tensor, y: torch.Tensor, lim:
         x: images to embed (on the model's device).
         y: their labels.
         lim: fixed half-width of the embedding axes, so frames line up.
+        fig: a Figure to clear and draw into (an animation frame); None makes a new one.
     Returns:
         The Figure.
     """
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
+    if fig is None:
+        fig = plt.figure(figsize=(11, 4.6))
+    fig.clear()
+    a, b = fig.subplots(1, 2)
     m = result.final["ema_test"]
     plot_embedding(result.ema_model, x, y, ax=a, lim=lim,
                    title=f"β = {result.config.beta:g}: test error {100 * m['avg_err']:.1f}% (12 samples)")
@@ -226,14 +230,7 @@ def embedding_animation(results, x: torch.Tensor, y: torch.Tensor, lim: float | 
     fig = plt.figure(figsize=(11, 4.6))
 
     def draw(i):
-        fig.clear()
-        a, b = fig.subplots(1, 2)
-        r = results[i]
-        m = r.final["ema_test"]
-        plot_embedding(r.ema_model, x, y, ax=a, lim=lim,
-                       title=f"β = {r.config.beta:g}: test error {100 * m['avg_err']:.1f}% (12 samples)")
-        plot_information_plane(results, ax=b, marker_for=r.config.beta)
-        fig.tight_layout()
+        explore_figure(results[i], results, x, y, lim, fig=fig)
         return []
 
     anim = FuncAnimation(fig, draw, frames=len(results), interval=1000, blit=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -112,7 +113,7 @@ class _Group:
         self.configs, self.device = configs, device
         c = configs[0]
         self.stack = VIBStack([_init_model(ci) for ci in configs]).to(device)
-        self.ema_stack = VIBStack([_init_model(ci) for ci in configs[:1]] * len(configs)).to(device)
+        self.ema_stack = copy.deepcopy(self.stack)  # holds the debiased averages when evaluated (sync_ema)
         self.opt = _make_adam(self.stack.parameters(), c, device)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=c.decay_epochs, gamma=c.decay_rate)
         self.ema = EMA(self.stack.parameters(), c.ema_decay)
