@@ -1,9 +1,19 @@
-"""MNIST as device-resident float tensors (chapter 3): read once with torchvision, never a per-step DataLoader."""
+"""MNIST as device-resident float tensors: read once with torchvision, never a per-step DataLoader.
+
+``load_mnist`` checks the four raw IDX files itself (header, length, image size, label count and range) before
+torchvision parses them, so a truncated, garbled or mismatched file stops the run with a one-line message naming the
+file, before any training starts. A failed load leaves the data folder as it found it.
+"""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import math
 import os
+import shutil
+import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,9 +21,23 @@ import torch
 
 ENV_DATA = "VIBTOOLS_DATA"
 
+# (split, images file, labels file) in torchvision's layout; each file may also be present only as <name>.gz
+_SPLITS = (("train", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+           ("t10k", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+_FILES = tuple(name for _, images, labels in _SPLITS for name in (images, labels))
+_MAGIC = {"images": 0x00000803, "labels": 0x00000801}  # unsigned bytes; 3 dimensions for images, 1 for labels
+_SIDE = 28
+_CLASSES = 10
+_REDO = "delete it and rerun to download it again, or put the original file there"
+_REDO_BOTH = "delete both and rerun to download them again, or put the original files there"
+
 
 class DataNotFoundError(RuntimeError):
     """MNIST is not in the data folder and could not be downloaded."""
+
+
+class MNISTFileError(DataNotFoundError):
+    """An MNIST file is present but wrong: truncated, not an IDX file, or inconsistent with its partner file."""
 
 
 def user_folder(env: str, name: str) -> Path:
@@ -29,9 +53,13 @@ def default_data_root() -> Path:
     return user_folder(ENV_DATA, "data")
 
 
-@dataclass
+@dataclass(eq=False)
 class MNISTTensors:
-    """Train and test images as (N, 784) floats in [0, 1] and labels as int64, all on one device."""
+    """Train and test images as (N, 784) floats in [0, 1] and labels as int64, all on one device.
+
+    Two instances are equal when their four tensors have the same shapes, dtypes and values (compared on the CPU
+    when the devices differ); the cached fingerprint plays no part. Instances are unhashable, like tensors' contents.
+    """
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -39,13 +67,32 @@ class MNISTTensors:
     test_y: torch.Tensor
     _fingerprint: str | None = field(default=None, repr=False, compare=False)
 
+    __hash__ = None  # type: ignore[assignment]  # equality is by value and the tensors are mutable
+
+    def _tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The four tensors in a fixed order."""
+        return self.train_x, self.train_y, self.test_x, self.test_y
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MNISTTensors):
+            return NotImplemented
+        for a, b in zip(self._tensors(), other._tensors()):
+            if a.shape != b.shape or a.dtype != b.dtype:
+                return False
+            if a.device != b.device:
+                a, b = a.cpu(), b.cpu()
+            if not torch.equal(a, b):
+                return False
+        return True
+
     @property
     def device(self) -> torch.device:
+        """The device all four tensors live on."""
         return self.train_x.device
 
     def to(self, device: torch.device | str) -> MNISTTensors:
         """Return a copy on ``device``."""
-        moved = (t.to(device) for t in (self.train_x, self.train_y, self.test_x, self.test_y))
+        moved = (t.to(device) for t in self._tensors())
         return MNISTTensors(*moved, _fingerprint=self._fingerprint)  # same data, same fingerprint
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> MNISTTensors:
@@ -57,7 +104,7 @@ class MNISTTensors:
         if self._fingerprint is not None:
             return self._fingerprint
         h = hashlib.sha1()
-        for t in (self.train_x, self.train_y, self.test_x, self.test_y):
+        for t in self._tensors():
             h.update(str(tuple(t.shape)).encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         self._fingerprint = h.hexdigest()[:16]
@@ -67,9 +114,240 @@ class MNISTTensors:
 _CACHE: dict[str, MNISTTensors] = {}
 
 
+@dataclass
+class _IdxFile:
+    """One checked raw file: where it is, its dimensions, and its decompressed bytes when it is a .gz."""
+
+    path: Path
+    dims: tuple[int, ...]
+    data: bytes | None = None
+
+
+def _one_line(text: object) -> str:
+    """``text`` with all whitespace runs (newlines included) collapsed to single spaces."""
+    return " ".join(str(text).split())
+
+
+def _locate(raw: Path, name: str) -> Path | None:
+    """The file torchvision would use for ``name``: the plain file, else ``name.gz``, else None."""
+    for path in (raw / name, raw / f"{name}.gz"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _gunzip(path: Path) -> bytes:
+    """The decompressed contents of ``path``, or MNISTFileError when it is not a complete gzip file."""
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except EOFError:
+        raise MNISTFileError(f"{path} is truncated: its gzip stream ends early; {_REDO}") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise MNISTFileError(f"{path} is not a valid gzip file ({_one_line(exc)}); {_REDO}") from None
+
+
+def _describe(kind: str, dims: tuple[int, ...]) -> str:
+    """What an IDX header promises, in words: '60000 images of 28x28' or '60000 labels'."""
+    if kind == "images":
+        return f"{dims[0]} images of {dims[1]}x{dims[2]}"
+    return f"{dims[0]} labels"
+
+
+def _check_idx(path: Path, kind: str) -> _IdxFile:
+    """Parse and check the IDX header and length of ``path`` (``kind`` is 'images' or 'labels'); labels' range too."""
+    gz = path.name.endswith(".gz")
+    data = _gunzip(path) if gz else None
+    if data is not None:
+        size, head = len(data), data[:16]
+    else:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(16)
+    unzipped = " once decompressed" if gz else ""
+    if size < 4:
+        raise MNISTFileError(f"{path} is truncated: it holds {size} bytes{unzipped}, not even an IDX header; {_REDO}")
+    magic = int.from_bytes(head[:4], "big")
+    if magic != _MAGIC[kind]:
+        raise MNISTFileError(f"{path} is not an MNIST IDX file (bad magic number 0x{magic:08x}, expected "
+                             f"0x{_MAGIC[kind]:08x} for {kind}); {_REDO}")
+    n_dims = magic & 0xFF
+    header = 4 + 4 * n_dims
+    if size < header:
+        raise MNISTFileError(f"{path} is truncated: it holds {size} bytes{unzipped}, less than its {header}-byte "
+                             f"header; {_REDO}")
+    dims = tuple(int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(n_dims))
+    if kind == "images" and dims[1:] != (_SIDE, _SIDE):
+        raise MNISTFileError(f"{path} holds images of {dims[1]}x{dims[2]}, not {_SIDE}x{_SIDE}, so it is not "
+                             f"MNIST; {_REDO}")
+    expected = header + math.prod(dims)
+    if size != expected:
+        what = "is truncated" if size < expected else "is longer than its header says"
+        raise MNISTFileError(f"{path} {what}: its header promises {_describe(kind, dims)} ({expected} bytes) but "
+                             f"it holds {size} bytes{unzipped}; {_REDO}")
+    if kind == "labels":
+        if data is None:
+            with open(path, "rb") as f:
+                f.seek(header)
+                body = f.read()
+        else:
+            body = data[header:]
+        _check_label_range(path, max(body, default=0))
+    return _IdxFile(path, dims, data)
+
+
+def _check_label_range(where: Path, largest: int) -> None:
+    """MNISTFileError when the largest label value ``largest`` (labels are unsigned) is outside 0-9."""
+    if largest >= _CLASSES:
+        raise MNISTFileError(f"{where} holds label values outside 0-{_CLASSES - 1} (found {largest}); {_REDO}")
+
+
+def _check_pair(images: _IdxFile, labels: _IdxFile) -> None:
+    """MNISTFileError when a labels file does not hold one label per image of its images file."""
+    if images.dims[0] != labels.dims[0]:
+        raise MNISTFileError(f"{labels.path} holds {labels.dims[0]} labels for {images.dims[0]} images (in "
+                             f"{images.path}); {_REDO_BOTH}")
+
+
+def _check_folders(root: Path) -> None:
+    """DataNotFoundError when the data folder, MNIST/ or MNIST/raw/ exists but is a file or cannot be read."""
+    for path in (root, root / "MNIST", root / "MNIST" / "raw"):
+        try:
+            is_dir = path.is_dir()
+            exists = is_dir or path.exists()
+        except OSError as exc:
+            raise DataNotFoundError(f"cannot read {path} ({_one_line(exc.strerror or exc)}): pass a data folder you "
+                                    f"can read, or fix its permissions") from None
+        if not exists:
+            return
+        if not is_dir:
+            raise DataNotFoundError(f"{path} is a file, not a folder: pass a data folder that holds MNIST/raw/ "
+                                    f"(torchvision's layout), or an empty or new folder to download MNIST into")
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise DataNotFoundError(f"cannot read the folder {path} (permission denied): pass a data folder you can "
+                                    f"read, or fix its permissions")
+
+
+def _check_present(raw: Path) -> dict[str, _IdxFile]:
+    """Check every MNIST file present in ``raw`` (missing ones are skipped), pairs included when both are there."""
+    found: dict[str, _IdxFile] = {}
+    for _, images, labels in _SPLITS:
+        for name, kind in ((images, "images"), (labels, "labels")):
+            path = _locate(raw, name)
+            if path is not None:
+                found[name] = _check_idx(path, kind)
+        if images in found and labels in found:
+            _check_pair(found[images], found[labels])
+    return found
+
+
+def _missing_message(raw: Path, missing: list[str], reason: str) -> str:
+    """The one-line DataNotFoundError message: the folder, what is missing, why, and what to put there."""
+    which = "" if len(missing) == len(_FILES) else f" (missing {', '.join(missing)})"
+    return (f"MNIST not found in {raw}{which} and {reason}: put the four files "
+            f"train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte "
+            f"(optionally .gz) in that folder, or pass another data folder")
+
+
+def _download(root: Path) -> None:
+    """Download the missing files into ``root``/MNIST/raw with torchvision's own downloader, without parsing them."""
+    from torchvision.datasets import MNIST
+
+    # MNIST.download() needs only ``root``; building the dataset would also parse the files before we check them
+    dataset = MNIST.__new__(MNIST)
+    dataset.root = os.fspath(root)
+    dataset.download()
+
+
+def _stage(files: dict[str, _IdxFile], folder: Path) -> None:
+    """Lay the checked files out as ``folder``/MNIST/raw/<name> (links, or the decompressed bytes of .gz files)."""
+    raw = folder / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, checked in files.items():
+        target = raw / name
+        if checked.data is not None:
+            target.write_bytes(checked.data)
+            continue
+        try:
+            target.symlink_to(checked.path.resolve())
+        except OSError:  # no symlinks here (e.g. Windows without developer mode): copy instead
+            shutil.copyfile(checked.path, target)
+
+
+def _parse(files: dict[str, _IdxFile], raw: Path) -> list[torch.Tensor]:
+    """Read the checked files through ``torchvision.datasets.MNIST``; returns [train_x, train_y, test_x, test_y]."""
+    from torchvision.datasets import MNIST
+
+    tensors: list[torch.Tensor] = []
+    # torchvision reads only the plain files (and prefers a legacy MNIST/processed/ cache when there is one), so it
+    # reads a private copy of exactly the files checked above; nothing is written into the data folder
+    with tempfile.TemporaryDirectory(prefix="vibtools-mnist-") as tmp:
+        _stage(files, Path(tmp))
+        for train in (True, False):
+            try:
+                s = MNIST(tmp, train=train, download=False)
+            except Exception as exc:  # the checks above should make this unreachable
+                raise MNISTFileError(f"torchvision could not read the MNIST files in {raw} ({type(exc).__name__}: "
+                                     f"{_one_line(exc)}); delete them and rerun, or put the original files there"
+                                     ) from None
+            _check_loaded(s.data, s.targets, raw, "train" if train else "t10k")
+            tensors += [s.data.reshape(len(s.data), _SIDE * _SIDE).float().div_(255.0), s.targets.long()]
+    return tensors
+
+
+def _check_loaded(images: torch.Tensor, labels: torch.Tensor, raw: Path, split: str) -> None:
+    """Guard on what torchvision returned: one label per 28x28 image, labels in 0-9."""
+    if images.ndim != 3 or tuple(images.shape[1:]) != (_SIDE, _SIDE) or len(labels) != len(images):
+        raise MNISTFileError(f"torchvision read {tuple(images.shape)} images and {len(labels)} labels from the "
+                             f"{split} files in {raw}; {_REDO_BOTH}")
+    low, high = (int(labels.min()), int(labels.max())) if len(labels) else (0, 0)
+    if low < 0 or high >= _CLASSES:
+        raise MNISTFileError(f"{raw / f'{split}-labels-idx1-ubyte'} holds label values outside 0-{_CLASSES - 1} "
+                             f"(found {high if high >= _CLASSES else low}); {_REDO}")
+
+
+def _folders(root: Path) -> list[Path]:
+    """MNIST/raw, MNIST, the data folder and its missing parents, deepest first: what a download may create."""
+    chain = [root / "MNIST" / "raw", root / "MNIST", root]
+    for parent in root.parents:
+        if parent.exists():
+            break
+        chain.append(parent)
+    return chain
+
+
+def _raw_files(root: Path) -> list[Path]:
+    """The eight names torchvision may write in MNIST/raw: the four files, plain and .gz."""
+    return [root / "MNIST" / "raw" / f"{name}{ext}" for name in _FILES for ext in ("", ".gz")]
+
+
+def _snapshot(root: Path) -> tuple[list[Path], set[Path]]:
+    """The folders a download may create that are missing now, and the MNIST files that exist now."""
+    return [p for p in _folders(root) if not p.exists()], {p for p in _raw_files(root) if p.exists()}
+
+
+def _undo(root: Path, new_folders: list[Path], files: set[Path], remove_files: bool) -> None:
+    """Remove what a failed load created: new MNIST files if ``remove_files``, then new folders that are empty."""
+    if remove_files:
+        for path in _raw_files(root):
+            if path not in files:
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+    for path in new_folders:  # deepest first; rmdir refuses folders that are not empty
+        try:
+            path.rmdir()
+        except OSError:
+            pass
+
+
 def load_mnist(root: str | os.PathLike | None = None, device: torch.device | str = "cpu",
                download: bool = True) -> MNISTTensors:
     """Load MNIST through ``torchvision.datasets.MNIST`` as (N, 784) float tensors in [0, 1] on ``device``.
+
+    The raw files are checked before torchvision parses them, and once more (counts and label range) after. A failed
+    load removes the folders it created and any partial download, and writes nothing into a folder it only reads.
 
     Args:
         root: folder holding ``MNIST/raw/`` (torchvision's layout); None uses :func:`default_data_root`.
@@ -78,23 +356,35 @@ def load_mnist(root: str | os.PathLike | None = None, device: torch.device | str
     Returns:
         The four tensors as :class:`MNISTTensors`.
     Raises:
-        DataNotFoundError: the files are missing and could not be downloaded.
+        MNISTFileError: a file is present but wrong (truncated, not an IDX file, labels not matching the images).
+        DataNotFoundError: the files are missing and could not be downloaded, or the data folder cannot be used.
     """
-    from torchvision.datasets import MNIST
-
     root = Path(root).expanduser() if root is not None else default_data_root()
+    _check_folders(root)
     key = str(root.resolve())
     if key not in _CACHE:
+        raw = root / "MNIST" / "raw"
+        new_folders, files = _snapshot(root)
+        downloading = False
         try:
-            sets = [MNIST(str(root), train=train, download=download) for train in (True, False)]
-        except Exception as exc:  # torchvision raises RuntimeError, URLError or OSError depending on the failure
-            raise DataNotFoundError(
-                f"MNIST not found in {root / 'MNIST' / 'raw'} and the download failed ({type(exc).__name__}): "
-                f"put the four files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
-                f"t10k-labels-idx1-ubyte (optionally .gz) in that folder, or pass another data folder"
-            ) from None
-        tensors = []
-        for s in sets:
-            tensors += [s.data.reshape(len(s.data), 784).float().div_(255.0), s.targets.long()]
-        _CACHE[key] = MNISTTensors(*tensors)
+            found = _check_present(raw)
+            missing = [name for name in _FILES if name not in found]
+            if missing:
+                if not download:
+                    raise DataNotFoundError(_missing_message(raw, missing, "downloading is switched off"))
+                downloading = True
+                try:
+                    _download(root)
+                except Exception as exc:  # torchvision raises RuntimeError, URLError or OSError depending on failure
+                    raise DataNotFoundError(
+                        _missing_message(raw, missing, f"the download failed ({type(exc).__name__})")) from None
+                found = _check_present(raw)
+                missing = [name for name in _FILES if name not in found]
+                if missing:
+                    raise DataNotFoundError(_missing_message(raw, missing, "the download failed (files absent)"))
+                downloading = False  # what was downloaded is complete and checked: keep it whatever happens next
+            _CACHE[key] = MNISTTensors(*_parse(found, raw))
+        except BaseException:
+            _undo(root, new_folders, files, remove_files=downloading)
+            raise
     return _CACHE[key].to(device)
