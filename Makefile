@@ -29,7 +29,7 @@ book: setup assets  ## build _build/html from the outputs stored in the notebook
 test: lint unit notebooks build-check site-test  ## everything CI runs
 
 lint: setup
-	$(VENV)/bin/ruff check vibtools tests benchmarks
+	$(VENV)/bin/ruff check vibtools tests benchmarks scripts
 
 unit: setup
 	$(PY) -m pytest -q tests --ignore=tests/test_site.py
@@ -45,6 +45,7 @@ site-test: book
 
 execute: setup  ## re-run every chapter at full settings and write the outputs back into the notebooks
 	$(PY) -m pytest -q --nbmake --overwrite --nbmake-timeout=14400 book
+	$(PY) scripts/clean_notebooks.py  # drop the run's volatile metadata (timestamps, kernel version)
 
 bench: setup
 	$(PY) benchmarks/bench_train.py
