@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vibtools.train import _compiled, _objective
+from vibtools.loop import maybe_compile, objective
 
 
 def test_compile_off_returns_the_plain_step():
-    assert _compiled(_objective, False) is _objective
+    assert maybe_compile(objective, False) is objective
 
 
 def test_failed_compile_falls_back_to_the_plain_step_with_a_warning(monkeypatch):
@@ -25,7 +25,7 @@ def test_failed_compile_falls_back_to_the_plain_step_with_a_warning(monkeypatch)
         return "plain"
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    step = _compiled(plain, True)
+    step = maybe_compile(plain, True)
     with pytest.warns(UserWarning, match="torch.compile failed"):
         assert step(1, 2) == "plain"
     assert step(3) == "plain"  # later steps go straight to the plain function

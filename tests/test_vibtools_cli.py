@@ -166,7 +166,7 @@ def test_tiny_cli_run_then_cached(tmp_path):
     assert lines[0].startswith("0: IZY=") and "avg_err=" in lines[0]
     assert lines[1].startswith("EMA: IZY=")
     assert "cached=False" in lines[-1]
-    assert sorted(p.suffix for p in out.iterdir()) == [".json", ".pt"]
+    assert sorted(p.suffix for p in out.iterdir() if not p.name.startswith(".")) == [".json", ".pt"]
     saved = json.loads(next(out.glob("*.json")).read_text())
     assert saved["config"]["k"] == 2 and saved["config"]["beta"] == 0.01 and len(saved["history"]["epoch"]) == 1
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import pytest
 import torch
 
 import vibtools
+import vibtools.loop
 from vibtools import TrainConfig, load_run, train, train_sweep
-from vibtools.checkpoint import FORMAT, load_checkpoint
-
-train_module = importlib.import_module("vibtools.train")  # the package's `train` attribute is the function
+from vibtools.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 
 TINY = TrainConfig(k=8, hidden=32, epochs=2)
 
@@ -50,13 +48,13 @@ def assert_close_weights(a: torch.nn.Module, b: torch.nn.Module, **tol) -> None:
 def step_spy(monkeypatch):
     """Record (epoch, learning rate the optimizer actually uses) at every training step."""
     calls: list[tuple[int, float]] = []
-    real = train_module._train_step
+    real = vibtools.loop.train_step
 
-    def spy(group, x, y, eps):
-        calls.append((group.epoch, group.opt.param_groups[0]["lr"]))
-        return real(group, x, y, eps)
+    def spy(state, step_fn, x, y, eps):
+        calls.append((state.epoch, state.opt.param_groups[0]["lr"]))
+        return real(state, step_fn, x, y, eps)
 
-    monkeypatch.setattr(train_module, "_train_step", spy)
+    monkeypatch.setattr(vibtools.loop, "train_step", spy)
     return calls
 
 
@@ -102,7 +100,7 @@ def test_same_seed_same_run_and_other_seed_differs(small):
     c = fit(TINY.with_(seed=1), small, cache=False)
     assert c.history["train_class_bits"] != a.history["train_class_bits"]
     assert c.history["test_izx"] != a.history["test_izx"]
-    assert not torch.equal(c.model.enc1.weight, a.model.enc1.weight)
+    assert not torch.equal(c.model.enc1_weight, a.model.enc1_weight)
 
 
 # ---------------------------------------------------------------- 7. it learns
@@ -129,7 +127,7 @@ def test_cache_round_trip(small, cache_dir):
     first = fit(TINY, small, cache=cache_dir)
     assert not first.from_cache
     assert first.path is not None and first.path.parent == cache_dir and first.path.is_file()
-    assert sorted(p.name for p in cache_dir.iterdir()) == [first.path.name]  # no temporary files left
+    assert sorted(p.name for p in cache_dir.iterdir() if p.suffix != ".lock") == [first.path.name]  # no .tmp
 
     again = fit(TINY, small, cache=cache_dir)
     assert again.from_cache and again.path == first.path
@@ -147,6 +145,7 @@ def test_cache_round_trip(small, cache_dir):
     payload = torch.load(first.path, weights_only=True)
     assert payload["format"] == FORMAT and payload["epochs_done"] == 2
     assert payload["config"] == TINY.as_dict()
+    assert "training" not in payload  # a finished run keeps only what loading it needs
 
     # the returned EMA model is the one that was evaluated (I(Z;X) bound does not depend on the noise)
     m = vibtools.evaluate(loaded.ema_model, small.test_x, small.test_y)
@@ -171,7 +170,7 @@ def test_resume_equals_uninterrupted_run(small, tmp_path, step_spy):
     part = fit(c, small, cache=tmp_path / "b", stop_after=3)
     assert not part.from_cache and part.history["epoch"] == [0, 1, 2] and not part.final
     assert numeric(part.history) == {k: v[:3] for k, v in numeric(full.history).items()}
-    assert load_checkpoint(part.path)["epochs_done"] == 3
+    assert load_checkpoint(part.path)["epochs_done"] == 3 and "training" in load_checkpoint(part.path)
 
     step_spy.clear()
     resumed = fit(c, small, cache=tmp_path / "b")
@@ -198,11 +197,28 @@ def _truncate(path):
 
 
 def _edit(**changes):
+    """Change top-level entries and store the file again with a valid checksum (the checks after it must catch it)."""
     def edit(path):
         st = torch.load(path, weights_only=True)
         st.update(changes)
-        torch.save(st, path)
+        save_checkpoint(path, st)
     return edit
+
+
+def _edit_nested(fn):
+    """Apply ``fn`` to the payload and store it again with a valid checksum."""
+    def edit(path):
+        st = torch.load(path, weights_only=True)
+        fn(st)
+        save_checkpoint(path, st)
+    return edit
+
+
+def _flip_bytes(path):
+    """Change one weight without updating the checksum: a damaged file that still unpickles."""
+    st = torch.load(path, weights_only=True)
+    st["ema_model"]["enc1_weight"][0, 0] += 1.0
+    torch.save(st, path)
 
 
 UNREADABLE = "not a readable vibtools checkpoint"
@@ -212,7 +228,15 @@ BAD_FILES = {
     "garbage": (lambda p: p.write_bytes(b"\x80\x04garbage, not a checkpoint" * 50), UNREADABLE),
     "not_a_dict": (lambda p: torch.save(torch.zeros(3), p), "format 'Tensor'"),
     "other_format": (_edit(format="vibtools-run-v0"), "format 'vibtools-run-v0'"),
+    "other_version": (_edit(version=1), "results version 1"),
+    "flipped_bytes": (_flip_bytes, "checksum does not match"),
     "other_config": (_edit(config=TINY.with_(beta=0.5).as_dict()), "different configuration"),
+    "other_data": (_edit(data="0123456789abcdef"), "different configuration or data set"),
+    "no_model": (_edit_nested(lambda st: st.pop("model")), "lacks 'model'"),
+    "missing_tensor": (_edit_nested(lambda st: st["model"].pop("dec_bias")), "lacks the tensor model['dec_bias']"),
+    "wrong_shape": (_edit_nested(lambda st: st["ema_model"].update(enc1_weight=torch.zeros(3, 3))),
+                    "ema_model['enc1_weight'] of shape (3, 3)"),
+    "no_final_ema_test": (_edit_nested(lambda st: st["final"].pop("ema_test")), "lacks final['ema_test']"),
 }
 
 
@@ -255,7 +279,7 @@ def test_sweep_equals_single_runs_and_fills_the_cache(small, tmp_path):
     sweep = fit_sweep(configs, small, cache=tmp_path / "sweep")
     assert [r.config for r in sweep] == configs
     assert not any(r.from_cache for r in sweep)
-    assert not torch.equal(sweep[0].model.enc1.weight, sweep[1].model.enc1.weight)
+    assert not torch.equal(sweep[0].model.enc1_weight, sweep[1].model.enc1_weight)
     for c, r in zip(configs, sweep):
         alone = fit(c, small, cache=False)
         hs, ha = numeric(r.history), numeric(alone.history)

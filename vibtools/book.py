@@ -23,10 +23,10 @@ class BookSettings:
     mode: str
     n_train: int | None  # None = all 60 000
     n_test: int | None  # None = all 10 000
-    reference_epochs: int  # chapter 3: the reference run
-    sweep_epochs: int  # chapter 4: the beta sweep at K=256
+    reference_epochs: int  # the training chapter: the reference run
+    sweep_epochs: int  # the β-sweep chapter at K=256
     sweep_betas: tuple[float, ...]
-    embed_epochs: int  # chapters 5 and 6: K=2 models
+    embed_epochs: int  # the embeddings and explorer chapters: K=2 models
     embed_betas: tuple[float, ...]
     n_embed_points: int = 1000
     seeds: tuple[int, ...] = field(default=(0,))
@@ -89,23 +89,23 @@ def provenance(device: torch.device | str, epochs: int | str, seconds: float, wh
 
 
 def reference_config():
-    """Chapter 3's run: the reference notebook's recipe (K=256, β=1e-3) at the current settings' epochs."""
-    from .train import TrainConfig
+    """The training chapter's run: the reference notebook's recipe (K=256, β=1e-3) at the current settings' epochs."""
+    from .config import TrainConfig
 
     return TrainConfig(epochs=settings().reference_epochs)
 
 
 def sweep_configs() -> list:
-    """Chapter 4's β grid at K=256 (log-spaced, 1e-9 to 1), one shared batch order."""
-    from .train import TrainConfig
+    """The β-sweep chapter's grid at K=256 (log-spaced, 1e-9 to 1), one shared batch order."""
+    from .config import TrainConfig
 
     s = settings()
     return [TrainConfig(beta=b, epochs=s.sweep_epochs, data_seed=0) for b in s.sweep_betas]
 
 
 def embed_configs() -> list:
-    """Chapters 5 and 6: K=2 models with the paper's full-covariance encoder over a β grid."""
-    from .train import TrainConfig
+    """The embeddings and explorer chapters: K=2 models with the paper's full-covariance encoder over a β grid."""
+    from .config import TrainConfig
 
     s = settings()
     return [TrainConfig(beta=b, k=2, covariance="full", epochs=s.embed_epochs, data_seed=0) for b in s.embed_betas]
@@ -123,7 +123,7 @@ def training_seconds(results) -> float:
     return total
 
 
-# Numbers printed by the reference notebook (../shared/reference/mnist_vib_reference_notebook.txt) and the paper
+# Numbers printed by the reference notebook (the TensorFlow 1 notebook this book ports) and the paper
 # (Alemi et al. 2017, section 4.1 and figure 2). They are the bars we compare against, not our results.
 REFERENCE_EPOCHS = {  # per-epoch test metrics of the raw weights, epochs 0-9
     "izy": [3.03, 3.13, 3.14, 3.16, 3.17, 3.19, 3.19, 3.19, 3.20, 3.20],
@@ -169,4 +169,4 @@ def nearest(results, beta: float):
     """The run among ``results`` whose β is nearest to ``beta`` on a log scale."""
     import math
 
-    return min(results, key=lambda r: abs(math.log10(max(r.config.beta, 1e-30)) - math.log10(beta)))
+    return min(results, key=lambda r: abs(math.log10(max(r.config.beta, 1e-30)) - math.log10(max(beta, 1e-30))))

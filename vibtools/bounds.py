@@ -1,4 +1,4 @@
-"""The VIB objective in bits and the two information bounds (chapter 2 derives them)."""
+"""The VIB objective in bits and the two information bounds (the bound chapter, book/01_bound, derives them)."""
 
 from __future__ import annotations
 

@@ -1,24 +1,32 @@
-"""Command line: ``python -m vibtools train`` runs the reference recipe and prints the reference's lines."""
+"""Command line: ``python -m vibtools train`` runs the reference recipe and prints the reference's lines.
+
+Every bad input is rejected before any work with one line on stderr and exit status 2, and nothing is written
+or created. Ctrl-C (or SIGTERM) stops after saving the last finished epoch, prints one line and exits 130
+(143 for SIGTERM); running the same command again resumes, and prints the stored epochs first, so its output
+equals an uninterrupted run's.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 
-from .data import DataNotFoundError
-from .train import TrainConfig
+PROG = "python -m vibtools"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit status 2, no usage dump
+    def error(self, message: str):
+        """One line, exit status 2, no usage dump."""
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _beta(text: str) -> float:
+    """Parse --beta: a finite number >= 0."""
     try:
         value = float(text)
     except ValueError:
@@ -28,31 +36,39 @@ def _beta(text: str) -> float:
     return value
 
 
-def _positive(name: str):
+def _integer(name: str, low: int, high: int | None = None):
+    """A parser of integers in [low, high] for the option ``name``."""
+    span = f">= {low}" if high is None else f"from {low} to {high}"
+
     def parse(text: str) -> int:
+        """Parse one value."""
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}")
+            raise argparse.ArgumentTypeError(f"{name} must be an integer {span}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{name} must be an integer {span}, got {text!r}")
         return value
+
     return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``vibtools`` argument parser."""
-    p = _Parser(prog="python -m vibtools", description="Deep Variational Information Bottleneck on MNIST.")
+    from .config import MAX_SEED
+
+    p = _Parser(prog=PROG, description="Deep Variational Information Bottleneck on MNIST.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = sub.add_parser("train", help="train one VIB model with the reference recipe",
                        description="Train one VIB model (reference recipe: batch 100, Adam 1e-4 with betas "
                                    "(0.5, 0.999), x0.97 every 2 epochs, EMA 0.999) and print the reference's "
                                    "per-epoch line, then the EMA weights' line. A run already in --out is "
-                                   "loaded, an interrupted one resumed.")
+                                   "loaded, an interrupted one resumed (Ctrl-C saves the last finished epoch).")
     t.add_argument("--beta", type=_beta, default=1e-3, help="weight of the info loss, >= 0 (default 1e-3)")
-    t.add_argument("--k", type=_positive("k"), default=256, help="latent size K, >= 1 (default 256; 2 to plot)")
-    t.add_argument("--epochs", type=_positive("epochs"), default=10, help="training epochs, >= 1 (default 10)")
-    t.add_argument("--seed", type=int, default=0, help="random seed for weights, noise and batches (default 0)")
+    t.add_argument("--k", type=_integer("k", 1), default=256, help="latent size K, >= 1 (default 256; 2 to plot)")
+    t.add_argument("--epochs", type=_integer("epochs", 1), default=10, help="training epochs, >= 1 (default 10)")
+    t.add_argument("--seed", type=_integer("seed", 0, MAX_SEED), default=0,
+                   help=f"random seed for weights, noise and batches, 0 to {MAX_SEED} (default 0)")
     t.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     t.add_argument("--out", default="runs", help="output folder for the checkpoint and history JSON "
                                                  "(default ./runs)")
@@ -64,56 +80,85 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_paths(args) -> None:
-    if args.data is not None:
-        data = Path(args.data)
-        if not data.is_dir() or not os.access(data, os.R_OK | os.X_OK):
-            raise SystemExit(f"python -m vibtools: error: data folder {args.data!r} is not a readable folder: "
-                             f"pass the folder that holds MNIST/raw/")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise SystemExit(f"python -m vibtools: error: --out {args.out!r} exists and is not a folder")
+def _fail(message: str, code: int = 2) -> int:
+    """Print one error line and return the exit status."""
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _check_data_folder(folder: str | None) -> None:
+    """Raise ValueError unless --data (when given) is a readable folder."""
+    if folder is None:
+        return
+    data = Path(folder).expanduser()
+    if not data.is_dir() or not os.access(data, os.R_OK | os.X_OK):
+        raise ValueError(f"data folder {folder!r} is not a readable folder: pass the folder that holds MNIST/raw/")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so that temporary files are removed on the way out."""
+
+
+def _on_sigterm(signum, frame):
+    """Raise :class:`_Terminated` in the main thread."""
+    raise _Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from .cache import cache_folder, check_writable, checkpoint_bytes
+    from .config import TrainConfig
+    from .data import DataNotFoundError, load_mnist
     from .device import pick_device
-
-    try:
-        device = pick_device(args.device)
-    except ValueError as exc:
-        print(f"python -m vibtools: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        _check_paths(args)
-    except SystemExit as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    from .data import load_mnist
     from .evaluate import format_line
-    from .train import train
+    from .runs import TrainingInterrupted, train
 
+    out = cache_folder(args.out)
+    try:  # everything that can be checked before reading the data: nothing is created if any of it fails
+        device = pick_device(args.device)
+        config = TrainConfig(beta=args.beta, k=args.k, epochs=args.epochs, seed=args.seed, covariance=args.covariance)
+        _check_data_folder(args.data)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {args.out!r} exists and is not a folder")
+        check_writable(out, checkpoint_bytes(config), what="--out")
+    except ValueError as exc:
+        return _fail(str(exc))
     try:
         data = load_mnist(args.data, device)
     except DataNotFoundError as exc:
-        print(f"python -m vibtools: error: {exc}", file=sys.stderr)
-        return 2
-    config = TrainConfig(beta=args.beta, k=args.k, epochs=args.epochs, seed=args.seed, covariance=args.covariance)
+        return _fail(str(exc))
 
     def show(epoch: int, rows: list[dict]) -> None:
+        """Print one epoch's test line in the reference's format."""
         m = {k[len("test_"):]: v for k, v in rows[0].items() if k.startswith("test_")}
         print(format_line(str(epoch), m), flush=True)
 
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        previous = None
     t0 = time.perf_counter()
-    result = train(config, data, device=str(device), cache=Path(args.out), progress=not args.no_progress,
-                   on_epoch=show)
-    if result.from_cache:
-        for i in range(len(result.history["epoch"])):
-            show(i, [{k: v[i] for k, v in result.history.items()}])
-    print(format_line("EMA", result.final["ema_test"]))
-    history = Path(args.out) / f"{result.path.stem}.json" if result.path else Path(args.out) / "history.json"
-    result.save_history(history)
+    try:
+        result = train(config, data, device=str(device), cache=out, progress=not args.no_progress, on_epoch=show)
+        if result.from_cache:
+            for i in range(len(result.history["epoch"])):
+                show(i, [{k: v[i] for k, v in result.history.items()}])
+        print(format_line("EMA", result.final["ema_test"]))
+        history = out / f"{result.path.stem}.json"
+        result.save_history(history)
+    except ValueError as exc:  # the checks train() makes before any work (data size, memory)
+        return _fail(str(exc))
+    except TrainingInterrupted as exc:
+        return _fail(str(exc), 143 if isinstance(exc.__context__, _Terminated) else 130)
+    except KeyboardInterrupt as exc:  # outside the training loop: nothing of this run is lost
+        return _fail("interrupted; rerun the same command to resume", 143 if isinstance(exc, _Terminated) else 130)
+    except OSError as exc:  # a write failed after the checks (the disk filled up meanwhile, ...)
+        return _fail(f"could not write to {str(out)!r} ({exc.strerror or exc}); the last finished epoch is kept, "
+                     f"rerun the same command to resume", 1)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print(f"# device={device.type} wall={time.perf_counter() - t0:.1f}s cached={result.from_cache} "
           f"checkpoint={result.path} history={history}")
     return 0

@@ -1,4 +1,4 @@
-"""Device selection: CUDA, then Apple MPS, then CPU (chapter 3 explains why data lives on the device)."""
+"""Device selection: CUDA, then Apple MPS, then CPU (the training chapter explains why data lives on the device)."""
 
 from __future__ import annotations
 
@@ -25,11 +25,15 @@ def pick_device(name: str | None = None) -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    kind = str(name).split(":")[0]
-    if kind not in _KNOWN:
+    text = str(name)
+    kind, _, index = text.partition(":")
+    if kind not in _KNOWN or (index and not (kind == "cuda" and index.isdigit())):
         raise ValueError(f"unknown device {name!r}: use one of auto, cpu, cuda, cuda:N, mps")
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for but CUDA is not available here: use --device cpu or auto")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} asked for but this machine has {torch.cuda.device_count()} CUDA "
+                         f"device(s): use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError(f"device {name!r} asked for but Apple MPS is not available here: use --device cpu or auto")
     return torch.device(name)

@@ -1,4 +1,4 @@
-"""Exponential moving average of the weights with zero-debias (chapter 3 explains why it helps)."""
+"""Exponential moving average of the weights with zero-debias (the training chapter explains why it helps)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import torch
 class EMA:
     """Zero-debiased EMA of a list of tensors: s_t = d s_{t-1} + (1-d) w_t, s_0 = 0, average = s_t / (1 - d^t).
 
-    This is the zero-debias of TensorFlow's ``ExponentialMovingAverage(zero_debias=True)`` as the issue asks.
+    This is the zero-debias of TensorFlow's ``ExponentialMovingAverage(zero_debias=True)``,
+    which the reference notebook uses.
     (TensorFlow itself debiases only averages of plain tensors and starts a variable's average at the
     variable's initial value; the two differ by a weight d^t on the initial weights, 0.25% after the
     reference's 6000 steps.) ``torch.optim.swa_utils.AveragedModel`` copies the first weights instead of

@@ -1,15 +1,14 @@
-"""Test-time bounds and errors: 1-sample and 12-sample prediction (chapter 3)."""
+"""Test-time bounds and errors: 1-sample and 12-sample prediction (the training chapter explains both)."""
 
 from __future__ import annotations
 
 import torch
 
 from .bounds import class_loss_bits, izy_lower_bound
-from .model import VIB
-from .stack import VIBStack
+from .model import VIB, VIBStack
 
 
-def _noise(gens: list[torch.Generator], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+def noise(gens: list[torch.Generator], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """Standard-normal noise of shape (M, *shape), model m's slice drawn from generator m."""
     return torch.stack([torch.randn(shape, generator=g, device=device) for g in gens])
 
@@ -28,6 +27,7 @@ def evaluate_stack(stack: VIBStack, x: torch.Tensor, y: torch.Tensor, gens: list
         izy (I(Z;Y) lower bound, bits), izx (I(Z;X) upper bound, bits), err (1-sample error) and
         avg_err (error of the softmax averaged over ``n_samples`` draws of z).
     """
+    check_n_samples(n_samples)
     was_training = stack.training
     stack.eval()
     m, dev = stack.m, x.device
@@ -35,10 +35,10 @@ def evaluate_stack(stack: VIBStack, x: torch.Tensor, y: torch.Tensor, gens: list
     for start in range(0, len(x), chunk):
         xb, yb = x[start:start + chunk], y[start:start + chunk]
         n = len(xb)
-        head = stack.encode_head(xb)
-        eps = _noise(gens, (n_samples + 1, n, stack.k), dev).transpose(0, 1)  # (S+1, M, n, K)
+        head = stack.stacked_head(xb)
+        eps = noise(gens, (n_samples + 1, n, stack.k), dev).transpose(0, 1)  # (S+1, M, n, K)
         z, q = stack.latent(head, eps)
-        logits = stack.decode(z)
+        logits = stack.stacked_logits(z)
         one = logits[0]
         sums[0] += class_loss_bits(one, yb) * n
         if q is not None:
@@ -70,8 +70,20 @@ def evaluate(model: VIB, x: torch.Tensor, y: torch.Tensor, n_samples: int = 12, 
     Returns:
         A dict with izy, izx, err, avg_err, acc, avg_acc.
     """
-    stack = VIBStack([model]).to(x.device)
-    return to_floats(evaluate_stack(stack, x, y, eval_generators([seed], 0, x.device), n_samples))
+    check_n_samples(n_samples)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= 2**32 - 1:
+        raise ValueError(f"seed must be an integer from 0 to {2**32 - 1}, got {seed!r}")
+    if len(x) == 0 or len(x) != len(y):
+        raise ValueError(f"x and y must hold the same number (>= 1) of examples, got {len(x)} and {len(y)}")
+    if model.m != 1:
+        raise ValueError(f"evaluate takes one model; this stack holds {model.m}: use evaluate_stack")
+    return to_floats(evaluate_stack(model, x, y, eval_generators([seed], 0, x.device), n_samples))
+
+
+def check_n_samples(n_samples) -> None:
+    """Raise ValueError unless ``n_samples`` (draws of z averaged for a prediction) is an integer >= 1."""
+    if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 1:
+        raise ValueError(f"n_samples must be an integer >= 1 (draws of z to average), got {n_samples!r}")
 
 
 def format_line(prefix: str, m: dict[str, float]) -> str:

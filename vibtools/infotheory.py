@@ -1,4 +1,4 @@
-"""Small information-theory tools for checking the VIB bounds exactly and by Monte Carlo (chapter 1)."""
+"""Small information-theory tools for checking the VIB bounds exactly and by Monte Carlo (book/01_bound)."""
 
 from __future__ import annotations
 
@@ -240,7 +240,7 @@ def gaussian_kl_closed_form(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tens
         mu: (..., K) means.
         sigma: (..., K) positive standard deviations.
     Returns:
-        (...) the divergences in nats (the formula chapter 1 derives; equals ``kl_divergence`` of the two).
+        (...) the divergences in nats (the formula the bound chapter derives; equals ``kl_divergence`` of the two).
     """
     return 0.5 * (mu.square() + sigma.square() - 1.0 - 2.0 * sigma.log()).sum(-1)
 

@@ -1,16 +1,32 @@
-"""The VIB network of the reference notebook: MLP encoder to q(z|x), linear decoder (chapter 3)."""
+"""The VIB network: an MLP encoder to q(z|x) and a linear decoder, written once for one model and for a stack of M.
+
+`VIBStack` holds M models of one shape with every layer's weights stacked along a leading model dimension and
+defines the forward pass; `VIB` is its one-model case with per-model shapes. Training always runs the stacked
+code, a single model included, so a sweep of M models and M separate runs execute the same arithmetic.
+"""
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
+from .bounds import class_loss_bits, info_loss_bits
+
 COVARIANCES = ("diag", "full", "none")
+N_PIXELS = 784
+LAYERS = ("enc1", "enc2", "enc3", "dec")
+
+# The weights are stacked by hand rather than through torch.func.stack_module_state + vmap: with every model in
+# one tensor per layer, torch.optim's fused Adam and one foreach EMA update serve all M models in single kernels,
+# and each layer is one baddbmm (benchmarks/bench_train.py measures both layouts side by side). Weights are
+# stored as (M, in, out), the transpose of nn.Linear's layout, so that the weight gradient of baddbmm comes out
+# contiguous (the other layout cost a full copy of every gradient per step, measured on CPU).
 
 
 def head_dim(k: int, covariance: str) -> int:
@@ -22,6 +38,43 @@ def head_dim(k: int, covariance: str) -> int:
     if covariance == "none":
         return k
     raise ValueError(f"unknown covariance {covariance!r}: use one of {', '.join(COVARIANCES)}")
+
+
+def layer_shapes(k: int, covariance: str, hidden: int, n_classes: int = 10) -> dict[str, tuple[int, int]]:
+    """(in, out) of each layer: encoder 784-hidden-hidden-head, decoder K-classes."""
+    return {"enc1": (N_PIXELS, hidden), "enc2": (hidden, hidden), "enc3": (hidden, head_dim(k, covariance)),
+            "dec": (k, n_classes)}
+
+
+def parameter_shapes(k: int, covariance: str, hidden: int, n_classes: int = 10) -> dict[str, tuple[int, ...]]:
+    """Shape of each parameter of one model, by name ("enc1_weight": (784, hidden), "enc1_bias": (hidden,), ...)."""
+    out: dict[str, tuple[int, ...]] = {}
+    for name, (n_in, n_out) in layer_shapes(k, covariance, hidden, n_classes).items():
+        out[f"{name}_weight"], out[f"{name}_bias"] = (n_in, n_out), (n_out,)
+    return out
+
+
+def glorot_init(k: int, covariance: str, hidden: int, n_classes: int = 10,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """One model's initial weights: TensorFlow's default (Glorot-uniform weights, zero biases), as in the reference.
+
+    Args:
+        k, covariance, hidden, n_classes: the network's shape.
+        generator: a CPU generator to draw from; None draws from PyTorch's global generator.
+    Returns:
+        The parameters by name in the (in, out) weight layout, on the CPU.
+    """
+    out = {}
+    for name, (n_in, n_out) in layer_shapes(k, covariance, hidden, n_classes).items():
+        w = torch.empty(n_out, n_in)
+        # vibtools 0.1 built nn.Linear layers, whose own default init (a uniform weight, then a uniform bias) drew
+        # from the stream before the Glorot draw. Drawing and discarding the same numbers keeps every run of that
+        # version reproducible bit for bit; the golden test in tests/test_results_version.py guards it.
+        w.uniform_(generator=generator)
+        torch.empty(n_out).uniform_(generator=generator)
+        nn.init.xavier_uniform_(w, generator=generator)  # fans are symmetric, so (out, in) draws then transpose
+        out[f"{name}_weight"], out[f"{name}_bias"] = w.t().contiguous(), torch.zeros(n_out)
+    return out
 
 
 def posterior(head: torch.Tensor, k: int, covariance: str = "diag") -> Distribution:
@@ -70,51 +123,150 @@ def reparameterize(q: Distribution, eps: torch.Tensor) -> torch.Tensor:
     return q.mean + q.stddev * eps
 
 
-def glorot_(linear: nn.Linear) -> nn.Linear:
-    """TensorFlow's default layer init (Glorot-uniform weights, zero biases), as in the reference."""
-    nn.init.xavier_uniform_(linear.weight)
-    nn.init.zeros_(linear.bias)
-    return linear
-
-
-class VIB(nn.Module):
-    """Deep VIB classifier: encoder 784-1024-1024-head giving q(z|x), decoder K->10 (the reference's model).
+class VIBStack(nn.Module):
+    """M VIB models of one shape, each parameter stacked along a leading model dimension (the forward pass).
 
     Args:
         k: latent size K (256 in the reference, 2 for embeddings).
         covariance: "diag" (reference), "full" (paper's K=2 encoder) or "none" (deterministic baseline, z = mu).
         hidden: width of the two hidden layers.
         n_classes: number of classes.
+        seeds: one initialisation seed per model (None: PyTorch's global generator); their number is M.
+        init: False leaves the weights uninitialised (for loading stored weights).
     """
 
-    def __init__(self, k: int = 256, covariance: str = "diag", hidden: int = 1024, n_classes: int = 10):
+    def __init__(self, k: int = 256, covariance: str = "diag", hidden: int = 1024, n_classes: int = 10,
+                 seeds: Sequence[int | None] = (None,), init: bool = True):
         super().__init__()
-        self.k, self.covariance = k, covariance
-        self.enc1 = glorot_(nn.Linear(784, hidden))
-        self.enc2 = glorot_(nn.Linear(hidden, hidden))
-        self.enc3 = glorot_(nn.Linear(hidden, head_dim(k, covariance)))
-        self.dec = glorot_(nn.Linear(k, n_classes))
+        if len(seeds) < 1:
+            raise ValueError("a stack needs at least one model")
+        self.k, self.covariance, self.hidden, self.n_classes, self.m = k, covariance, hidden, n_classes, len(seeds)
+        shapes = parameter_shapes(k, covariance, hidden, n_classes)
+        if init:
+            gens = [None if s is None else torch.Generator().manual_seed(int(s)) for s in seeds]
+            per_model = [glorot_init(k, covariance, hidden, n_classes, g) for g in gens]
+            tensors = {n: torch.stack([w[n] for w in per_model]) for n in shapes}
+        else:
+            tensors = {n: torch.empty(self.m, *shape) for n, shape in shapes.items()}
+        for name, t in tensors.items():
+            self.register_parameter(name, nn.Parameter(t))
+
+    @property
+    def shape_args(self) -> tuple[int, str, int, int]:
+        """(k, covariance, hidden, n_classes): what a model of the same shape is built from."""
+        return self.k, self.covariance, self.hidden, self.n_classes
+
+    # ----- the forward pass, for all M models at once -----
+    def _linear(self, h: torch.Tensor, name: str) -> torch.Tensor:
+        """One layer of every model: (M, B, in) -> (M, B, out)."""
+        w, b = getattr(self, f"{name}_weight"), getattr(self, f"{name}_bias")
+        if self.m == 1:  # one model: a plain addmm is faster than a batch-of-one bmm (measured on CPU)
+            return torch.addmm(b[0], h[0], w[0]).unsqueeze(0)
+        return torch.baddbmm(b.unsqueeze(1), h, w)
+
+    def stacked_head(self, x: torch.Tensor) -> torch.Tensor:
+        """(M, B, head) encoder outputs for shared images x in [0, 1] of shape (B, 784), rescaled to 2x - 1."""
+        h = (2 * x - 1).expand(self.m, *x.shape)
+        h = F.relu(self._linear(h, "enc1"))
+        h = F.relu(self._linear(h, "enc2"))
+        return self._linear(h, "enc3")
+
+    def stacked_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits (..., M, B, classes) of the decoder q(y|z) for codes z of shape (..., M, B, K)."""
+        return z @ self.dec_weight + self.dec_bias.unsqueeze(1)
+
+    def latent(self, head: torch.Tensor, eps: torch.Tensor | None):
+        """(z, q) for encoder outputs: z = mu + L eps (z = mu for the deterministic variant, q = None)."""
+        if self.covariance == "none":
+            mu = head[..., : self.k]
+            return (mu if eps is None else mu.expand(*eps.shape)), None
+        q = posterior(head, self.k, self.covariance)
+        return (q.mean if eps is None else reparameterize(q, eps)), q
+
+    def info_bits(self, q: Distribution) -> torch.Tensor:
+        """Batch-mean KL(q(z|x) || r(z)) in bits of each model (the I(Z;X) bound)."""
+        return info_loss_bits(q, prior(self.k, self.covariance, q.mean.device))
+
+    def loss_terms(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor):
+        """Per-model class loss and info loss in bits, and the count of misclassified examples, each (M,).
+
+        Args:
+            x: (B, 784) images shared by the models; y: (B,) labels; eps: (M, B, K) standard-normal noise.
+        """
+        z, q = self.latent(self.stacked_head(x), eps)
+        logits = self.stacked_logits(z)
+        class_bits = class_loss_bits(logits, y)
+        info_bits = self.info_bits(q) if q is not None else class_bits.new_zeros(self.m)
+        wrong = (logits.argmax(-1) != y).sum(-1)
+        return class_bits, info_bits, wrong
+
+    # ----- one model's weights in and out -----
+    def model_state(self, i: int) -> dict[str, torch.Tensor]:
+        """Model i's parameters by name, without the model dimension (copies, on the stack's device)."""
+        return {n: p[i].detach().clone() for n, p in self.named_parameters()}
+
+    @torch.no_grad()
+    def load_model_states(self, states: Sequence[dict[str, torch.Tensor]]) -> None:
+        """Copy M per-model parameter dicts (as from :meth:`model_state`) into the stack."""
+        if len(states) != self.m:
+            raise ValueError(f"expected {self.m} model states, got {len(states)}")
+        for n, p in self.named_parameters():
+            p.copy_(torch.stack([s[n].to(p.device) for s in states]))
+
+    def model(self, i: int) -> VIB:
+        """Model i as a separate :class:`VIB` (a copy, on the stack's device, in eval mode)."""
+        one = VIB(*self.shape_args, init=False).to(self.enc1_weight.device)
+        one.load_model_states([self.model_state(i)])
+        return one.eval()
+
+    @classmethod
+    def of(cls, models: Sequence[VIBStack]) -> VIBStack:
+        """Stack single models (or stacks) of one shape into one stack (copies)."""
+        if not models:
+            raise ValueError("a stack needs at least one model")
+        states = [m.model_state(i) for m in models for i in range(m.m)]
+        if any(m.shape_args != models[0].shape_args for m in models):
+            raise ValueError("models in one stack must share K, covariance, hidden width and classes")
+        stack = cls(*models[0].shape_args, seeds=[None] * len(states), init=False).to(models[0].enc1_weight.device)
+        stack.load_model_states(states)
+        return stack
+
+
+class VIB(VIBStack):
+    """One deep VIB classifier (the reference's model): the M = 1 case of :class:`VIBStack`, per-model shapes.
+
+    Args:
+        k: latent size K (256 in the reference, 2 for embeddings).
+        covariance: "diag" (reference), "full" (paper's K=2 encoder) or "none" (deterministic baseline, z = mu).
+        hidden: width of the two hidden layers.
+        n_classes: number of classes.
+        seed: initialisation seed (None: PyTorch's global generator).
+        init: False leaves the weights uninitialised (for loading stored weights).
+    """
+
+    def __init__(self, k: int = 256, covariance: str = "diag", hidden: int = 1024, n_classes: int = 10,
+                 seed: int | None = None, init: bool = True):
+        super().__init__(k, covariance, hidden, n_classes, seeds=(seed,), init=init)
 
     @property
     def deterministic(self) -> bool:
+        """True for the deterministic baseline (z = mu, no info loss)."""
         return self.covariance == "none"
 
     def encode_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw encoder output for images x in [0, 1] of shape (B, 784); the input is rescaled to 2x - 1."""
-        h = F.relu(self.enc1(2 * x - 1))
-        h = F.relu(self.enc2(h))
-        return self.enc3(h)
+        """Raw encoder output (B, head) for images x in [0, 1] of shape (B, 784)."""
+        return self.stacked_head(x)[0]
 
     def encode(self, x: torch.Tensor) -> Distribution:
-        """q(z|x) for a batch of images."""
+        """q(z|x) for a batch of images (batch shape (B,), event shape (K,))."""
         return posterior(self.encode_head(x), self.k, self.covariance)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Class logits q(y|z) for latent codes of shape (..., K)."""
-        return self.dec(z)
+        return z @ self.dec_weight[0] + self.dec_bias[0]
 
     def forward(self, x: torch.Tensor, n_samples: int = 1) -> torch.Tensor:
-        """Logits of shape (n_samples, B, 10) from z drawn from q(z|x) (z = mu for the deterministic variant)."""
+        """Logits of shape (n_samples, B, classes) from z drawn from q(z|x) (z = mu for the deterministic variant)."""
         head = self.encode_head(x)
         if self.deterministic:
             return self.decode(head).expand(n_samples, *head.shape[:-1], -1)

@@ -1,4 +1,4 @@
-"""The book's figure style and plots: learning curves, the information plane, 2-D embeddings (chapters 3-6)."""
+"""The book's figure style and plots: learning curves, the information plane, 2-D embeddings, the explorer view."""
 
 from __future__ import annotations
 
@@ -76,7 +76,12 @@ def plot_information_plane(results, ax=None, marker_for: float | None = None):
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 4.4))
     betas = np.array([r.config.beta for r in results])
-    norm = mpl.colors.LogNorm(betas.min(), betas.max()) if betas.min() > 0 else mpl.colors.Normalize()
+    positive = betas[betas > 0]
+    if positive.size:  # log colours over the positive betas; beta = 0 takes the colour of the smallest one
+        norm = mpl.colors.LogNorm(positive.min(), positive.max())
+        betas = np.where(betas > 0, betas, positive.min())
+    else:
+        norm = mpl.colors.Normalize()
     for split, mk, ls in (("train", "o", "-"), ("test", "s", "--")):
         x = [r.final[f"ema_{split}"]["izx"] for r in results]
         y = [r.final[f"ema_{split}"]["izy"] for r in results]
@@ -84,7 +89,9 @@ def plot_information_plane(results, ax=None, marker_for: float | None = None):
         sc = ax.scatter(x, y, c=betas, norm=norm, cmap="viridis", marker=mk, zorder=2, label=split,
                         edgecolors="k", linewidths=0.4)
     if marker_for is not None:
-        r = min(results, key=lambda r: abs(math.log10(r.config.beta) - math.log10(marker_for)))
+        from .book import nearest  # log-distance with beta = 0 treated as the smallest beta
+
+        r = nearest(results, marker_for)
         ax.scatter([r.final["ema_test"]["izx"]], [r.final["ema_test"]["izy"]], s=220, facecolors="none",
                    edgecolors=PALETTE[3], linewidths=2, zorder=3, label=f"β = {r.config.beta:g}")
     ax.axhline(CEILING, color="grey", lw=0.8, ls=":", label="H(Y) = log2(10)")
@@ -189,7 +196,7 @@ def plot_error_vs_beta(results, ax=None, split: str = "test"):
 
 
 def explore_figure(result, plane_results, x: torch.Tensor, y: torch.Tensor, lim: float | None = None, fig=None):
-    """Chapter 6's view of one β: its 2-D embedding beside the information plane with that model marked.
+    """The explorer chapter's view of one β: its 2-D embedding beside the information plane with that model marked.
 
     Args:
         result: the K=2 RunResult shown (EMA weights are plotted).

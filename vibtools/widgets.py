@@ -1,4 +1,4 @@
-"""The β explorer of chapter 6: ipywidgets sliders over trained K=2 models, and training a new β from the page."""
+"""The β explorer chapter's widgets: ipywidgets sliders over trained K=2 models, and training a new β from the page."""
 
 from __future__ import annotations
 
