@@ -25,9 +25,9 @@ def fit_sweep(configs, data, **kwargs):
 
 
 def numeric(history: dict) -> dict:
-    """The history without the wall-clock column, which is the only part allowed to vary between runs."""
-    assert "seconds" in history
-    return {k: v for k, v in history.items() if k != "seconds"}
+    """The history without the wall-clock columns, the only part allowed to vary between runs."""
+    assert "seconds" in history and "eval_seconds" in history
+    return {k: v for k, v in history.items() if k not in ("seconds", "eval_seconds")}
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:

@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    print(f"# device={device.type} wall={time.perf_counter() - t0:.1f}s cached={result.from_cache} "
+    spent = result.seconds
+    print(f"# device={device.type} wall={time.perf_counter() - t0:.1f}s training={spent['training']:.1f}s "
+          f"evaluation={spent['epoch_eval'] + spent['final_eval']:.1f}s cached={result.from_cache} "
           f"checkpoint={result.path} history={history}")
     return 0

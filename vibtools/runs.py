@@ -42,6 +42,14 @@ class RunResult:
     from_cache: bool = False
     path: Path | None = None
     device: str = ""  # where it was trained, e.g. "cpu (x86_64, 2 threads)" or "cuda (NVIDIA H100 80GB HBM3)"
+    timing: dict[str, float] = field(default_factory=dict)  # final_eval_seconds (per-epoch times are in history)
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        """Where the run's time went: training, per-epoch evaluation, final evaluation (seconds, summed)."""
+        h = self.history
+        return {"training": float(sum(h.get("seconds", []))), "epoch_eval": float(sum(h.get("eval_seconds", []))),
+                "final_eval": float(self.timing.get("final_eval_seconds", 0.0))}
 
     def save_history(self, path: str | Path) -> None:
         """Write config, history and final metrics as JSON (atomically)."""
@@ -160,7 +168,7 @@ def _finished(payload: dict, c: TrainConfig, device: torch.device, path: Path | 
     """A stored finished run: only its raw and EMA models and its record (no optimizer, no random streams)."""
     return RunResult(c, _model(c, payload["model"], device), _model(c, payload["ema_model"], device),
                      {k: list(v) for k, v in payload["history"].items()}, payload.get("final") or {}, True, path,
-                     str(payload.get("device", "")))
+                     str(payload.get("device", "")), dict(payload.get("timing") or {}))
 
 
 def load_run(path: str | Path, device: str | None = None) -> RunResult:
@@ -265,11 +273,15 @@ def _train_group(configs, stored, paths, data, dev, fp, progress, on_epoch, chec
         for e in range(state.epoch):  # a resumed run replays its stored epochs first
             on_epoch(e, last_rows(state, e))
 
+    timing: dict[str, float] = {}
+
     def save(finals: list[dict | None], training: bool) -> None:
         """Store every model's state (nothing without a cache)."""
+        if all(p is None for p in paths):
+            return
         for p, payload in zip(paths, state.payloads(fp, finals, training)):
             if p is not None:
-                save_checkpoint(p, payload)
+                save_checkpoint(p, {**payload, "timing": timing})
 
     c = configs[0]
     step_fn = maybe_compile(objective, compile)
@@ -300,7 +312,9 @@ def _train_group(configs, stored, paths, data, dev, fp, progress, on_epoch, chec
                 saved = state.epoch
         finals: list[dict] = [{} for _ in configs]
         if state.epoch == c.epochs:
+            t0 = time.perf_counter()
             finals = final_evaluation(state, data)
+            timing["final_eval_seconds"] = time.perf_counter() - t0
             save(finals, training=False)  # a finished run keeps only what loading it needs
     except KeyboardInterrupt:
         if paths[0] is None:
@@ -311,7 +325,10 @@ def _train_group(configs, stored, paths, data, dev, fp, progress, on_epoch, chec
     finally:
         sbar.close()
         ebar.close()
-    return [_result(state, j, finals[j], False, paths[j]) for j in range(len(configs))]
+    results = [_result(state, j, finals[j], False, paths[j]) for j in range(len(configs))]
+    for r in results:
+        r.timing = dict(timing)
+    return results
 
 
 def train(config: TrainConfig | None = None, data: MNISTTensors | None = None, **kwargs) -> RunResult:
