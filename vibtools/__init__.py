@@ -13,7 +13,7 @@ from .config import TrainConfig
 from .data import DataNotFoundError, MNISTFileError, MNISTTensors, default_data_root, load_mnist
 from .device import pick_device
 from .ema import EMA
-from .evaluate import evaluate, format_line
+from .evaluation import evaluate, format_line
 from .infotheory import (
     DiscreteIB,
     discrete_ib_example,

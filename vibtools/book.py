@@ -141,7 +141,7 @@ PAPER_K2 = {  # beta -> (1-sample error, 12-sample error), K=2, full covariance
 
 def history_lines(result) -> list[str]:
     """The run's per-epoch test lines and the EMA line, in the reference notebook's print format."""
-    from .evaluate import format_line
+    from .evaluation import format_line
 
     h = result.history
     lines = []

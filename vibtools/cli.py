@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from .config import TrainConfig
     from .data import DataNotFoundError, load_mnist
     from .device import pick_device
-    from .evaluate import format_line
+    from .evaluation import format_line
     from .runs import TrainingInterrupted, train
 
     out = cache_folder(args.out)

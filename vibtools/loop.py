@@ -10,7 +10,7 @@ import torch
 
 from .bounds import vib_objective
 from .data import MNISTTensors
-from .evaluate import eval_generators, evaluate_stack, evaluate_stacks, noise, to_floats
+from .evaluation import eval_generators, evaluate_stack, evaluate_stacks, noise, to_floats
 from .model import VIBStack
 from .state import TrainState
 

@@ -1,0 +1,266 @@
+"""The training core's contracts: RNG hygiene, the EMA the trainer keeps, every encoder through train(), one
+evaluation per set of weights, cache keys of equal configs, loading without training state, and bad input
+rejected before any work with nothing written."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import vibtools as vt
+import vibtools.cache
+import vibtools.evaluation
+import vibtools.loop
+import vibtools.runs
+from vibtools import TrainConfig
+
+TINY = TrainConfig(k=8, hidden=32, epochs=2)
+
+
+def fit(config, data, **kwargs):
+    """train() on the CPU without progress bars."""
+    return vt.train(config, data, device="cpu", progress=False, **kwargs)
+
+
+def listing(folder) -> list[str]:
+    """Every path under ``folder`` (empty if it does not exist)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+# ---------------------------------------------------------------- random state, EMA, encoders
+
+
+def test_train_leaves_the_global_random_state_alone(small, cache_dir):
+    before = torch.random.get_rng_state()
+    fit(TINY, small, cache=cache_dir)
+    assert torch.equal(torch.random.get_rng_state(), before), "training moved the global generator"
+    fit(TINY, small, cache=cache_dir)  # a cache hit too
+    assert torch.equal(torch.random.get_rng_state(), before), "loading a stored run moved the global generator"
+
+
+def test_trainer_ema_matches_its_closed_form_over_the_recorded_trajectory(small, monkeypatch):
+    """The EMA model equals sum_t (1-d) d^(T-t) w_t / (1 - d^T) over the weights w_t after each step."""
+    seen: list[torch.Tensor] = []
+    real = vibtools.loop.train_step
+
+    def record(state, step_fn, x, y, eps):
+        """Run the step, then keep a copy of one weight matrix and one bias."""
+        out = real(state, step_fn, x, y, eps)
+        seen.append(torch.cat([state.stack.dec_weight.detach().flatten(), state.stack.enc2_bias.detach().flatten()]))
+        return out
+
+    monkeypatch.setattr(vibtools.loop, "train_step", record)
+    c = TINY.with_(ema_decay=0.9)
+    result = fit(c, small, cache=False)
+    d, t = c.ema_decay, len(seen)
+    assert t == c.epochs * (len(small.train_x) // c.batch_size)
+    expected = sum((1 - d) * d ** (t - k) * w.double() for k, w in enumerate(seen, start=1)) / (1 - d**t)
+    got = torch.cat([result.ema_model.dec_weight.detach().flatten(), result.ema_model.enc2_bias.detach().flatten()])
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(got, seen[-1])  # the average is not the last weights
+
+
+@pytest.mark.parametrize("covariance", ["full", "none"])
+def test_other_encoders_train_store_and_load(small, cache_dir, covariance):
+    c = TINY.with_(k=2, covariance=covariance, beta=1e-2)
+    r = fit(c, small, cache=cache_dir)
+    assert r.model.covariance == covariance and r.model.k == 2
+    assert set(r.final) == {"raw_test", "ema_test", "ema_train"}
+    if covariance == "none":  # z = mu: no info loss, and all samples agree
+        assert r.history["train_info_bits"] == [0.0, 0.0] and r.final["ema_test"]["izx"] == 0.0
+        assert r.final["ema_test"]["err"] == r.final["ema_test"]["avg_err"]
+    else:
+        assert all(v > 0 for v in r.history["test_izx"])
+    again = fit(c, small, cache=cache_dir)
+    assert again.from_cache and again.final == r.final
+    for p, q in zip(r.ema_model.parameters(), again.ema_model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_each_set_of_weights_is_evaluated_once(small, monkeypatch):
+    calls: list[tuple[int, int]] = []
+    real = vibtools.evaluation.evaluate_stacks
+
+    def spy(stacks, x, *args, **kwargs):
+        """Count evaluations: (number of stacks, number of images)."""
+        calls.append((len(stacks), len(x)))
+        return real(stacks, x, *args, **kwargs)
+
+    monkeypatch.setattr(vibtools.evaluation, "evaluate_stacks", spy)
+    monkeypatch.setattr(vibtools.loop, "evaluate_stacks", spy)
+    r = fit(TINY.with_(epochs=3), small, cache=False)
+    n_test, n_train = len(small.test_x), min(len(small.train_x), vibtools.loop.TRAIN_EVAL_SIZE)
+    assert calls == [(2, n_test)] * 3 + [(1, n_train)]  # raw + EMA per epoch, then the training set once
+    last = {k: v[-1] for k, v in r.history.items()}
+    assert r.final["ema_test"]["avg_err"] == last["ema_test_avg_err"]  # the final line is the last epoch's
+    assert r.final["raw_test"]["izx"] == last["test_izx"]
+
+
+def test_final_training_metrics_use_the_first_images(mnist, monkeypatch):
+    data = mnist.subset(12_000, 200)
+    monkeypatch.setattr(vibtools.loop, "TRAIN_EVAL_SIZE", 300)
+    r = fit(TINY.with_(epochs=1, batch_size=2000), data, cache=False)
+    by_hand = vt.evaluate(r.ema_model, data.train_x[:300], data.train_y[:300])
+    assert r.final["ema_train"]["izx"] == pytest.approx(by_hand["izx"], rel=1e-5)
+
+
+def test_finished_runs_load_without_any_training_state(small, cache_dir, monkeypatch):
+    first = fit(TINY, small, cache=cache_dir)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a finished run must load without building a training state")
+
+    monkeypatch.setattr(vibtools.runs, "TrainState", forbidden)
+    again = fit(TINY, small, cache=cache_dir)
+    loaded = vt.load_run(first.path, device="cpu")
+    assert again.from_cache and loaded.final == first.final
+    assert not loaded.model.training and not loaded.ema_model.training
+
+
+# ---------------------------------------------------------------- keys, sweeps, files
+
+
+def test_equal_configs_share_one_key_and_one_file(small, cache_dir):
+    a = TINY.with_(beta=1)
+    b = TINY.with_(beta=1.0)
+    assert a == b and hash(a) == hash(b) and isinstance(a.beta, float)
+    assert TINY.with_(beta=-0.0).key_dict() == TINY.with_(beta=0.0).key_dict()
+    assert math.copysign(1, TINY.with_(beta=-0.0).beta) == 1.0
+    assert TINY.with_(data_seed=None).key_dict() == TINY.with_(data_seed=TINY.seed).key_dict()
+    assert TINY.with_(adam_betas=[0.5, 0.999]) == TINY
+    first = fit(TINY.with_(beta=0), small, cache=cache_dir)
+    second = fit(TINY.with_(beta=-0.0, data_seed=0), small, cache=cache_dir)
+    assert second.from_cache and second.path == first.path
+    assert len(list(cache_dir.glob("*.pt"))) == 1
+
+
+def test_sweep_shared_fields_derive_from_the_config():
+    shared = set(vibtools.config.sweep_shared_fields())
+    names = {f.name for f in fields(TrainConfig)}
+    assert shared == (names - {"beta", "seed", "data_seed"}) | {"batch_seed"}
+
+
+def test_cache_argument_expands_the_home_folder(small, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    r = fit(TINY, small, cache="~/runs")
+    assert r.path.parent == tmp_path / "home" / "runs"
+    assert not (tmp_path / "~").exists()
+
+
+def test_run_files_follow_the_umask(small, cache_dir):
+    old = os.umask(0o027)
+    try:
+        r = fit(TINY, small, cache=cache_dir)
+    finally:
+        os.umask(old)
+    assert r.path.stat().st_mode & 0o777 == 0o640
+
+
+def test_progress_bar_names_the_run_it_trains(small, cache_dir, monkeypatch):
+    fit(TINY, small, cache=cache_dir)  # the first config is stored, so only the second trains
+    names = []
+    real = vibtools.runs.tqdm
+
+    def spy(*args, **kwargs):
+        """Record the bars' labels."""
+        names.append(kwargs.get("desc"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vibtools.runs, "tqdm", spy)
+    vt.train_sweep([TINY, TINY.with_(beta=0.5, seed=3, data_seed=0)], small, device="cpu", cache=cache_dir, progress=False)
+    assert "VIB K=8 beta=0.5" in names
+
+
+def test_information_plane_accepts_beta_zero():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    metrics = {"izx": 5.0, "izy": 3.0, "err": 0.1, "avg_err": 0.1}
+    runs = [SimpleNamespace(config=SimpleNamespace(beta=b), final={"ema_train": dict(metrics, izx=5.0 + b),
+                                                                    "ema_test": dict(metrics)})
+            for b in (0.0, 1e-3, 1.0)]
+    ax = vt.plots.plot_information_plane(runs, marker_for=0.0)
+    assert ax.get_xlabel().startswith("I(Z;X)")
+
+
+def test_importing_the_package_and_the_cli_help_load_no_plotting_or_widgets():
+    code = ("import sys, vibtools, vibtools.cli\n"
+            "try:\n    vibtools.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'ipywidgets'}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ---------------------------------------------------------------- bad input: ValueError before any work
+
+
+def bad_calls(small, folder):
+    """name -> (a call that must raise ValueError, words the one-line message must hold)."""
+    def with_data(data, config=TINY, **kw):
+        return lambda: vt.train(config, data, device="cpu", cache=folder, progress=False, **kw)
+
+    return {
+        "seed_too_large": (lambda: TINY.with_(seed=10**13), "seed must be an integer from 0"),
+        "negative_seed": (lambda: TINY.with_(seed=-1), "seed must be"),
+        "bool_k": (lambda: TINY.with_(k=True), "k must be an integer"),
+        "lr_zero": (lambda: TINY.with_(lr=0), "lr must be"),
+        "adam_betas": (lambda: TINY.with_(adam_betas=(0.5,)), "adam_betas"),
+        "decay_rate": (lambda: TINY.with_(decay_rate=0), "decay_rate"),
+        "batch_larger_than_data": (with_data(small, TINY.with_(batch_size=5000)), "larger than the 1000"),
+        "checkpoint_every_zero": (with_data(small, checkpoint_every=0), "checkpoint_every"),
+        "stop_after_zero": (with_data(small, stop_after=0), "stop_after"),
+        "k_too_large": (with_data(small, TINY.with_(k=400_000_000)), "GiB"),
+        "hidden_too_large": (with_data(small, TINY.with_(hidden=2_000_000)), "GiB"),
+        "empty_test_set": (with_data(small.subset(1000, 0)), "test set is empty"),
+        "labels_do_not_match": (with_data(vt.MNISTTensors(small.train_x, small.train_y[:-1], small.test_x,
+                                                          small.test_y)), "labels for"),
+        "device_index": (lambda: vt.train(TINY, small, device="cpu:x", cache=folder), "unknown device"),
+        "device_kind": (lambda: vt.train(TINY, small, device="tpu", cache=folder), "unknown device"),
+        "evaluate_zero_samples": (lambda: vt.evaluate(vt.VIB(8, hidden=32, seed=0), small.test_x, small.test_y,
+                                                      n_samples=0), "n_samples"),
+        "evaluate_bad_seed": (lambda: vt.evaluate(vt.VIB(8, hidden=32, seed=0), small.test_x, small.test_y,
+                                                  seed=2**40), "seed"),
+        "sweep_of_nothing": (lambda: vt.train_sweep([], small, cache=folder), "non-empty"),
+    }
+
+
+CASES = ["seed_too_large", "negative_seed", "bool_k", "lr_zero", "adam_betas", "decay_rate", "batch_larger_than_data",
+         "checkpoint_every_zero", "stop_after_zero", "k_too_large", "hidden_too_large", "empty_test_set",
+         "labels_do_not_match", "device_index", "device_kind", "evaluate_zero_samples", "evaluate_bad_seed",
+         "sweep_of_nothing"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_raises_one_line_before_any_work(small, tmp_path, monkeypatch, case):
+    folder = tmp_path / "cache"
+    call, words = bad_calls(small, folder)[case]
+    steps = []
+    monkeypatch.setattr(vibtools.loop, "train_step", lambda *a: steps.append(1))
+    with pytest.raises(ValueError) as info:
+        call()
+    message = str(info.value)
+    assert words in message and "\n" not in message, message
+    assert not steps and not folder.exists()
+
+
+def test_unwritable_cache_folders_are_refused_before_any_work(small, tmp_path, monkeypatch):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("keep")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        fit(TINY, small, cache=a_file / "runs")
+    assert a_file.read_text() == "keep"
+
+    monkeypatch.setattr(vibtools.cache.shutil, "disk_usage", lambda p: SimpleNamespace(free=1000))
+    with pytest.raises(ValueError, match="MiB free"):
+        fit(TINY, small, cache=tmp_path / "full-disk")
+    assert not (tmp_path / "full-disk").exists()
