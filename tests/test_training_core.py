@@ -264,3 +264,23 @@ def test_unwritable_cache_folders_are_refused_before_any_work(small, tmp_path, m
     with pytest.raises(ValueError, match="MiB free"):
         fit(TINY, small, cache=tmp_path / "full-disk")
     assert not (tmp_path / "full-disk").exists()
+
+
+# ---------------------------------------------------------------- the benchmark runs
+
+
+def test_benchmark_smoke_run(data_root, tmp_path):
+    """benchmarks/bench_train.py end to end with a few steps per row (speed itself is not tested here)."""
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, str(script), "--data", str(data_root), "--device", "cpu", "--steps", "2",
+                        "--warmup", "1", "--sweeps", "2", "--vmap", "2", "--end-to-end", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    rows = {row["loop"]: row for row in json.loads(out.read_text())["rows"]}
+    assert {"plain PyTorch loop", "vibtools single model", "vibtools sweep M=2",
+            "torch.func stack_module_state + vmap, M=2", "matrix products alone"} <= set(rows)
+    assert all(row["sec_per_model_epoch"] > 0 for row in rows.values())
