@@ -175,7 +175,8 @@ def test_progress_bar_names_the_run_it_trains(small, cache_dir, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(vibtools.runs, "tqdm", spy)
-    vt.train_sweep([TINY, TINY.with_(beta=0.5, seed=3, data_seed=0)], small, device="cpu", cache=cache_dir, progress=False)
+    configs = [TINY, TINY.with_(beta=0.5, seed=3, data_seed=0)]
+    vt.train_sweep(configs, small, device="cpu", cache=cache_dir, progress=False)
     assert "VIB K=8 beta=0.5" in names
 
 

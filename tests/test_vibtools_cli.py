@@ -41,14 +41,26 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "missing_data": (["--data", str(tmp / "missing")], str(tmp / "missing")),
         "data_is_a_file": (["--data", str(a_file)], str(a_file)),
         "covariance": (["--covariance", "spherical"], "covariance"),
+        "seed_too_large": (["--seed", str(10**13)], "seed must be an integer from 0 to"),
+        "seed_negative": (["--seed", "-3"], "seed must be"),
+        "device_bad_index": (["--device", "cpu:x"], "unknown device 'cpu:x'"),
+        "device_cuda_missing": (["--device", "cuda:7"], "cuda:7"),
+        "out_under_a_file": (["--out", str(a_file / "runs")], "is a file, not a folder"),
+        "k_too_large": (["--k", "400000000", "--data", str(fake_mnist(tmp / "fake", 200, 100))], "GiB"),
+        "truncated_mnist": (["--data", str(truncated_mnist(tmp / "truncated"))], "is truncated"),
     }
 
 
-# every case runs in-process (fast); the ones the brief names also run as a real ``python -m vibtools`` process
+# every case runs in-process (fast); one per kind of check also runs as a real ``python -m vibtools`` process
 CASES = ["beta_negative", "beta_negative_eq", "beta_not_a_number", "beta_nan", "k_zero", "k_not_int", "epochs_zero",
-         "unknown_device", "missing_data", "data_is_a_file", "covariance"]
-SUBPROCESS_CASES = ["beta_negative", "beta_not_a_number", "k_zero", "epochs_zero", "unknown_device", "missing_data",
-                    "data_is_a_file"]
+         "unknown_device", "missing_data", "data_is_a_file", "covariance", "seed_too_large", "seed_negative",
+         "device_bad_index", "device_cuda_missing", "out_under_a_file", "k_too_large", "truncated_mnist"]
+SUBPROCESS_CASES = ["beta_negative", "truncated_mnist"]  # an argument the parser rejects; a check on the data
+
+
+def with_out(args: list[str], tmp: Path) -> list[str]:
+    """The case's arguments, with ``--out tmp/out`` unless the case sets --out itself."""
+    return args if "--out" in args else [*args, "--out", str(tmp / "out")]
 
 
 def check_failure(code, stdout: str, stderr: str, needle: str, tmp: Path) -> None:
@@ -60,12 +72,14 @@ def check_failure(code, stdout: str, stderr: str, needle: str, tmp: Path) -> Non
     assert stdout == ""
     assert not (tmp / "out").exists()
     assert not (tmp / "runs").exists() and not (tmp / "default-cache").exists()
+    assert not (tmp / "a-file").is_dir() and (tmp / "a-file").read_text() == "not a folder"
+    assert not (tmp / "missing").exists() and not (tmp / "default-data").exists()
 
 
 @pytest.mark.parametrize("case", SUBPROCESS_CASES)
 def test_bad_input_exits_2_with_one_line(tmp_path, case):
     args, needle = bad_inputs(tmp_path)[case]
-    r = cli(["train", *args, "--out", str(tmp_path / "out"), "--no-progress"], tmp_path)
+    r = cli(["train", *with_out(args, tmp_path), "--no-progress"], tmp_path)
     check_failure(r.returncode, r.stdout, r.stderr, needle, tmp_path)
 
 
@@ -88,8 +102,7 @@ def run_main(args: list[str], tmp: Path, monkeypatch, capsys) -> tuple[int, str,
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_in_process(tmp_path, monkeypatch, capsys, case):
     args, needle = bad_inputs(tmp_path)[case]
-    code, out, err = run_main(["train", *args, "--out", str(tmp_path / "out"), "--no-progress"], tmp_path,
-                              monkeypatch, capsys)
+    code, out, err = run_main(["train", *with_out(args, tmp_path), "--no-progress"], tmp_path, monkeypatch, capsys)
     check_failure(code, out, err, needle, tmp_path)
 
 
@@ -142,6 +155,14 @@ def write_idx(path: Path, data: torch.Tensor) -> None:
     """An IDX file as in the MNIST distribution: uint8 data, big-endian dimension sizes."""
     magic = 0x0800 | data.dim()
     path.write_bytes(struct.pack(f">{1 + data.dim()}i", magic, *data.shape) + data.numpy().tobytes())
+
+
+def truncated_mnist(root: Path) -> Path:
+    """A fake MNIST folder whose training images file lost its second half."""
+    fake_mnist(root)
+    images = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[: images.stat().st_size // 2])
+    return root
 
 
 def fake_mnist(root: Path, n_train: int = 200, n_test: int = 100) -> Path:

@@ -112,12 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DataNotFoundError, load_mnist
     from .device import pick_device
     from .evaluation import format_line
-    from .runs import TrainingInterrupted, train
+    from .runs import TrainingInterrupted, check_memory, train
 
     out = cache_folder(args.out)
     try:  # everything that can be checked before reading the data: nothing is created if any of it fails
         device = pick_device(args.device)
         config = TrainConfig(beta=args.beta, k=args.k, epochs=args.epochs, seed=args.seed, covariance=args.covariance)
+        check_memory([config], device)
         _check_data_folder(args.data)
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {args.out!r} exists and is not a folder")

@@ -117,6 +117,17 @@ def available_memory(device: torch.device) -> int | None:
     return None
 
 
+def check_memory(configs: Sequence[TrainConfig], device: torch.device) -> None:
+    """Raise ValueError (one line) when training these models would need more memory than the device has free."""
+    c = configs[0]
+    need = memory_needed(configs)
+    free = available_memory(device)
+    if free is not None and need > free:
+        raise ValueError(f"{len(configs)} model(s) with K={c.k}, hidden={c.hidden} need about {need / 2**30:.1f} GiB "
+                         f"on {device.type}, more than the {free / 2**30:.1f} GiB free: use a smaller K or hidden "
+                         f"width, or fewer models per sweep")
+
+
 def preflight(configs: Sequence[TrainConfig], data: MNISTTensors, device: torch.device, folder: Path | None,
               checkpoint_every: int, stop_after: int | None) -> None:
     """Raise ValueError (one line) on any input that would fail only after work started; creates nothing."""
@@ -140,12 +151,7 @@ def preflight(configs: Sequence[TrainConfig], data: MNISTTensors, device: torch.
     if c.batch_size > n_train:
         raise ValueError(f"batch_size {c.batch_size} is larger than the {n_train} training images: "
                          f"use batch_size <= {n_train}")
-    need = memory_needed(configs)
-    free = available_memory(device)
-    if free is not None and need > free:
-        raise ValueError(f"{len(configs)} model(s) with K={c.k}, hidden={c.hidden} need about {need / 2**30:.1f} GiB "
-                         f"on {device.type}, more than the {free / 2**30:.1f} GiB free: use a smaller K or hidden "
-                         f"width, or fewer models per sweep")
+    check_memory(configs, device)
     if folder is not None:
         check_writable(folder, checkpoint_bytes(c) * len(configs))
 
