@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -198,6 +200,29 @@ def load_run(path: str | Path, device: str | None = None) -> RunResult:
 
 
 # ----------------------------------------------------------------------------- training
+@contextlib.contextmanager
+def _interrupts_held():
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver the first one (main thread only).
+
+    A save and the count of saved epochs then always agree: an interrupt never discards a finished epoch
+    half-written, nor lands between the file's rename and the bookkeeping of what is saved. (Swapping the Python
+    handlers, not pthread_sigmask: the kernel may deliver a blocked-here signal to a torch or tqdm thread.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        if pending:
+            signal.raise_signal(pending[0])  # the restored handler raises KeyboardInterrupt (or the CLI's SIGTERM)
+
+
 def train_sweep(configs: list[TrainConfig], data: MNISTTensors | None = None, *, device: str | None = None,
                 cache: bool | str | Path = True, progress: bool = True,
                 on_epoch: Callable[[int, list[dict]], None] | None = None,
@@ -311,11 +336,12 @@ def _train_group(configs, stored, paths, data, dev, fp, progress, on_epoch, chec
             ebar.update(1)
             rows = last_rows(state)
             ebar.set_postfix(err=f"{rows[0]['test_err']:.4f}", izx=f"{rows[0]['test_izx']:.1f}")
-            if on_epoch is not None:
-                on_epoch(state.epoch - 1, rows)
             if state.epoch == c.epochs or state.epoch % checkpoint_every == 0 or state.epoch == end:
-                save([None] * len(configs), training=True)  # the last epoch is safe before the final evaluation
-                saved = state.epoch
+                with _interrupts_held():  # an interrupt during the save is delivered once it is done
+                    save([None] * len(configs), training=True)  # the last epoch is safe before the final evaluation
+                    saved = state.epoch
+            if on_epoch is not None:  # after the save: an epoch reported is an epoch kept
+                on_epoch(state.epoch - 1, rows)
         finals: list[dict] = [{} for _ in configs]
         if state.epoch == c.epochs:
             t0 = time.perf_counter()
@@ -326,7 +352,8 @@ def _train_group(configs, stored, paths, data, dev, fp, progress, on_epoch, chec
         if paths[0] is None:
             where = "no run cache was used, so nothing was saved"
         else:
-            where = f"epochs 1-{saved} are saved; rerun the same command to resume" if saved else "nothing was saved"
+            kept = "epoch 1 is saved" if saved == 1 else f"epochs 1-{saved} are saved"
+            where = f"{kept}; rerun the same command to resume" if saved else "nothing was saved"
         raise TrainingInterrupted(f"interrupted after epoch {saved} of {c.epochs}; {where}") from None
     finally:
         sbar.close()
