@@ -277,7 +277,7 @@ def test_stack_loss_terms_match_single_models():
     stack = VIBStack.of(models)
     x, y = torch.rand(7, 784), torch.randint(0, 10, (7,))
     eps = torch.randn(2, 7, 4, generator=torch.Generator().manual_seed(0))
-    class_bits, info_bits, wrong = stack.loss_terms(x, y, eps)
+    class_bits, info_bits, wrong, _ = stack.loss_terms(x, y, eps)
     assert class_bits.shape == info_bits.shape == wrong.shape == (2,)
     for i, m in enumerate(models):
         q = m.encode(x)

@@ -195,6 +195,9 @@ def check_run_payload(payload: dict[str, Any], shapes: dict[str, tuple[int, ...]
         for key in ("adam", "scheduler", "ema", "rng", "device_type"):
             if key not in tr:
                 fail(f"lacks training[{key!r}]")
+        for key in ("noise", "batches", "dropout"):
+            if not isinstance(tr["rng"], dict) or not isinstance(tr["rng"].get(key), torch.Tensor):
+                fail(f"lacks training['rng'][{key!r}]")
         for key in ("exp_avg", "exp_avg_sq"):
             for name, shape in shapes.items():
                 t = tr["adam"].get(key, {}).get(name) if tr["adam"] else None

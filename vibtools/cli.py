@@ -55,6 +55,7 @@ def _integer(name: str, low: int, high: int | None = None):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``vibtools`` argument parser."""
+    from .baselines import MODELS
     from .config import MAX_SEED
 
     p = _Parser(prog=PROG, description="Deep Variational Information Bottleneck on MNIST.")
@@ -64,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(0.5, 0.999), x0.97 every 2 epochs, EMA 0.999) and print the reference's "
                                    "per-epoch line, then the EMA weights' line. A run already in --out is "
                                    "loaded, an interrupted one resumed (Ctrl-C saves the last finished epoch).")
-    t.add_argument("--beta", type=_beta, default=1e-3, help="weight of the info loss, >= 0 (default 1e-3)")
+    t.add_argument("--model", choices=MODELS, default="vib",
+                   help="vib (default), or a baseline of the paper's Table 1 on the same network with z = mu: "
+                        "deterministic, dropout (0.5 on the hidden units), label-smoothing (0.1), "
+                        "confidence-penalty (1.0)")
+    t.add_argument("--beta", type=_beta, default=None, help="weight of the info loss, >= 0 (default 1e-3; VIB only)")
     t.add_argument("--k", type=_integer("k", 1), default=256, help="latent size K, >= 1 (default 256; 2 to plot)")
     t.add_argument("--epochs", type=_integer("epochs", 1), default=10, help="training epochs, >= 1 (default 10)")
     t.add_argument("--seed", type=_integer("seed", 0, MAX_SEED), default=0,
@@ -74,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "(default ./runs)")
     t.add_argument("--data", default=None, help="MNIST folder holding MNIST/raw/ (default $VIBTOOLS_DATA, else "
                                                 "~/.cache/vibtools/data; downloaded there if missing)")
-    t.add_argument("--covariance", choices=("diag", "full", "none"), default="diag",
-                   help="q(z|x): diag (reference), full (paper's K=2 encoder), none (deterministic baseline)")
+    t.add_argument("--covariance", choices=("diag", "full", "none"), default=None,
+                   help="q(z|x) of VIB: diag (reference, default), full (paper's K=2 encoder), none (z = mu)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
 
@@ -95,6 +100,22 @@ def _check_data_folder(folder: str | None) -> None:
         raise ValueError(f"data folder {folder!r} is not a readable folder: pass the folder that holds MNIST/raw/")
 
 
+def _config(args):
+    """The run's TrainConfig from the options; ValueError when --beta or --covariance contradict --model."""
+    from .baselines import model_config
+
+    fields = {"k": args.k, "epochs": args.epochs, "seed": args.seed}
+    if args.model == "vib":
+        fields.update(beta=1e-3 if args.beta is None else args.beta, covariance=args.covariance or "diag")
+        return model_config("vib", **{k: v for k, v in fields.items() if k != "covariance"}).with_(
+            covariance=fields["covariance"])
+    if args.beta is not None:
+        raise ValueError(f"--beta applies to --model vib only; {args.model} has no info loss")
+    if args.covariance not in (None, "none"):
+        raise ValueError(f"--covariance applies to --model vib only; {args.model} uses z = mu")
+    return model_config(args.model, **fields)
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an interrupt so that temporary files are removed on the way out."""
 
@@ -108,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     from .cache import cache_folder, check_writable, checkpoint_bytes
-    from .config import TrainConfig
     from .data import DataNotFoundError, load_mnist
     from .device import pick_device
     from .evaluation import format_line
@@ -117,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     out = cache_folder(args.out)
     try:  # everything that can be checked before reading the data: nothing is created if any of it fails
         device = pick_device(args.device)
-        config = TrainConfig(beta=args.beta, k=args.k, epochs=args.epochs, seed=args.seed, covariance=args.covariance)
+        config = _config(args)
         check_memory([config], device)
         _check_data_folder(args.data)
         if out.exists() and not out.is_dir():

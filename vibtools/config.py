@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, fields
 from .model import COVARIANCES
 
 MAX_SEED = 2**32 - 1  # evaluation noise is seeded with seed * 1_000_003 + salt, which must stay below 2**63
-PER_MODEL = ("beta", "seed")  # the fields the models of one stacked sweep may differ in
+# the fields the models of one stacked sweep may differ in: the loss settings and the seed
+PER_MODEL = ("beta", "seed", "dropout", "label_smoothing", "confidence_penalty")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class TrainConfig:
     covariance: str = "diag"  # "diag" (reference), "full" (paper's K=2 encoder), "none" (deterministic)
     hidden: int = 1024
     n_eval_samples: int = 12
+    # the regularizers of the paper's Table 1 baselines (all off for VIB): see vibtools.baselines
+    dropout: float = 0.0  # rate of dropout on the two hidden layers while training
+    label_smoothing: float = 0.0  # epsilon: train against (1 - eps) one-hot + eps / classes
+    confidence_penalty: float = 0.0  # weight of the bonus on the entropy of q(y|z), in bits
 
     def __post_init__(self):
         check_config(self)
@@ -37,7 +42,7 @@ class TrainConfig:
             object.__setattr__(self, name, int(getattr(self, name)))
         if self.data_seed is not None:
             object.__setattr__(self, "data_seed", int(self.data_seed))
-        for name in ("beta", "lr", "decay_rate", "ema_decay"):
+        for name in ("beta", "lr", "decay_rate", "ema_decay", "dropout", "label_smoothing", "confidence_penalty"):
             object.__setattr__(self, name, float(getattr(self, name)) + 0.0)
         object.__setattr__(self, "adam_betas", tuple(float(b) + 0.0 for b in self.adam_betas))
 
@@ -110,5 +115,11 @@ def check_config(c: TrainConfig) -> None:
         raise ValueError(f"decay_rate must be in (0, 1], got {c.decay_rate!r}")
     if not (_is_real(c.ema_decay) and 0 <= c.ema_decay < 1):
         raise ValueError(f"ema_decay must be in [0, 1), got {c.ema_decay!r}")
+    for name in ("dropout", "label_smoothing"):
+        v = getattr(c, name)
+        if not (_is_real(v) and 0 <= v < 1):
+            raise ValueError(f"{name} must be a number in [0, 1), got {v!r}")
+    if not (_is_real(c.confidence_penalty) and c.confidence_penalty >= 0):
+        raise ValueError(f"confidence_penalty must be a finite number >= 0, got {c.confidence_penalty!r}")
     if c.covariance not in COVARIANCES:
         raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)}, got {c.covariance!r}")

@@ -164,11 +164,21 @@ class VIBStack(nn.Module):
             return torch.addmm(b[0], h[0], w[0]).unsqueeze(0)
         return torch.baddbmm(b.unsqueeze(1), h, w)
 
-    def stacked_head(self, x: torch.Tensor) -> torch.Tensor:
-        """(M, B, head) encoder outputs for shared images x in [0, 1] of shape (B, 784), rescaled to 2x - 1."""
+    def stacked_head(self, x: torch.Tensor, keep: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """(M, B, head) encoder outputs for shared images x in [0, 1] of shape (B, 784), rescaled to 2x - 1.
+
+        Args:
+            x: the images.
+            keep: dropout while training: two (M, B, hidden) masks, already scaled by 1 / (1 - rate), that
+                multiply the two hidden layers; None (evaluation, or no dropout) uses every unit.
+        """
         h = (2 * x - 1).expand(self.m, *x.shape)
         h = F.relu(self._linear(h, "enc1"))
+        if keep is not None:
+            h = h * keep[0]
         h = F.relu(self._linear(h, "enc2"))
+        if keep is not None:
+            h = h * keep[1]
         return self._linear(h, "enc3")
 
     def stacked_logits(self, z: torch.Tensor) -> torch.Tensor:
@@ -187,18 +197,22 @@ class VIBStack(nn.Module):
         """Batch-mean KL(q(z|x) || r(z)) in bits of each model (the I(Z;X) bound)."""
         return info_loss_bits(q, prior(self.k, self.covariance, q.mean.device))
 
-    def loss_terms(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor):
-        """Per-model class loss and info loss in bits, and the count of misclassified examples, each (M,).
+    def loss_terms(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
+                   keep: Sequence[torch.Tensor] | None = None):
+        """Per-model class loss and info loss in bits, the count of misclassified examples (each (M,)), and logits.
 
         Args:
-            x: (B, 784) images shared by the models; y: (B,) labels; eps: (M, B, K) standard-normal noise.
+            x: (B, 784) images shared by the models; y: (B,) labels; eps: (M, B, K) standard-normal noise;
+            keep: dropout masks of the hidden layers (see :meth:`stacked_head`), or None.
+        Returns:
+            class_bits, info_bits, wrong, and the (M, B, classes) logits.
         """
-        z, q = self.latent(self.stacked_head(x), eps)
+        z, q = self.latent(self.stacked_head(x, keep), eps)
         logits = self.stacked_logits(z)
         class_bits = class_loss_bits(logits, y)
         info_bits = self.info_bits(q) if q is not None else class_bits.new_zeros(self.m)
         wrong = (logits.argmax(-1) != y).sum(-1)
-        return class_bits, info_bits, wrong
+        return class_bits, info_bits, wrong, logits
 
     # ----- one model's weights in and out -----
     def model_state(self, i: int) -> dict[str, torch.Tensor]:
