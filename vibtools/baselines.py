@@ -45,10 +45,15 @@ def model_config(name: str, **fields) -> TrainConfig:
 
 
 def model_name(config: TrainConfig) -> str:
-    """The Table 1 name of a config ("vib", "dropout", ...), or "custom" when it matches no preset."""
+    """The Table 1 name of a config ("vib" for any stochastic encoder without regularizers, "dropout", ...).
+
+    Returns "custom" for a combination no preset makes (a regularizer on VIB, two regularizers, ...).
+    """
+    used = {k: getattr(config, k) for k in ("dropout", "label_smoothing", "confidence_penalty") if getattr(config, k)}
+    if config.covariance != "none":
+        return "vib" if not used else "custom"
     for name, preset in BASELINE_SETTINGS.items():
-        regularizers = {"dropout": 0.0, "label_smoothing": 0.0, "confidence_penalty": 0.0}
-        wanted = {**regularizers, **{k: v for k, v in preset.items() if k != "beta"}}
-        if all(getattr(config, k) == v for k, v in wanted.items()) and (name == "vib" or config.beta == 0.0):
+        wanted = {k: v for k, v in preset.items() if k not in ("covariance", "beta")}
+        if name != "vib" and used == wanted and config.beta == 0.0:
             return name
     return "custom"

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``vibtools`` argument parser."""
     from .baselines import MODELS
     from .config import MAX_SEED
+    from .reproduce import EXPERIMENTS, PAPER_EPOCHS
 
     p = _Parser(prog=PROG, description="Deep Variational Information Bottleneck on MNIST.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -82,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--covariance", choices=("diag", "full", "none"), default=None,
                    help="q(z|x) of VIB: diag (reference, default), full (paper's K=2 encoder), none (z = mu)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    r = sub.add_parser("reproduce", help="train the paper's experiments and write results/",
+                       description="Train the named experiments (all when none is named): what is missing is "
+                                   "trained, models of one shape in one stacked pass; interrupted runs resume from "
+                                   "the run cache. Each finished run is written to RESULTS/<experiment>/<run>.json.")
+    r.add_argument("names", nargs="*", metavar="NAME", help=f"experiments: {', '.join(EXPERIMENTS)} (default: all)")
+    r.add_argument("--epochs", type=_integer("epochs", 1), default=PAPER_EPOCHS,
+                   help=f"epochs of every run (default {PAPER_EPOCHS}, the paper's protocol)")
+    r.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    r.add_argument("--data", default=None, help="MNIST folder holding MNIST/raw/ (default $VIBTOOLS_DATA)")
+    r.add_argument("--results", default="results", help="results folder (default ./results)")
+    r.add_argument("--cache", default=None, help="run cache for resuming (default $VIBTOOLS_CACHE, else "
+                                                 "~/.cache/vibtools/runs)")
+    r.add_argument("--list", action="store_true", help="list the experiments and exit")
+    r.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
 
 
@@ -125,9 +140,57 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
+def _reproduce(args) -> int:
+    """The ``reproduce`` command."""
+    from .cache import cache_folder, check_writable
+    from .data import DataNotFoundError, load_mnist
+    from .device import pick_device
+    from .reproduce import EXPERIMENTS, reproduce
+
+    if args.list:
+        for e in EXPERIMENTS.values():
+            print(f"{e.name}: {e.description}")
+        return 0
+    names = args.names or list(EXPERIMENTS)
+    try:
+        unknown = [n for n in names if n not in EXPERIMENTS]
+        if unknown:
+            raise ValueError(f"unknown experiment {unknown[0]!r}: use one of {', '.join(EXPERIMENTS)}")
+        device = pick_device(args.device)
+        _check_data_folder(args.data)
+        results = Path(args.results).expanduser()
+        if results.exists() and not results.is_dir():
+            raise ValueError(f"--results {args.results!r} exists and is not a folder")
+        check_writable(results, 2**20, what="--results")
+        cache = cache_folder(args.cache) if args.cache else True
+    except ValueError as exc:
+        return _fail(str(exc))
+    try:
+        data = load_mnist(args.data, device)
+    except DataNotFoundError as exc:
+        return _fail(str(exc))
+
+    def announce(name: str, group: int, groups: int) -> None:
+        """One line per stacked pass."""
+        print(f"{name}: pass {group + 1} of {groups} ({args.epochs} epochs)", flush=True)
+
+    t0 = time.perf_counter()
+    try:
+        written = reproduce(names, data, epochs=args.epochs, device=str(device), results_dir=results, cache=cache,
+                            progress=not args.no_progress, on_group=announce)
+    except ValueError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt as exc:
+        return _fail(str(exc) or "interrupted; rerun the same command to resume", 130)
+    print(f"# wrote {len(written)} results files to {results} in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "reproduce":
+        return _reproduce(args)
     from .cache import cache_folder, check_writable, checkpoint_bytes
     from .data import DataNotFoundError, load_mnist
     from .device import pick_device

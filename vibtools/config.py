@@ -10,6 +10,7 @@ from .model import COVARIANCES
 MAX_SEED = 2**32 - 1  # evaluation noise is seeded with seed * 1_000_003 + salt, which must stay below 2**63
 # the fields the models of one stacked sweep may differ in: the loss settings and the seed
 PER_MODEL = ("beta", "seed", "dropout", "label_smoothing", "confidence_penalty")
+OPTIONAL_AT_ZERO = ("dropout", "label_smoothing", "confidence_penalty")  # left out of the run key at 0
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,15 @@ class TrainConfig:
         return d
 
     def key_dict(self) -> dict:
-        """What identifies the run's result: :meth:`as_dict` with the batch order resolved (``data_seed``)."""
+        """What identifies the run's result: :meth:`as_dict` with the batch order resolved (``data_seed``).
+
+        Regularizers left at 0 are left out, so that runs stored before these options existed keep their keys.
+        """
         d = self.as_dict()
         d["data_seed"] = self.batch_seed
+        for name in OPTIONAL_AT_ZERO:
+            if d[name] == 0.0:
+                del d[name]
         return d
 
     @classmethod
