@@ -232,3 +232,29 @@ def table1_rows(records: list[dict]) -> list[dict]:
                      "epochs": by_model[name][0]["protocol"]["epochs"],
                      "reproduced": within(s["mean"], total, PAPER_TABLE1[name])})
     return rows
+
+
+def k2_rows(records: list[dict]) -> list[dict]:
+    """One row per β of the paper's K=2 figures: ours (1- and 12-sample error, mean and sd over seeds) and the paper's.
+
+    Args:
+        records: results records of the ``k2`` experiment.
+    """
+    from .reproduce import summarize
+
+    rows = []
+    for beta, (p1, p12) in PAPER_K2.items():
+        runs = [r for r in records if abs(r["config"]["beta"] - beta) <= 1e-12 * max(beta, 1.0)]
+        if not runs:
+            continue
+        one, avg = summarize(runs, "err"), summarize(runs, "avg_err")
+        sd12 = (avg["sd_seeds"] ** 2 + avg["sd_noise"] ** 2) ** 0.5
+        rows.append({"beta": beta, "paper_err": p1, "paper_avg_err": p12, "err": one, "avg_err": avg,
+                     "sd": sd12, "epochs": runs[0]["protocol"]["epochs"],
+                     "reproduced": within(avg["mean"], sd12, p12)})
+    return rows
+
+
+def mean_sd(mean: float, sd: float) -> str:
+    """An error rate and its spread as percentages: "1.61% ± 0.06"."""
+    return f"{100 * mean:.2f}% ± {100 * sd:.2f}"
