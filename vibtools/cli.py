@@ -14,12 +14,15 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 PROG = "python -m vibtools"
 
 
 class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors."""
+
     def error(self, message: str):
         """One line, exit status 2, no usage dump."""
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -204,14 +207,21 @@ def main(argv: list[str] | None = None) -> int:
         check_memory([config], device)
         _check_data_folder(args.data)
         if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {args.out!r} exists and is not a folder")
-        check_writable(out, checkpoint_bytes(config), what="--out")
+            raise ValueError(f"--out {args.out!r} is a file, not a folder")
+        if not out.exists():  # an existing folder is checked by train(): a read-only one may hold the finished run
+            check_writable(out, checkpoint_bytes(config), what="--out")
     except ValueError as exc:
         return _fail(str(exc))
     try:
         data = load_mnist(args.data, device)
     except DataNotFoundError as exc:
         return _fail(str(exc))
+
+    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
+        """Print a warning as one line ("python -m vibtools: warning: ...")."""
+        print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = one_line
 
     def show(epoch: int, rows: list[dict]) -> None:
         """Print one epoch's test line in the reference's format."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 from .model import COVARIANCES
@@ -91,12 +92,12 @@ def sweep_shared_fields() -> tuple[str, ...]:
 
 def _is_int(v) -> bool:
     """True for a Python or NumPy integer that is not a bool."""
-    return isinstance(v, int) and not isinstance(v, bool) or type(v).__name__.startswith(("int", "uint"))
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _is_real(v) -> bool:
-    """True for a finite real number that is not a bool."""
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+    """True for a finite real number (Python or NumPy) that is not a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def check_config(c: TrainConfig) -> None:

@@ -101,7 +101,9 @@ def record_epoch(state: TrainState, data: MNISTTensors, epoch_metrics: dict, lr:
     t0 = time.perf_counter()
     raw, ema = evaluate_stacks([state.stack, state.ema_stack()], data.test_x, data.test_y,
                                eval_generators(state.seeds(), state.epoch, state.device), c.n_eval_samples)
-    eval_seconds = time.perf_counter() - t0  # to_floats below waits for the device
+    if state.device.type == "cuda":
+        torch.cuda.synchronize()
+    eval_seconds = time.perf_counter() - t0
     for i, h in enumerate(state.histories):
         row = {"epoch": state.epoch, "lr": lr, "seconds": seconds, "eval_seconds": eval_seconds}
         row.update({k: float(v[i]) for k, v in epoch_metrics.items()})

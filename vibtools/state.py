@@ -52,6 +52,15 @@ def make_adam(params, config: TrainConfig, device: torch.device) -> torch.optim.
     return torch.optim.Adam(params, lr=config.lr, betas=tuple(config.adam_betas), **kw)
 
 
+class DeviceMismatch(CheckpointError):
+    """A stored training state belongs to another device type, whose random-stream states cannot continue here."""
+
+    def __init__(self, saved_on: str, here: str):
+        super().__init__(f"its training state was saved on {saved_on}, and random-stream states of that device "
+                         f"cannot continue on {here}")
+        self.saved_on = saved_on
+
+
 class TrainState:
     """The mutable training state of M models of one shape that share a batch order.
 
@@ -170,8 +179,16 @@ class TrainState:
         tr = [p["training"] for p in payloads]
         saved_on = {t["device_type"] for t in tr}
         if saved_on != {dev.type}:
-            raise CheckpointError(f"its training state was saved on {'/'.join(sorted(saved_on))}, and random-stream "
-                                  f"states of that device cannot continue on {dev.type}")
+            raise DeviceMismatch("/".join(sorted(saved_on)), dev.type)
+        try:
+            self._restore_training(tr, stacked)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a state that passed the checksum but not torch
+            raise CheckpointError(f"its training state cannot be restored ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+    def _restore_training(self, tr: Sequence[dict], stacked) -> None:
+        """Restore the optimizer, schedule, EMA shadow and random streams from stored training states."""
+        dev = self.device
         self._fixed_ema = None
         with torch.no_grad():
             torch._foreach_copy_(self.ema.shadow, stacked([t["ema"]["shadow"] for t in tr]))
