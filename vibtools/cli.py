@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", default="results", help="results folder (default ./results)")
     r.add_argument("--cache", default=None, help="run cache for resuming (default $VIBTOOLS_CACHE, else "
                                                  "~/.cache/vibtools/runs)")
+    r.add_argument("--compile", default="", choices=("", "default", "reduce-overhead"),
+                   help="torch.compile the step: default, or reduce-overhead (CUDA graphs on a GPU)")
     r.add_argument("--list", action="store_true", help="list the experiments and exit")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
@@ -180,7 +182,8 @@ def _reproduce(args) -> int:
     t0 = time.perf_counter()
     try:
         written = reproduce(names, data, epochs=args.epochs, device=str(device), results_dir=results, cache=cache,
-                            progress=not args.no_progress, on_group=announce)
+                            progress=not args.no_progress, on_group=announce,
+                            compile={"": False, "default": True}.get(args.compile, args.compile))
     except ValueError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt as exc:

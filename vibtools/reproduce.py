@@ -163,7 +163,7 @@ def summarize(records: Sequence[dict], key: str = "avg_err") -> dict:
 def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_EPOCHS, device=None,
               results_dir: str | Path = "results", cache=True, progress: bool = True,
               on_group: Callable[[str, int, int], None] | None = None,
-              overrides: dict | None = None) -> list[Path]:
+              overrides: dict | None = None, compile: bool | str = False) -> list[Path]:
     """Train the named experiments (what is missing), resume interrupted runs, and write their results files.
 
     Args:
@@ -174,6 +174,7 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
         results_dir: where ``<experiment>/<run>.json`` files go.
         on_group: called before each stacked pass with (experiment, group index, number of groups).
         overrides: config fields set on every run (small networks for tests: ``{"hidden": 32}``).
+        compile: as in :func:`vibtools.train_sweep` ("reduce-overhead" captures CUDA graphs on a GPU).
     Returns:
         The results files written.
     """
@@ -188,7 +189,7 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
         for g, configs in enumerate(groups):
             if on_group is not None:
                 on_group(name, g, len(groups))
-            results = train_sweep(configs, data, device=device, cache=cache, progress=progress)
+            results = train_sweep(configs, data, device=device, cache=cache, progress=progress, compile=compile)
             for r in results:
                 path = Path(results_dir) / name / f"{run_name(r.config)}.json"
                 save_json(path, result_record(r, data, name, epochs))
