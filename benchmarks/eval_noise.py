@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=10, help="seeds of the evaluation noise (default 10)")
     ap.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     args = ap.parse_args()
+    if args.draws < 2:
+        ap.error("--draws must be at least 2 (a spread needs two draws)")
     run = vt.load_run(args.run, device=args.device)
     dev = next(run.model.parameters()).device
     data = vt.load_mnist(args.data, dev)

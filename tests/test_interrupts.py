@@ -200,7 +200,7 @@ def reference(cli_data, tmp_path_factory):
         proc.wait()
 
 
-# ----------------------------------------------------------------------------- 1-3. the CLI, as a real process
+# ----------------------------------------------------------------------------- the CLI, as a real process
 def test_cli_ctrl_c_after_first_epoch_line_saves_it_and_resumes(cli_data, reference, tmp_path):
     out = tmp_path / "out"
     code, stdout, stderr = interrupted_cli(cli_data, out, tmp_path, signal.SIGINT)
@@ -242,7 +242,7 @@ def test_cli_sigkill_then_ctrl_c_after_a_save_then_rerun_is_bit_identical(cli_da
     assert load_checkpoint(stored)["epochs_done"] == CLI_EPOCHS
 
 
-# ----------------------------------------------------------------------------- 3. stale temporary files
+# ----------------------------------------------------------------------------- stale temporary files
 def test_stale_temporary_files_of_the_run_are_removed(small, cache_dir):
     config = TrainConfig(k=8, hidden=32, epochs=2)
     partial = train(config, small, cache_dir, stop_after=1)
@@ -260,7 +260,7 @@ def test_stale_temporary_files_of_the_run_are_removed(small, cache_dir):
     assert not stale.exists()
 
 
-# ----------------------------------------------------------------------------- 4-6. interrupts inside train()
+# ----------------------------------------------------------------------------- interrupts inside train()
 def test_interrupt_in_final_evaluation_keeps_all_epochs(small, tmp_path, monkeypatch):
     config = TrainConfig(k=8, hidden=32, epochs=2)
     folder = tmp_path / "interrupted"
@@ -356,7 +356,7 @@ def test_on_epoch_replays_stored_epochs_on_resume(small, tmp_path):
     assert_same_run(resumed, fresh)
 
 
-# ----------------------------------------------------------------------------- 7. two processes, one run
+# ----------------------------------------------------------------------------- two processes, one run
 LOCK_SCRIPT = '''
 import sys, time
 from pathlib import Path
@@ -424,7 +424,7 @@ def test_second_process_waits_for_the_first_and_loads_its_run(data_root, tmp_pat
     assert tmp_files(folder) == []
 
 
-# ----------------------------------------------------------------------------- 8. runs from another device type
+# ----------------------------------------------------------------------------- runs from another device type
 def edit_payload(path: Path, edit) -> None:
     """Load a run file, apply ``edit`` to its payload and store it again with a valid checksum."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -432,7 +432,7 @@ def edit_payload(path: Path, edit) -> None:
     save_checkpoint(path, payload)
 
 
-def test_partial_run_with_cuda_random_state_restarts_on_cpu(small, tmp_path):
+def test_partial_run_from_cuda_says_where_it_resumes_and_is_kept(small, tmp_path):
     config = TrainConfig(k=8, hidden=32, epochs=2)
     folder = tmp_path / "from-cuda"
     path = train(config, small, folder, stop_after=1).path
@@ -443,13 +443,13 @@ def test_partial_run_with_cuda_random_state_restarts_on_cpu(small, tmp_path):
         payload["training"]["rng"]["noise"] = torch.zeros(16, dtype=torch.uint8)
 
     edit_payload(path, as_cuda)
-    with pytest.warns(UserWarning, match="cannot resume here") as record:
-        resumed = train(config, small, folder)
-    messages = [str(w.message) for w in record if issubclass(w.category, UserWarning)]
-    assert len(messages) == 1, messages
-    assert "cuda" in messages[0] and "\n" not in messages[0], messages[0]
-    assert_same_run(resumed, train(config, small, tmp_path / "fresh"))
-    assert load_checkpoint(path)["epochs_done"] == 2
+    before = path.read_bytes()
+    with pytest.raises(ValueError) as info:
+        train(config, small, folder)
+    message = str(info.value)
+    assert "saved on cuda and can only resume there" in message and "device='cuda'" in message
+    assert "epoch 1 of 2" in message and "\n" not in message
+    assert path.read_bytes() == before  # the GPU's progress is not overwritten
 
 
 def test_finished_cuda_run_loads_on_cpu(small, tmp_path):

@@ -16,28 +16,78 @@ import vibtools as vt
 GOLDEN_VERSION = 2
 GOLDEN = {
     "diag": {
-        "train_class_bits": [3.368235, 3.246451],
-        "train_info_bits": [25.073065, 24.880207],
-        "test_izx": [25.055681, 24.907642],
-        "test_izy": [0.007888, 0.011724],
-        "ema_test_izx": [25.130243, 25.047279],
-        "ema_train_izx": 24.923748,
-        "weight_sum": 14.474819,
+        "train_class_bits": [3.368235, 3.246779, 3.154621],
+        "train_info_bits": [25.073065, 24.881626, 24.748936],
+        "test_izx": [25.055681, 24.911976, 24.776949],
+        "test_izy": [0.007888, 0.011607, 0.017467],
+        "test_err": [0.89, 0.89, 0.89],
+        "test_avg_err": [0.89, 0.88, 0.88],
+        "ema_test_izx": [25.130243, 25.048622, 24.970791],
+        "ema_test_avg_err": [0.87, 0.89, 0.9],
+        "ema_train_izx": 24.851751,
+        "weight_sum": 14.615893,
     },
     "full": {
-        "train_class_bits": [3.525552, 3.359507],
-        "train_info_bits": [14.752678, 14.383204],
-        "test_izx": [14.472218, 14.297288],
-        "test_izy": [-0.002769, 0.027505],
-        "ema_test_izx": [14.546062, 14.450353],
-        "ema_train_izx": 14.425288,
-        "weight_sum": 12.954567,
+        "train_class_bits": [3.525552, 3.359816, 3.270233],
+        "train_info_bits": [14.752678, 14.385509, 14.13697],
+        "test_izx": [14.472218, 14.302341, 14.157487],
+        "test_izy": [-0.00277, 0.027473, 0.002746],
+        "test_err": [0.91, 0.89, 0.91],
+        "test_avg_err": [0.88, 0.89, 0.88],
+        "ema_test_izx": [14.546062, 14.452069, 14.37007],
+        "ema_test_avg_err": [0.87, 0.88, 0.88],
+        "ema_train_izx": 14.290897,
+        "weight_sum": 12.849767,
+    },
+    "none": {
+        "train_class_bits": [3.374651, 3.213765, 3.094207],
+        "train_info_bits": [0.0, 0.0, 0.0],
+        "test_izx": [0.0, 0.0, 0.0],
+        "test_izy": [0.001339, -0.001401, -0.004116],
+        "test_err": [0.84, 0.85, 0.86],
+        "test_avg_err": [0.84, 0.85, 0.86],
+        "ema_test_izx": [0.0, 0.0, 0.0],
+        "ema_test_avg_err": [0.84, 0.85, 0.85],
+        "ema_train_izx": 0.0,
+        "weight_sum": 12.515672,
+    },
+    "sweep0": {
+        "train_class_bits": [3.368235, 3.246779, 3.154621],
+        "train_info_bits": [25.073065, 24.881626, 24.748936],
+        "test_izx": [25.055681, 24.911976, 24.776949],
+        "test_izy": [0.007888, 0.011607, 0.017467],
+        "test_err": [0.89, 0.89, 0.89],
+        "test_avg_err": [0.89, 0.88, 0.88],
+        "ema_test_izx": [25.130243, 25.048622, 24.970791],
+        "ema_test_avg_err": [0.87, 0.89, 0.9],
+        "ema_train_izx": 24.851751,
+        "weight_sum": 14.615893,
+    },
+    "sweep1": {
+        "train_class_bits": [3.396416, 3.286048, 3.205487],
+        "train_info_bits": [24.862612, 24.621754, 24.391815],
+        "test_izx": [24.757536, 24.57766, 24.398945],
+        "test_izy": [0.018413, 0.019844, 0.019504],
+        "test_err": [0.87, 0.86, 0.87],
+        "test_avg_err": [0.86, 0.86, 0.88],
+        "ema_test_izx": [24.824654, 24.7349, 24.645361],
+        "ema_test_avg_err": [0.87, 0.86, 0.86],
+        "ema_train_izx": 24.546768,
+        "weight_sum": 3.503716,
     },
 }
 CONFIGS = {
-    "diag": vt.TrainConfig(k=4, hidden=16, epochs=2, batch_size=50, lr=1e-3),
-    "full": vt.TrainConfig(k=2, hidden=16, epochs=2, batch_size=50, lr=1e-3, covariance="full", beta=0.1),
+    "diag": [vt.TrainConfig(k=4, hidden=16, epochs=3, batch_size=50, lr=1e-3, decay_epochs=1)],
+    "full": [vt.TrainConfig(k=2, hidden=16, epochs=3, batch_size=50, lr=1e-3, decay_epochs=1, covariance="full",
+                            beta=0.1)],
+    "none": [vt.TrainConfig(k=4, hidden=16, epochs=3, batch_size=50, lr=1e-3, decay_epochs=1, covariance="none",
+                            beta=0.0)],
+    # a stacked pass of two models (the batched products, not the single model's)
+    "sweep": [vt.TrainConfig(k=4, hidden=16, epochs=3, batch_size=50, lr=1e-3, decay_epochs=1, beta=b, seed=s,
+                             data_seed=0) for b, s in ((1e-3, 0), (1e-1, 1))],
 }
+KEYS = ("train_class_bits", "train_info_bits", "test_izx", "test_izy", "test_err", "test_avg_err", "ema_test_izx",
+        "ema_test_avg_err")
 
 
 def synthetic() -> vt.MNISTTensors:
@@ -49,15 +99,15 @@ def synthetic() -> vt.MNISTTensors:
 
 
 def trajectories() -> dict:
-    """The pinned numbers of each config: per-epoch losses and bounds, the final train bound, a weight sum."""
+    """The pinned numbers of each config: per-epoch losses, bounds and errors, the final train bound, a weight sum."""
     out = {}
-    for name, cfg in CONFIGS.items():
-        r = vt.train(cfg, synthetic(), device="cpu", cache=False, progress=False)
-        h = r.history
-        out[name] = {k: [round(v, 6) for v in h[k]]
-                     for k in ("train_class_bits", "train_info_bits", "test_izx", "test_izy", "ema_test_izx")}
-        out[name]["ema_train_izx"] = round(r.final["ema_train"]["izx"], 6)
-        out[name]["weight_sum"] = round(float(sum(p.detach().double().sum() for p in r.ema_model.parameters())), 6)
+    for name, configs in CONFIGS.items():
+        for j, r in enumerate(vt.train_sweep(configs, synthetic(), device="cpu", cache=False, progress=False)):
+            h = r.history
+            key = name if len(configs) == 1 else f"{name}{j}"
+            out[key] = {k: [round(v, 6) for v in h[k]] for k in KEYS}
+            out[key]["ema_train_izx"] = round(r.final["ema_train"]["izx"], 6)
+            out[key]["weight_sum"] = round(float(sum(p.detach().double().sum() for p in r.ema_model.parameters())), 6)
     return out
 
 

@@ -144,7 +144,8 @@ def test_equal_configs_share_one_key_and_one_file(small, cache_dir):
 def test_sweep_shared_fields_derive_from_the_config():
     shared = set(vibtools.config.sweep_shared_fields())
     names = {f.name for f in fields(TrainConfig)}
-    assert shared == (names - {"beta", "seed", "data_seed"}) | {"batch_seed"}
+    per_model = {"beta", "seed", "dropout", "label_smoothing", "confidence_penalty"}
+    assert shared == (names - per_model - {"data_seed"}) | {"batch_seed"}
 
 
 def test_cache_argument_expands_the_home_folder(small, tmp_path, monkeypatch):
@@ -278,10 +279,108 @@ def test_benchmark_smoke_run(data_root, tmp_path):
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, str(script), "--data", str(data_root), "--device", "cpu", "--steps", "2",
-                        "--warmup", "1", "--sweeps", "2", "--vmap", "2", "--end-to-end", "--json", str(out)],
+                        "--warmup", "1", "--sweeps", "2", "--vmap", "2", "--end-to-end", "1", "--json", str(out)],
                        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
     rows = {row["loop"]: row for row in json.loads(out.read_text())["rows"]}
     assert {"plain PyTorch loop", "vibtools single model", "vibtools sweep M=2",
             "torch.func stack_module_state + vmap, M=2", "matrix products alone"} <= set(rows)
     assert all(row["sec_per_model_epoch"] > 0 for row in rows.values())
+    e2e = json.loads(out.read_text())["end_to_end"]
+    assert len(e2e) == 1 and e2e[0]["epochs"] == 1 and 0 < e2e[0]["evaluation_share"] < 1
+    assert e2e[0]["training_s"] < e2e[0]["start_to_exit_s"]
+
+
+# ---------------------------------------------------------------- review follow-ups
+
+
+def test_option_errors_come_before_the_data_is_read(tmp_path, monkeypatch):
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("VIBTOOLS_DATA", str(empty))
+    for kwargs, words in (({"checkpoint_every": 0}, "checkpoint_every"), ({"compile": "bogus"}, "compile must be"),
+                          ({"stop_after": -1}, "stop_after")):
+        with pytest.raises(ValueError, match=words):
+            vt.train(TINY, None, device="cpu", cache=tmp_path / "cache", progress=False, **kwargs)
+    assert listing(empty) == [] and not (tmp_path / "cache").exists()
+
+
+def test_a_read_only_cache_serves_finished_runs_and_refuses_new_ones(small, cache_dir, monkeypatch):
+    first = fit(TINY, small, cache=cache_dir)
+    real = os.access
+
+    def access(path, mode):
+        """Deny writing to the cache folder (as root, chmod cannot)."""
+        return False if str(path) == str(cache_dir) else real(path, mode)
+
+    monkeypatch.setattr(vibtools.cache.os, "access", access)
+    again = fit(TINY, small, cache=cache_dir)
+    assert again.from_cache and again.final == first.final
+    with pytest.raises(ValueError, match="is not writable"):
+        fit(TINY.with_(beta=0.5), small, cache=cache_dir)
+
+
+def test_stored_runs_missing_history_or_metrics_are_retrained(small, cache_dir):
+    from vibtools.checkpoint import save_checkpoint
+
+    r = fit(TINY, small, cache=cache_dir)
+    for damage, words in ((lambda st: st["history"].pop("test_err"), "history['test_err']"),
+                          (lambda st: st["history"]["epoch"].pop(), "history['epoch'] of 2 epochs"),
+                          (lambda st: st["final"]["ema_test"].pop("avg_err"), "final['ema_test']['avg_err']")):
+        st = torch.load(r.path, weights_only=True)
+        damage(st)
+        save_checkpoint(r.path, st)
+        with pytest.warns(UserWarning, match="ignoring stored run") as record:
+            again = fit(TINY, small, cache=cache_dir)
+        assert words in str(record[0].message) and not again.from_cache
+
+
+def test_device_names_must_be_canonical():
+    for name in ("cuda:", "cuda:01", "cpu:0", "cuda:-1", "cuda:x"):
+        with pytest.raises(ValueError):
+            vt.pick_device(name)
+
+
+def test_numpy_numbers_are_accepted_in_configs():
+    import numpy as np
+
+    c = TINY.with_(beta=np.float32(0.5), k=np.int64(8), lr=np.float64(1e-3))
+    assert c.beta == 0.5 and type(c.beta) is float and type(c.k) is int
+
+
+def test_the_explorer_trains_a_new_beta_from_its_button(small, monkeypatch):
+    pytest.importorskip("ipywidgets")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import ipywidgets
+
+    runs = [fit(TINY.with_(k=2, covariance="full", epochs=1), small, cache=False)]
+    trained = []
+    real = vibtools.runs.train
+
+    def record(config, data, **kwargs):
+        """Train without a cache, and remember what the button asked for."""
+        trained.append(config)
+        return real(config, data, cache=False, progress=False, device="cpu")
+
+    monkeypatch.setattr(vibtools.runs, "train", record)
+    box = vt.widgets.beta_explorer(runs, small.test_x[:50], small.test_y[:50], data=small, device="cpu")
+    buttons = [w for w in box.children[-2].children if isinstance(w, ipywidgets.Button)]
+    buttons[0].click()
+    assert len(trained) == 1 and trained[0].k == 2 and trained[0].beta != TINY.beta
+
+
+def test_cli_prints_cache_notices_as_one_line(tmp_path):
+    from tests.test_vibtools_cli import cli, fake_mnist
+
+    data = fake_mnist(tmp_path / "data")
+    args = ["train", "--k", "2", "--epochs", "1", "--device", "cpu", "--data", str(data), "--out", str(tmp_path / "o"),
+            "--no-progress"]
+    assert cli(args, tmp_path).returncode == 0
+    run = next((tmp_path / "o").glob("*.pt"))
+    run.write_bytes(run.read_bytes()[:100])
+    again = cli(args, tmp_path)
+    assert again.returncode == 0, again.stderr
+    lines = again.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m vibtools: warning: ignoring stored run"), lines

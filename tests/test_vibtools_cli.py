@@ -148,7 +148,7 @@ def test_top_level_help_and_missing_command(tmp_path, monkeypatch, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1
 
 
-# ---------------------------------------------------------------- 14. a tiny successful run on a fake MNIST folder
+# ---------------------------------------------------------------- a tiny successful run on a fake MNIST folder
 
 
 def write_idx(path: Path, data: torch.Tensor) -> None:

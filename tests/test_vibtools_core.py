@@ -20,7 +20,7 @@ def rho_for(sigma: torch.Tensor) -> torch.Tensor:
     return 5.0 + torch.log(torch.expm1(sigma))
 
 
-# ---------------------------------------------------------------- 1. analytic KL against Monte Carlo
+# ---------------------------------------------------------------- analytic KL against Monte Carlo
 
 
 def mc_kl_bits(q, p, n: int, seed: int) -> tuple[float, float]:
@@ -92,7 +92,7 @@ def test_info_loss_keeps_leading_dims_and_averages_the_batch():
     torch.testing.assert_close(bits, (0.5 * (mu**2).sum(-1)).mean(-1) / LN2)
 
 
-# ---------------------------------------------------------------- 2. bits and the two bounds
+# ---------------------------------------------------------------- bits and the two bounds
 
 
 def test_uniform_logits_cost_log2_10_bits_and_bound_zero():
@@ -133,7 +133,7 @@ def test_known_kl_in_nats_is_divided_by_ln2():
     torch.testing.assert_close(obj, torch.tensor([2.1, 13.0]))
 
 
-# ---------------------------------------------------------------- 3. EMA zero-debias
+# ---------------------------------------------------------------- EMA zero-debias
 
 
 def closed_form(ws: list[torch.Tensor], d: float) -> torch.Tensor:
@@ -187,7 +187,7 @@ def test_ema_state_dict_round_trip():
         EMA([torch.zeros(2), torch.zeros(2)]).load_state_dict(state)  # wrong number of tensors
 
 
-# ---------------------------------------------------------------- 5. shapes, deterministic variant, stack
+# ---------------------------------------------------------------- shapes, deterministic variant, stack
 
 
 @pytest.mark.parametrize("k", [2, 256])
@@ -277,7 +277,7 @@ def test_stack_loss_terms_match_single_models():
     stack = VIBStack.of(models)
     x, y = torch.rand(7, 784), torch.randint(0, 10, (7,))
     eps = torch.randn(2, 7, 4, generator=torch.Generator().manual_seed(0))
-    class_bits, info_bits, wrong = stack.loss_terms(x, y, eps)
+    class_bits, info_bits, wrong, _ = stack.loss_terms(x, y, eps)
     assert class_bits.shape == info_bits.shape == wrong.shape == (2,)
     for i, m in enumerate(models):
         q = m.encode(x)

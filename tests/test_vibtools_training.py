@@ -65,7 +65,7 @@ def lr_per_epoch(calls: list[tuple[int, float]]) -> dict[int, set[float]]:
     return out
 
 
-# ---------------------------------------------------------------- 4. learning-rate schedule
+# ---------------------------------------------------------------- learning-rate schedule
 
 
 def test_lr_decays_by_097_every_two_epochs(small, step_spy):
@@ -86,7 +86,7 @@ def test_lr_schedule_follows_the_config(small):
     assert result.history["lr"] == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4], rel=1e-12)
 
 
-# ---------------------------------------------------------------- 6. determinism
+# ---------------------------------------------------------------- determinism
 
 
 def test_same_seed_same_run_and_other_seed_differs(small):
@@ -103,7 +103,7 @@ def test_same_seed_same_run_and_other_seed_differs(small):
     assert not torch.equal(c.model.enc1_weight, a.model.enc1_weight)
 
 
-# ---------------------------------------------------------------- 7. it learns
+# ---------------------------------------------------------------- it learns
 
 
 def test_short_run_is_far_below_chance(mnist):
@@ -120,7 +120,7 @@ def test_short_run_is_far_below_chance(mnist):
     assert result.final["ema_test"]["acc"] == pytest.approx(1 - result.final["ema_test"]["err"])
 
 
-# ---------------------------------------------------------------- 8. run cache round trip
+# ---------------------------------------------------------------- run cache round trip
 
 
 def test_cache_round_trip(small, cache_dir):
@@ -160,7 +160,7 @@ def test_cache_key_depends_on_config_and_data(small, cache_dir):
     assert len({a.path, b.path, c.path}) == 3
 
 
-# ---------------------------------------------------------------- 9. resume
+# ---------------------------------------------------------------- resume
 
 
 def test_resume_equals_uninterrupted_run(small, tmp_path, step_spy):
@@ -189,10 +189,11 @@ def test_resume_equals_uninterrupted_run(small, tmp_path, step_spy):
     assert done.from_cache and done.history == resumed.history
 
 
-# ---------------------------------------------------------------- 10. bad cache files
+# ---------------------------------------------------------------- bad cache files
 
 
 def _truncate(path):
+    """Cut a file to half its length."""
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
@@ -270,7 +271,7 @@ def test_load_run_refuses_bad_files(tmp_path):
         load_run(bad)
 
 
-# ---------------------------------------------------------------- 11. sweeps
+# ---------------------------------------------------------------- sweeps
 
 
 def test_sweep_equals_single_runs_and_fills_the_cache(small, tmp_path):

@@ -7,7 +7,17 @@
 import importlib
 
 from . import book  # the chapters' settings (vt.book); imports nothing heavy
-from .bounds import LN2, class_loss_bits, info_loss_bits, izx_upper_bound, izy_lower_bound, vib_objective
+from .baselines import MODELS, model_config
+from .bounds import (
+    LN2,
+    class_loss_bits,
+    info_loss_bits,
+    izx_upper_bound,
+    izy_lower_bound,
+    prediction_entropy_bits,
+    smoothed_class_loss_bits,
+    vib_objective,
+)
 from .checkpoint import RESULTS_VERSION, CheckpointError, default_cache_dir, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import DataNotFoundError, MNISTFileError, MNISTTensors, default_data_root, load_mnist
@@ -46,7 +56,8 @@ __all__ = [
     "RESULTS_VERSION", "CheckpointError", "default_cache_dir", "load_checkpoint", "save_checkpoint",
     "DataNotFoundError", "MNISTFileError", "MNISTTensors", "default_data_root", "load_mnist", "pick_device", "EMA",
     "evaluate", "format_line", "VIB", "posterior", "prior", "reparameterize", "VIBStack",
-    "RunResult", "TrainConfig", "TrainingInterrupted", "load_run", "train", "train_sweep", "__version__",
+    "MODELS", "model_config", "RunResult", "TrainConfig", "TrainingInterrupted", "load_run", "train", "train_sweep",
+    "__version__", "prediction_entropy_bits", "smoothed_class_loss_bits",
     "DiscreteIB", "discrete_ib_example", "entropy_bits", "gaussian_kl_closed_form", "gaussian_kl_full_closed_form",
     "kl_bits", "mc_kl", "mutual_information", "nats_to_bits", "variational_bounds", "book", "plots", "widgets",
 ]

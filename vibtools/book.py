@@ -170,3 +170,91 @@ def nearest(results, beta: float):
     import math
 
     return min(results, key=lambda r: abs(math.log10(max(r.config.beta, 1e-30)) - math.log10(max(beta, 1e-30))))
+
+
+# ----------------------------------------------------------------------------- the paper's Table 1
+# Test error (%) of the paper's Table 1 (Alemi et al. 2017): the baselines are Pereyra et al. (2017)'s numbers for
+# a 784-1024-1024-10 network; VIB is K=256, beta=1e-3, 12-sample prediction. All 200 epochs.
+PAPER_TABLE1 = {"deterministic": 0.0138, "dropout": 0.0134, "label-smoothing": 0.0140,
+                "confidence-penalty": 0.0136, "vib": 0.0113}
+TABLE1_LABELS = {"deterministic": "baseline (deterministic)", "dropout": "dropout", "label-smoothing":
+                 "label smoothing", "confidence-penalty": "confidence penalty", "vib": "VIB (β = 1e-3)"}
+ENV_RESULTS = "VIBTOOLS_RESULTS"
+
+
+def results_dir():
+    """The results folder the chapters read: $VIBTOOLS_RESULTS, else ``results/`` of the repository checkout."""
+    from pathlib import Path
+
+    if os.environ.get(ENV_RESULTS):
+        return Path(os.environ[ENV_RESULTS]).expanduser()
+    return Path(__file__).resolve().parents[1] / "results"
+
+
+def table1_records(device=None) -> tuple[list[dict], str]:
+    """The Table 1 runs: the stored full results, or in quick mode a tiny run of the same code (and its source).
+
+    Returns:
+        (results records, a sentence saying where they come from).
+    """
+    import tempfile
+
+    from .reproduce import load_experiment, reproduce
+
+    if settings().mode == "full":
+        folder = results_dir()
+        return load_experiment(folder, "table1"), f"stored results in {folder.name}/table1"
+    tmp = tempfile.mkdtemp(prefix="vib-table1-")
+    reproduce(["table1"], book_data(device), epochs=settings().reference_epochs, device=device,
+              results_dir=tmp, progress=False)
+    return load_experiment(tmp, "table1"), "a reduced run made now (quick mode)"
+
+
+def within(mean: float, sd: float, target: float, k: float = 2.0) -> bool:
+    """True when ``target`` lies inside ``mean`` ± k·sd (a paper number reproduced within the spread)."""
+    return abs(mean - target) <= k * sd
+
+
+def table1_rows(records: list[dict]) -> list[dict]:
+    """One row per Table 1 model: ours (mean, sd over seeds, sd over noise draws), the paper's, and the verdict."""
+    from .reproduce import summarize
+
+    by_model: dict[str, list[dict]] = {}
+    for r in records:
+        by_model.setdefault(r["model"], []).append(r)
+    rows = []
+    for name in PAPER_TABLE1:
+        if name not in by_model:
+            continue
+        s = summarize(by_model[name])
+        total = (s["sd_seeds"] ** 2 + s["sd_noise"] ** 2) ** 0.5
+        rows.append({"model": name, "label": TABLE1_LABELS[name], "paper": PAPER_TABLE1[name], **s, "sd": total,
+                     "epochs": by_model[name][0]["protocol"]["epochs"],
+                     "reproduced": within(s["mean"], total, PAPER_TABLE1[name])})
+    return rows
+
+
+def k2_rows(records: list[dict]) -> list[dict]:
+    """One row per β of the paper's K=2 figures: ours (1- and 12-sample error, mean and sd over seeds) and the paper's.
+
+    Args:
+        records: results records of the ``k2`` experiment.
+    """
+    from .reproduce import summarize
+
+    rows = []
+    for beta, (p1, p12) in PAPER_K2.items():
+        runs = [r for r in records if abs(r["config"]["beta"] - beta) <= 1e-12 * max(beta, 1.0)]
+        if not runs:
+            continue
+        one, avg = summarize(runs, "err"), summarize(runs, "avg_err")
+        sd12 = (avg["sd_seeds"] ** 2 + avg["sd_noise"] ** 2) ** 0.5
+        rows.append({"beta": beta, "paper_err": p1, "paper_avg_err": p12, "err": one, "avg_err": avg,
+                     "sd": sd12, "epochs": runs[0]["protocol"]["epochs"],
+                     "reproduced": within(avg["mean"], sd12, p12)})
+    return rows
+
+
+def mean_sd(mean: float, sd: float) -> str:
+    """An error rate and its spread as percentages: "1.61% ± 0.06"."""
+    return f"{100 * mean:.2f}% ± {100 * sd:.2f}"

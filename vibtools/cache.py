@@ -120,6 +120,7 @@ class RunCache:
                     lock.acquire()
                 stack.callback(lock.release)
                 remove_stale_tmp(path)
+                remove_stale_tmp(path.with_suffix(".json"))  # the command line's history file beside the run
             yield
 
     def read(self, path: Path, config: TrainConfig, data_fingerprint: str) -> dict | None:

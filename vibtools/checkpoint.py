@@ -32,6 +32,9 @@ FORMAT = "vibtools-run"
 RESULTS_VERSION = 2
 ENV_CACHE = "VIBTOOLS_CACHE"
 TMP_SUFFIX = ".tmp"
+METRICS = ("izy", "izx", "err", "avg_err", "acc", "avg_acc")  # what every evaluation records
+HISTORY_KEYS = ("epoch", "lr", "seconds", "train_class_bits", "train_info_bits", "train_err",
+                *(f"{tag}_{m}" for tag in ("test", "ema_test") for m in METRICS))  # per-epoch columns
 
 
 class CheckpointError(RuntimeError):
@@ -72,8 +75,15 @@ def digest(obj: Any) -> str:
 
 
 def _umask() -> int:
-    """The process's file-creation mask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
+    """The process's current file-creation mask: from /proc (no side effect), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: briefly set, then restored
     os.umask(mask)
     return mask
 
@@ -183,11 +193,19 @@ def check_run_payload(payload: dict[str, Any], shapes: dict[str, tuple[int, ...]
                 fail(f"lacks the tensor {part}[{name!r}]")
             if tuple(t.shape) != tuple(shape):
                 fail(f"has {part}[{name!r}] of shape {tuple(t.shape)}, expected {tuple(shape)}")
+    done = payload["epochs_done"]
+    for key in HISTORY_KEYS:
+        column = payload["history"].get(key)
+        if not isinstance(column, list) or len(column) != done:
+            fail(f"has no history[{key!r}] of {done} epochs")
     final = payload.get("final")
     if final is not None:
         for split in ("raw_test", "ema_test", "ema_train"):
             if not isinstance(final, dict) or not isinstance(final.get(split), dict):
                 fail(f"lacks final[{split!r}]")
+            missing = [k for k in METRICS if not isinstance(final[split].get(k), (int, float))]
+            if missing:
+                fail(f"lacks final[{split!r}][{missing[0]!r}]")
     if need_training:
         tr = payload.get("training")
         if not isinstance(tr, dict):
@@ -195,6 +213,15 @@ def check_run_payload(payload: dict[str, Any], shapes: dict[str, tuple[int, ...]
         for key in ("adam", "scheduler", "ema", "rng", "device_type"):
             if key not in tr:
                 fail(f"lacks training[{key!r}]")
+        for key in ("noise", "batches", "dropout"):
+            if not isinstance(tr["rng"], dict) or not isinstance(tr["rng"].get(key), torch.Tensor):
+                fail(f"lacks training['rng'][{key!r}]")
+            if tr["rng"][key].dtype != torch.uint8:
+                fail(f"has a training['rng'][{key!r}] that is not a generator state")
+        if not isinstance(tr["scheduler"], dict) or not isinstance(tr["ema"].get("steps"), int):
+            fail("has no usable schedule or EMA step count")
+        if tr["adam"] and not isinstance(tr["adam"].get("step"), torch.Tensor):
+            fail("has no usable training['adam']['step']")
         for key in ("exp_avg", "exp_avg_sq"):
             for name, shape in shapes.items():
                 t = tr["adam"].get(key, {}).get(name) if tr["adam"] else None

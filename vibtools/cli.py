@@ -14,12 +14,15 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 PROG = "python -m vibtools"
 
 
 class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors."""
+
     def error(self, message: str):
         """One line, exit status 2, no usage dump."""
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -55,7 +58,9 @@ def _integer(name: str, low: int, high: int | None = None):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``vibtools`` argument parser."""
+    from .baselines import MODELS
     from .config import MAX_SEED
+    from .reproduce import EXPERIMENTS, PAPER_EPOCHS
 
     p = _Parser(prog=PROG, description="Deep Variational Information Bottleneck on MNIST.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -64,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(0.5, 0.999), x0.97 every 2 epochs, EMA 0.999) and print the reference's "
                                    "per-epoch line, then the EMA weights' line. A run already in --out is "
                                    "loaded, an interrupted one resumed (Ctrl-C saves the last finished epoch).")
-    t.add_argument("--beta", type=_beta, default=1e-3, help="weight of the info loss, >= 0 (default 1e-3)")
+    t.add_argument("--model", choices=MODELS, default="vib",
+                   help="vib (default), or a baseline of the paper's Table 1 on the same network with z = mu: "
+                        "deterministic, dropout (0.5 on the hidden units), label-smoothing (0.1), "
+                        "confidence-penalty (1.0)")
+    t.add_argument("--beta", type=_beta, default=None, help="weight of the info loss, >= 0 (default 1e-3; VIB only)")
     t.add_argument("--k", type=_integer("k", 1), default=256, help="latent size K, >= 1 (default 256; 2 to plot)")
     t.add_argument("--epochs", type=_integer("epochs", 1), default=10, help="training epochs, >= 1 (default 10)")
     t.add_argument("--seed", type=_integer("seed", 0, MAX_SEED), default=0,
@@ -74,9 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "(default ./runs)")
     t.add_argument("--data", default=None, help="MNIST folder holding MNIST/raw/ (default $VIBTOOLS_DATA, else "
                                                 "~/.cache/vibtools/data; downloaded there if missing)")
-    t.add_argument("--covariance", choices=("diag", "full", "none"), default="diag",
-                   help="q(z|x): diag (reference), full (paper's K=2 encoder), none (deterministic baseline)")
+    t.add_argument("--covariance", choices=("diag", "full", "none"), default=None,
+                   help="q(z|x) of VIB: diag (reference, default), full (paper's K=2 encoder), none (z = mu)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    r = sub.add_parser("reproduce", help="train the paper's experiments and write results/",
+                       description="Train the named experiments (all when none is named): what is missing is "
+                                   "trained, models of one shape in one stacked pass; interrupted runs resume from "
+                                   "the run cache. Each finished run is written to RESULTS/<experiment>/<run>.json.")
+    r.add_argument("names", nargs="*", metavar="NAME", help=f"experiments: {', '.join(EXPERIMENTS)} (default: all)")
+    r.add_argument("--epochs", type=_integer("epochs", 1), default=PAPER_EPOCHS,
+                   help=f"epochs of every run (default {PAPER_EPOCHS}, the paper's protocol)")
+    r.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    r.add_argument("--data", default=None, help="MNIST folder holding MNIST/raw/ (default $VIBTOOLS_DATA)")
+    r.add_argument("--results", default="results", help="results folder (default ./results)")
+    r.add_argument("--cache", default=None, help="run cache for resuming (default $VIBTOOLS_CACHE, else "
+                                                 "~/.cache/vibtools/runs)")
+    r.add_argument("--compile", default="", choices=("", "default", "reduce-overhead"),
+                   help="torch.compile the step: default, or reduce-overhead (CUDA graphs on a GPU)")
+    r.add_argument("--list", action="store_true", help="list the experiments and exit")
+    r.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
 
 
@@ -95,6 +120,22 @@ def _check_data_folder(folder: str | None) -> None:
         raise ValueError(f"data folder {folder!r} is not a readable folder: pass the folder that holds MNIST/raw/")
 
 
+def _config(args):
+    """The run's TrainConfig from the options; ValueError when --beta or --covariance contradict --model."""
+    from .baselines import model_config
+
+    fields = {"k": args.k, "epochs": args.epochs, "seed": args.seed}
+    if args.model == "vib":
+        fields.update(beta=1e-3 if args.beta is None else args.beta, covariance=args.covariance or "diag")
+        return model_config("vib", **{k: v for k, v in fields.items() if k != "covariance"}).with_(
+            covariance=fields["covariance"])
+    if args.beta is not None:
+        raise ValueError(f"--beta applies to --model vib only; {args.model} has no info loss")
+    if args.covariance not in (None, "none"):
+        raise ValueError(f"--covariance applies to --model vib only; {args.model} uses z = mu")
+    return model_config(args.model, **fields)
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an interrupt so that temporary files are removed on the way out."""
 
@@ -104,11 +145,59 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
+def _reproduce(args) -> int:
+    """The ``reproduce`` command."""
+    from .cache import cache_folder, check_writable
+    from .data import DataNotFoundError, load_mnist
+    from .device import pick_device
+    from .reproduce import EXPERIMENTS, reproduce
+
+    if args.list:
+        for e in EXPERIMENTS.values():
+            print(f"{e.name}: {e.description}")
+        return 0
+    names = args.names or list(EXPERIMENTS)
+    try:
+        unknown = [n for n in names if n not in EXPERIMENTS]
+        if unknown:
+            raise ValueError(f"unknown experiment {unknown[0]!r}: use one of {', '.join(EXPERIMENTS)}")
+        device = pick_device(args.device)
+        _check_data_folder(args.data)
+        results = Path(args.results).expanduser()
+        if results.exists() and not results.is_dir():
+            raise ValueError(f"--results {args.results!r} exists and is not a folder")
+        check_writable(results, 2**20, what="--results")
+        cache = cache_folder(args.cache) if args.cache else True
+    except ValueError as exc:
+        return _fail(str(exc))
+    try:
+        data = load_mnist(args.data, device)
+    except DataNotFoundError as exc:
+        return _fail(str(exc))
+
+    def announce(name: str, group: int, groups: int) -> None:
+        """One line per stacked pass."""
+        print(f"{name}: pass {group + 1} of {groups} ({args.epochs} epochs)", flush=True)
+
+    t0 = time.perf_counter()
+    try:
+        written = reproduce(names, data, epochs=args.epochs, device=str(device), results_dir=results, cache=cache,
+                            progress=not args.no_progress, on_group=announce,
+                            compile={"": False, "default": True}.get(args.compile, args.compile))
+    except ValueError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt as exc:
+        return _fail(str(exc) or "interrupted; rerun the same command to resume", 130)
+    print(f"# wrote {len(written)} results files to {results} in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "reproduce":
+        return _reproduce(args)
     from .cache import cache_folder, check_writable, checkpoint_bytes
-    from .config import TrainConfig
     from .data import DataNotFoundError, load_mnist
     from .device import pick_device
     from .evaluation import format_line
@@ -117,18 +206,25 @@ def main(argv: list[str] | None = None) -> int:
     out = cache_folder(args.out)
     try:  # everything that can be checked before reading the data: nothing is created if any of it fails
         device = pick_device(args.device)
-        config = TrainConfig(beta=args.beta, k=args.k, epochs=args.epochs, seed=args.seed, covariance=args.covariance)
+        config = _config(args)
         check_memory([config], device)
         _check_data_folder(args.data)
         if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {args.out!r} exists and is not a folder")
-        check_writable(out, checkpoint_bytes(config), what="--out")
+            raise ValueError(f"--out {args.out!r} is a file, not a folder")
+        if not out.exists():  # an existing folder is checked by train(): a read-only one may hold the finished run
+            check_writable(out, checkpoint_bytes(config), what="--out")
     except ValueError as exc:
         return _fail(str(exc))
     try:
         data = load_mnist(args.data, device)
     except DataNotFoundError as exc:
         return _fail(str(exc))
+
+    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
+        """Print a warning as one line ("python -m vibtools: warning: ...")."""
+        print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = one_line
 
     def show(epoch: int, rows: list[dict]) -> None:
         """Print one epoch's test line in the reference's format."""

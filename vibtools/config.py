@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 from .model import COVARIANCES
 
 MAX_SEED = 2**32 - 1  # evaluation noise is seeded with seed * 1_000_003 + salt, which must stay below 2**63
-PER_MODEL = ("beta", "seed")  # the fields the models of one stacked sweep may differ in
+# the fields the models of one stacked sweep may differ in: the loss settings and the seed
+PER_MODEL = ("beta", "seed", "dropout", "label_smoothing", "confidence_penalty")
+OPTIONAL_AT_ZERO = ("dropout", "label_smoothing", "confidence_penalty")  # left out of the run key at 0
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,10 @@ class TrainConfig:
     covariance: str = "diag"  # "diag" (reference), "full" (paper's K=2 encoder), "none" (deterministic)
     hidden: int = 1024
     n_eval_samples: int = 12
+    # the regularizers of the paper's Table 1 baselines (all off for VIB): see vibtools.baselines
+    dropout: float = 0.0  # rate of dropout on the two hidden layers while training
+    label_smoothing: float = 0.0  # epsilon: train against (1 - eps) one-hot + eps / classes
+    confidence_penalty: float = 0.0  # weight of the bonus on the entropy of q(y|z), in bits
 
     def __post_init__(self):
         check_config(self)
@@ -37,7 +44,7 @@ class TrainConfig:
             object.__setattr__(self, name, int(getattr(self, name)))
         if self.data_seed is not None:
             object.__setattr__(self, "data_seed", int(self.data_seed))
-        for name in ("beta", "lr", "decay_rate", "ema_decay"):
+        for name in ("beta", "lr", "decay_rate", "ema_decay", "dropout", "label_smoothing", "confidence_penalty"):
             object.__setattr__(self, name, float(getattr(self, name)) + 0.0)
         object.__setattr__(self, "adam_betas", tuple(float(b) + 0.0 for b in self.adam_betas))
 
@@ -52,9 +59,15 @@ class TrainConfig:
         return d
 
     def key_dict(self) -> dict:
-        """What identifies the run's result: :meth:`as_dict` with the batch order resolved (``data_seed``)."""
+        """What identifies the run's result: :meth:`as_dict` with the batch order resolved (``data_seed``).
+
+        Regularizers left at 0 are left out, so that runs stored before these options existed keep their keys.
+        """
         d = self.as_dict()
         d["data_seed"] = self.batch_seed
+        for name in OPTIONAL_AT_ZERO:
+            if d[name] == 0.0:
+                del d[name]
         return d
 
     @classmethod
@@ -79,12 +92,12 @@ def sweep_shared_fields() -> tuple[str, ...]:
 
 def _is_int(v) -> bool:
     """True for a Python or NumPy integer that is not a bool."""
-    return isinstance(v, int) and not isinstance(v, bool) or type(v).__name__.startswith(("int", "uint"))
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _is_real(v) -> bool:
-    """True for a finite real number that is not a bool."""
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+    """True for a finite real number (Python or NumPy) that is not a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def check_config(c: TrainConfig) -> None:
@@ -110,5 +123,11 @@ def check_config(c: TrainConfig) -> None:
         raise ValueError(f"decay_rate must be in (0, 1], got {c.decay_rate!r}")
     if not (_is_real(c.ema_decay) and 0 <= c.ema_decay < 1):
         raise ValueError(f"ema_decay must be in [0, 1), got {c.ema_decay!r}")
+    for name in ("dropout", "label_smoothing"):
+        v = getattr(c, name)
+        if not (_is_real(v) and 0 <= v < 1):
+            raise ValueError(f"{name} must be a number in [0, 1), got {v!r}")
+    if not (_is_real(c.confidence_penalty) and c.confidence_penalty >= 0):
+        raise ValueError(f"confidence_penalty must be a finite number >= 0, got {c.confidence_penalty!r}")
     if c.covariance not in COVARIANCES:
         raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)}, got {c.covariance!r}")

@@ -26,8 +26,9 @@ def pick_device(name: str | None = None) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     text = str(name)
-    kind, _, index = text.partition(":")
-    if kind not in _KNOWN or (index and not (kind == "cuda" and index.isdigit())):
+    kind, sep, index = text.partition(":")
+    canonical = index.isdigit() and str(int(index)) == index
+    if kind not in _KNOWN or (sep and not (kind == "cuda" and canonical)):
         raise ValueError(f"unknown device {name!r}: use one of auto, cpu, cuda, cuda:N, mps")
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for but CUDA is not available here: use --device cpu or auto")

@@ -8,24 +8,33 @@ from collections.abc import Callable
 
 import torch
 
-from .bounds import vib_objective
+from .bounds import prediction_entropy_bits, smoothed_class_loss_bits, vib_objective
 from .data import MNISTTensors
 from .evaluation import eval_generators, evaluate_stack, evaluate_stacks, noise, to_floats
 from .model import VIBStack
-from .state import TrainState
+from .state import LossSettings, TrainState
 
 TRAIN_EVAL_SIZE = 10_000  # training images the final evaluation measures (the first ones; as many as the test set)
 FINAL_SALT = 10_000  # evaluation-noise salt of the training-set evaluation (per-epoch records use the epoch)
 
 
-def objective(stack: VIBStack, betas: torch.Tensor, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor):
-    """The VIB loss summed over the M models, and their (3, M) class bits, info bits and error counts.
+def objective(stack: VIBStack, settings: LossSettings, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
+              keep: list[torch.Tensor] | None = None):
+    """The training loss summed over the M models, and their (3, M) class bits, info bits and error counts.
 
-    The models share no weights, so the gradient of the sum gives each model the gradient of its own loss.
+    Each model's loss is the VIB objective, class loss + beta * info loss in bits, where the class loss is taken
+    against label-smoothed targets for models with ``label_smoothing`` and the entropy of q(y|z) is subtracted,
+    times ``confidence_penalty``, for models with a confidence penalty (the Table 1 baselines). The models
+    share no weights, so the gradient of the sum gives each model the gradient of its own loss.
     """
-    class_bits, info_bits, wrong = stack.loss_terms(x, y, eps)
-    loss = vib_objective(class_bits, info_bits, betas).sum()
-    return loss, torch.stack([class_bits.detach(), info_bits.detach(), wrong.to(class_bits.dtype)])
+    class_bits, info_bits, wrong, logits = stack.loss_terms(x, y, eps, keep)
+    fit_bits = class_bits
+    if settings.label_smoothing is not None:
+        fit_bits = smoothed_class_loss_bits(logits, y, settings.label_smoothing)
+    loss = vib_objective(fit_bits, info_bits, settings.betas)
+    if settings.confidence_penalty is not None:
+        loss = loss - settings.confidence_penalty * prediction_entropy_bits(logits)
+    return loss.sum(), torch.stack([class_bits.detach(), info_bits.detach(), wrong.to(class_bits.dtype)])
 
 
 def maybe_compile(fn: Callable, mode: bool | str) -> Callable:
@@ -52,8 +61,11 @@ def maybe_compile(fn: Callable, mode: bool | str) -> Callable:
 
 def train_step(state: TrainState, step_fn: Callable, x: torch.Tensor, y: torch.Tensor,
                eps: torch.Tensor) -> torch.Tensor:
-    """One optimisation step of every model (loss, backward, Adam, EMA); returns the (3, M) batch statistics."""
-    loss, stats = step_fn(state.stack, state.betas, x, y, eps)
+    """One optimisation step of every model (loss, backward, Adam, EMA); returns the (3, M) batch statistics.
+
+    Dropout masks, where a model uses dropout, are drawn here from the models' own dropout generators.
+    """
+    loss, stats = step_fn(state.stack, state.settings, x, y, eps, state.dropout_masks(len(x)))
     state.opt.zero_grad(set_to_none=True)
     loss.backward()
     state.opt.step()
@@ -89,7 +101,9 @@ def record_epoch(state: TrainState, data: MNISTTensors, epoch_metrics: dict, lr:
     t0 = time.perf_counter()
     raw, ema = evaluate_stacks([state.stack, state.ema_stack()], data.test_x, data.test_y,
                                eval_generators(state.seeds(), state.epoch, state.device), c.n_eval_samples)
-    eval_seconds = time.perf_counter() - t0  # to_floats below waits for the device
+    if state.device.type == "cuda":
+        torch.cuda.synchronize()
+    eval_seconds = time.perf_counter() - t0
     for i, h in enumerate(state.histories):
         row = {"epoch": state.epoch, "lr": lr, "seconds": seconds, "eval_seconds": eval_seconds}
         row.update({k: float(v[i]) for k, v in epoch_metrics.items()})

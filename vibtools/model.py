@@ -2,7 +2,10 @@
 
 `VIBStack` holds M models of one shape with every layer's weights stacked along a leading model dimension and
 defines the forward pass; `VIB` is its one-model case with per-model shapes. Training always runs the stacked
-code, a single model included, so a sweep of M models and M separate runs execute the same arithmetic.
+code, a single model included. One model's layers are plain matrix products (addmm), a stack's are batched ones
+(baddbmm), which round differently in the last bits: a model trained alone and the same model trained in a sweep
+agree to float rounding (about 1e-4 relative after training; tests/test_vibtools_training.py), not bit for bit,
+and the run cache serves whichever of the two was stored first.
 """
 
 from __future__ import annotations
@@ -164,11 +167,21 @@ class VIBStack(nn.Module):
             return torch.addmm(b[0], h[0], w[0]).unsqueeze(0)
         return torch.baddbmm(b.unsqueeze(1), h, w)
 
-    def stacked_head(self, x: torch.Tensor) -> torch.Tensor:
-        """(M, B, head) encoder outputs for shared images x in [0, 1] of shape (B, 784), rescaled to 2x - 1."""
+    def stacked_head(self, x: torch.Tensor, keep: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """(M, B, head) encoder outputs for shared images x in [0, 1] of shape (B, 784), rescaled to 2x - 1.
+
+        Args:
+            x: the images.
+            keep: dropout while training: two (M, B, hidden) masks, already scaled by 1 / (1 - rate), that
+                multiply the two hidden layers; None (evaluation, or no dropout) uses every unit.
+        """
         h = (2 * x - 1).expand(self.m, *x.shape)
         h = F.relu(self._linear(h, "enc1"))
+        if keep is not None:
+            h = h * keep[0]
         h = F.relu(self._linear(h, "enc2"))
+        if keep is not None:
+            h = h * keep[1]
         return self._linear(h, "enc3")
 
     def stacked_logits(self, z: torch.Tensor) -> torch.Tensor:
@@ -187,18 +200,22 @@ class VIBStack(nn.Module):
         """Batch-mean KL(q(z|x) || r(z)) in bits of each model (the I(Z;X) bound)."""
         return info_loss_bits(q, prior(self.k, self.covariance, q.mean.device))
 
-    def loss_terms(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor):
-        """Per-model class loss and info loss in bits, and the count of misclassified examples, each (M,).
+    def loss_terms(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
+                   keep: Sequence[torch.Tensor] | None = None):
+        """Per-model class loss and info loss in bits, the count of misclassified examples (each (M,)), and logits.
 
         Args:
-            x: (B, 784) images shared by the models; y: (B,) labels; eps: (M, B, K) standard-normal noise.
+            x: (B, 784) images shared by the models; y: (B,) labels; eps: (M, B, K) standard-normal noise;
+            keep: dropout masks of the hidden layers (see :meth:`stacked_head`), or None.
+        Returns:
+            class_bits, info_bits, wrong, and the (M, B, classes) logits.
         """
-        z, q = self.latent(self.stacked_head(x), eps)
+        z, q = self.latent(self.stacked_head(x, keep), eps)
         logits = self.stacked_logits(z)
         class_bits = class_loss_bits(logits, y)
         info_bits = self.info_bits(q) if q is not None else class_bits.new_zeros(self.m)
         wrong = (logits.argmax(-1) != y).sum(-1)
-        return class_bits, info_bits, wrong
+        return class_bits, info_bits, wrong, logits
 
     # ----- one model's weights in and out -----
     def model_state(self, i: int) -> dict[str, torch.Tensor]:
@@ -263,14 +280,19 @@ class VIB(VIBStack):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Class logits q(y|z) for latent codes of shape (..., K)."""
-        return z @ self.dec_weight[0] + self.dec_bias[0]
+        return self.stacked_logits(z.unsqueeze(-3)).squeeze(-3)
 
-    def forward(self, x: torch.Tensor, n_samples: int = 1) -> torch.Tensor:
-        """Logits of shape (n_samples, B, classes) from z drawn from q(z|x) (z = mu for the deterministic variant)."""
-        head = self.encode_head(x)
+    def forward(self, x: torch.Tensor, n_samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Logits of shape (n_samples, B, classes) from z drawn from q(z|x) (z = mu for the deterministic variant).
+
+        The noise comes from ``generator`` (PyTorch's global one if None); the arithmetic is the stack's.
+        """
+        head = self.stacked_head(x)
         if self.deterministic:
-            return self.decode(head).expand(n_samples, *head.shape[:-1], -1)
-        return self.decode(posterior(head, self.k, self.covariance).rsample((n_samples,)))
+            z, _ = self.latent(head, None)
+            return self.stacked_logits(z.expand(n_samples, *z.shape))[:, 0]
+        eps = torch.randn(n_samples, 1, len(x), self.k, generator=generator, device=x.device, dtype=head.dtype)
+        return self.stacked_logits(self.latent(head, eps)[0])[:, 0]
 
 
 def n_parameters(model: nn.Module) -> int:

@@ -244,3 +244,32 @@ def embedding_animation(results, x: torch.Tensor, y: torch.Tensor, lim: float | 
     html = anim.to_jshtml(default_mode="once")
     plt.close(fig)
     return html
+
+
+def plot_table1_curves(records: list[dict], ax=None):
+    """Test error of the EMA weights (12 samples) per epoch for each Table 1 model: mean over seeds and its range.
+
+    Args:
+        records: results records of the ``table1`` experiment (``vibtools.reproduce.load_experiment``).
+        ax: axes to draw on (a new figure if None).
+    Returns:
+        The axes.
+    """
+    from .book import PAPER_TABLE1, TABLE1_LABELS
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.2, 4.4))
+    for color, name in zip(PALETTE, PAPER_TABLE1):
+        runs = [r for r in records if r["model"] == name]
+        if not runs:
+            continue
+        curves = np.array([r["history"]["ema_test_avg_err"] for r in runs]) * 100
+        ep = np.arange(1, curves.shape[1] + 1)
+        ax.plot(ep, curves.mean(0), color=color, label=f"{TABLE1_LABELS[name]} ({len(runs)} seeds)")
+        ax.fill_between(ep, curves.min(0), curves.max(0), color=color, alpha=0.2, lw=0)
+        ax.axhline(100 * PAPER_TABLE1[name], color=color, ls=":", lw=1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test error, EMA weights, 12 samples [%]")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8, loc="upper right")
+    return ax

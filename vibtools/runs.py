@@ -27,7 +27,7 @@ from .data import MNISTTensors, load_mnist
 from .device import configure_fast_math, pick_device
 from .loop import final_evaluation, last_rows, maybe_compile, objective, record_epoch, run_epoch
 from .model import VIB, head_dim, parameter_shapes
-from .state import TrainState
+from .state import DeviceMismatch, TrainState
 
 EVAL_CHUNK = 2000  # examples per evaluation batch (evaluate_stack's default)
 
@@ -105,18 +105,30 @@ def available_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
     if device.type == "cpu":
+        free = None
         try:
             with open("/proc/meminfo") as fh:
                 for line in fh:
                     if line.startswith("MemAvailable:"):
-                        return int(line.split()[1]) * 1024
+                        free = int(line.split()[1]) * 1024
         except OSError:
-            pass
-        try:
-            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            return None
+            try:
+                free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            except (ValueError, OSError, AttributeError):
+                pass
+        limit = _cgroup_room()
+        return limit if free is None else free if limit is None else min(free, limit)
     return None
+
+
+def _cgroup_room() -> int | None:
+    """Bytes left under this process's cgroup (v2) memory limit, or None without a limit."""
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        used = int(open("/sys/fs/cgroup/memory.current").read().strip())
+    except (OSError, ValueError):
+        return None
+    return None if limit == "max" else max(int(limit) - used, 0)
 
 
 def check_memory(configs: Sequence[TrainConfig], device: torch.device) -> None:
@@ -130,14 +142,39 @@ def check_memory(configs: Sequence[TrainConfig], device: torch.device) -> None:
                          f"width, or fewer models per sweep")
 
 
-def preflight(configs: Sequence[TrainConfig], data: MNISTTensors, device: torch.device, folder: Path | None,
-              checkpoint_every: int, stop_after: int | None) -> None:
-    """Raise ValueError (one line) on any input that would fail only after work started; creates nothing."""
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def check_options(configs: Sequence[TrainConfig], device: torch.device, folder: Path | None, checkpoint_every: int,
+                  stop_after: int | None, compile: bool | str) -> ValueError | None:
+    """Raise ValueError (one line) on a bad option, before the data is read; creates nothing.
+
+    Returns:
+        None when the cache folder can be written, else the error to raise unless every run is already stored
+        there (a read-only folder of finished runs can still serve them).
+    """
     for name, v in (("checkpoint_every", checkpoint_every), ("stop_after", stop_after)):
         if v is None and name == "stop_after":
             continue
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    if not (isinstance(compile, bool) or compile in COMPILE_MODES):
+        raise ValueError(f"compile must be True, False or a torch.compile mode ({', '.join(COMPILE_MODES)}), "
+                         f"got {compile!r}")
+    check_memory(configs, device)
+    if folder is None:
+        return None
+    try:
+        check_writable(folder, checkpoint_bytes(configs[0]) * len(configs))
+    except ValueError as exc:
+        if not folder.is_dir():
+            raise  # nothing can be stored in a folder that does not exist
+        return exc
+    return None
+
+
+def check_data(configs: Sequence[TrainConfig], data: MNISTTensors) -> None:
+    """Raise ValueError (one line) when the data cannot serve these configs (shapes, counts, batch size)."""
     c = configs[0]
     if not isinstance(data, MNISTTensors):
         raise ValueError(f"data must be MNISTTensors (from vibtools.load_mnist), got {type(data).__name__}")
@@ -153,16 +190,14 @@ def preflight(configs: Sequence[TrainConfig], data: MNISTTensors, device: torch.
     if c.batch_size > n_train:
         raise ValueError(f"batch_size {c.batch_size} is larger than the {n_train} training images: "
                          f"use batch_size <= {n_train}")
-    check_memory(configs, device)
-    if folder is not None:
-        check_writable(folder, checkpoint_bytes(c) * len(configs))
 
 
 # ----------------------------------------------------------------------------- building results
-def _result(state: TrainState, i: int, final: dict, from_cache: bool, path: Path | None) -> RunResult:
-    """Model i of a training state as a RunResult (copies of its raw and EMA weights)."""
-    return RunResult(state.configs[i], state.stack.model(i), state.ema_stack().model(i), state.histories[i],
-                     final, from_cache, path, state.trained_on)
+def _results(state: TrainState, finals: list[dict], paths: list[Path | None]) -> list[RunResult]:
+    """Every model of a training state as a RunResult (copies of its raw and EMA weights; averages built once)."""
+    ema = state.ema_stack()
+    return [RunResult(c, state.stack.model(i), ema.model(i), state.histories[i], finals[i], False, paths[i],
+                      state.trained_on) for i, c in enumerate(state.configs)]
 
 
 def _model(c: TrainConfig, tensors: dict, device: torch.device) -> VIB:
@@ -255,13 +290,20 @@ def train_sweep(configs: list[TrainConfig], data: MNISTTensors | None = None, *,
     check_sweep(configs)
     dev = pick_device(device)
     folder = cache_folder(cache)
+    unwritable = check_options(configs, dev, folder, checkpoint_every, stop_after, compile)
     data = load_mnist(device=dev) if data is None else data
-    preflight(configs, data, dev, folder, checkpoint_every, stop_after)
+    check_data(configs, data)
     configure_fast_math(dev)
     fp = data.fingerprint()
     store = RunCache(folder) if folder is not None else None
     paths = [store.path(c, fp) if store else None for c in configs]
     results: list[RunResult | None] = [None] * len(configs)
+    if unwritable is not None:  # a read-only cache: serve it if every run is stored and finished, else refuse
+        stored = [store.read(p, c, fp) for p, c in zip(paths, configs)]  # type: ignore[union-attr]
+        if all(st is not None and st["epochs_done"] >= c.epochs and st.get("final") is not None
+               for st, c in zip(stored, configs)):
+            return [_finished(st, c, dev, p) for st, c, p in zip(stored, configs, paths)]  # type: ignore[arg-type]
+        raise unwritable
     with store.locked(paths) if store else contextlib.nullcontext():
         stored = [store.read(p, c, fp) if store else None for p, c in zip(paths, configs)]
         for i, st in enumerate(stored):  # finished runs come straight from the cache
@@ -287,10 +329,15 @@ def _start(configs: list[TrainConfig], stored: list[dict | None], paths: list[Pa
         warnings.warn("stored partial runs of this sweep stopped at different epochs; training the sweep from "
                       "scratch (train them separately to keep their progress)", stacklevel=3)
         return state
+    done = epochs.pop()
     try:
-        state.restore(stored, training=epochs.pop() < configs[0].epochs)  # type: ignore[arg-type]
+        state.restore(stored, training=done < configs[0].epochs)  # type: ignore[arg-type]
+    except DeviceMismatch as exc:
+        raise ValueError(f"stored partial run {paths[0]} (epoch {done} of {configs[0].epochs}) was saved on "
+                         f"{exc.saved_on} and can only resume there: rerun with device={exc.saved_on!r}, or delete "
+                         f"it to train from scratch on {dev.type}") from None
     except CheckpointError as exc:
-        warnings.warn(f"stored partial run {paths[0]} cannot resume here: {exc}; training from scratch",
+        warnings.warn(f"ignoring stored run: {paths[0]} cannot resume ({exc}); training from scratch",
                       stacklevel=3)
         return TrainState(configs, dev)
     return state
@@ -358,7 +405,7 @@ def _train_group(configs, stored, paths, data, dev, fp, progress, on_epoch, chec
     finally:
         sbar.close()
         ebar.close()
-    results = [_result(state, j, finals[j], False, paths[j]) for j in range(len(configs))]
+    results = _results(state, finals, paths)
     for r in results:
         r.timing = dict(timing)
     return results

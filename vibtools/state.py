@@ -9,6 +9,7 @@ per-epoch histories. :meth:`TrainState.payloads` writes it in the format of :mod
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -18,12 +19,46 @@ from .device import describe_device
 from .ema import EMA
 from .model import VIBStack
 
+DROPOUT_SALT = 7_919  # dropout masks come from generators seeded apart from the noise (seed * 1_000_003 + salt)
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """Per-model loss settings of a stack, as (M,) tensors; a regularizer nobody uses is None (no extra work)."""
+
+    betas: torch.Tensor
+    label_smoothing: torch.Tensor | None = None
+    confidence_penalty: torch.Tensor | None = None
+    dropout: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, configs: Sequence[TrainConfig], device: torch.device) -> LossSettings:
+        """The settings of these configs on ``device``."""
+        def column(name: str) -> torch.Tensor:
+            """One field of every config as an (M,) tensor."""
+            return torch.tensor([float(getattr(c, name)) for c in configs], device=device)
+
+        def used(name: str) -> torch.Tensor | None:
+            """The column, or None when every model has it at 0."""
+            return column(name) if any(getattr(c, name) for c in configs) else None
+
+        return cls(column("beta"), used("label_smoothing"), used("confidence_penalty"), used("dropout"))
+
 
 def make_adam(params, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
     """Adam with the config's learning rate and betas; fused (one kernel for all tensors) on CPU and CUDA."""
     # fused Adam is the fastest measured on CPU and CUDA; foreach elsewhere (MPS).
     kw = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
     return torch.optim.Adam(params, lr=config.lr, betas=tuple(config.adam_betas), **kw)
+
+
+class DeviceMismatch(CheckpointError):
+    """A stored training state belongs to another device type, whose random-stream states cannot continue here."""
+
+    def __init__(self, saved_on: str, here: str):
+        super().__init__(f"its training state was saved on {saved_on}, and random-stream states of that device "
+                         f"cannot continue on {here}")
+        self.saved_on = saved_on
 
 
 class TrainState:
@@ -44,7 +79,9 @@ class TrainState:
         self.ema = EMA(self.stack.parameters(), c.ema_decay)
         self.noise = [torch.Generator(device=device).manual_seed(ci.seed) for ci in configs]
         self.batches = torch.Generator(device=device).manual_seed(c.batch_seed)
-        self.betas = torch.tensor([ci.beta for ci in configs], device=device)
+        self.settings = LossSettings.of(configs, device)
+        self.dropout_gens = [torch.Generator(device=device).manual_seed(ci.seed * 1_000_003 + DROPOUT_SALT)
+                             for ci in configs]
         self.histories: list[dict[str, list]] = [{} for _ in configs]
         self.epoch = 0
         self.trained_on = describe_device(device)
@@ -55,6 +92,17 @@ class TrainState:
     def m(self) -> int:
         """Number of models."""
         return len(self.configs)
+
+    def dropout_masks(self, batch: int) -> list[torch.Tensor] | None:
+        """Two (M, B, hidden) keep-masks for the hidden layers, scaled by 1 / (1 - rate); None without dropout."""
+        rates = self.settings.dropout
+        if rates is None:
+            return None
+        hidden = self.configs[0].hidden
+        u = torch.stack([torch.rand((2, batch, hidden), generator=g, device=self.device) for g in self.dropout_gens], 1)
+        r = rates.view(1, -1, 1, 1)
+        keep = (u >= r).to(u.dtype) / (1 - r)
+        return [keep[0], keep[1]]
 
     def seeds(self) -> list[int]:
         """Each model's seed (its evaluation noise derives from it)."""
@@ -97,7 +145,8 @@ class TrainState:
                 p["training"] = {
                     "device_type": self.device.type, "adam": adam, "scheduler": self.sched.state_dict(),
                     "ema": {"shadow": model_i(self.ema.shadow, i), "steps": self.ema.steps, "decay": self.ema.decay},
-                    "rng": {"noise": self.noise[i].get_state(), "batches": self.batches.get_state()},
+                    "rng": {"noise": self.noise[i].get_state(), "batches": self.batches.get_state(),
+                            "dropout": self.dropout_gens[i].get_state()},
                 }
             out.append(p)
         return out
@@ -130,8 +179,16 @@ class TrainState:
         tr = [p["training"] for p in payloads]
         saved_on = {t["device_type"] for t in tr}
         if saved_on != {dev.type}:
-            raise CheckpointError(f"its training state was saved on {'/'.join(sorted(saved_on))}, and random-stream "
-                                  f"states of that device cannot continue on {dev.type}")
+            raise DeviceMismatch("/".join(sorted(saved_on)), dev.type)
+        try:
+            self._restore_training(tr, stacked)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a state that passed the checksum but not torch
+            raise CheckpointError(f"its training state cannot be restored ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+    def _restore_training(self, tr: Sequence[dict], stacked) -> None:
+        """Restore the optimizer, schedule, EMA shadow and random streams from stored training states."""
+        dev = self.device
         self._fixed_ema = None
         with torch.no_grad():
             torch._foreach_copy_(self.ema.shadow, stacked([t["ema"]["shadow"] for t in tr]))
@@ -144,6 +201,7 @@ class TrainState:
         self.sched.load_state_dict(tr[0]["scheduler"])
         for pg, lr in zip(self.opt.param_groups, self.sched.get_last_lr()):
             pg["lr"] = lr  # the scheduler's state holds the decayed lr, the fresh optimizer still has the initial one
-        for g, t in zip(self.noise, tr):
+        for g, d, t in zip(self.noise, self.dropout_gens, tr):
             g.set_state(t["rng"]["noise"])
+            d.set_state(t["rng"]["dropout"])
         self.batches.set_state(tr[0]["rng"]["batches"])

@@ -63,7 +63,7 @@ def beta_explorer(results, x: torch.Tensor, y: torch.Tensor, data=None, device: 
         log = w.Output()
 
         def train_new(_):
-            from .train import train
+            from .runs import train
 
             button.disabled = True
             try:

@@ -1,0 +1,197 @@
+"""The paper's experiments as named, resumable runs whose compact results go to a committed ``results/`` folder.
+
+``python -m vibtools reproduce [NAME ...] [--epochs N]`` trains what is missing (models that share a shape in
+one stacked pass, with per-model loss settings), resumes interrupted runs from the run cache, and writes, per run,
+``results/<experiment>/<run>.json``: the config, the per-epoch history, the final metrics, the test error of the
+EMA weights under several draws of the evaluation noise, the device, the training time and the code version.
+No weights and no optimizer state are written; for K=2 runs the posterior means and covariances of the first
+:data:`N_EMBED` test images are, so that the embeddings can be redrawn.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .baselines import model_config, model_name
+from .checkpoint import RESULTS_VERSION, save_json
+from .config import TrainConfig
+from .data import MNISTTensors
+from .evaluation import evaluate
+
+PAPER_EPOCHS = 200  # the paper's protocol (Alemi et al. 2017, section 4.1)
+SEEDS = (0, 1, 2)
+NOISE_DRAWS = 5  # draws of the evaluation noise per run (each on the whole test set)
+N_EMBED = 1000  # test images whose K=2 posteriors are stored
+FORMAT = "vibtools-results"
+
+
+class ResultsError(ValueError):
+    """A results file is unreadable, of another format, or lacks what a reader needs."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named set of runs: groups of configs, each group trained in one stacked pass."""
+
+    name: str
+    description: str
+    groups: Callable[[int], list[list[TrainConfig]]]  # epochs -> groups
+
+
+def _table1(epochs: int) -> list[list[TrainConfig]]:
+    """VIB (K=256, beta=1e-3) and the four deterministic baselines, three seeds each: two stacked passes."""
+    vib = [model_config("vib", epochs=epochs, seed=s, data_seed=0) for s in SEEDS]
+    baselines = [model_config(name, epochs=epochs, seed=s, data_seed=0)
+                 for name in ("deterministic", "dropout", "label-smoothing", "confidence-penalty") for s in SEEDS]
+    return [vib, baselines]
+
+
+def _k2(epochs: int) -> list[list[TrainConfig]]:
+    """K=2 with the paper's full-covariance encoder at beta in {1e-3, 1e-2, 1e-1, 1}, three seeds each."""
+    return [[TrainConfig(beta=b, k=2, covariance="full", epochs=epochs, seed=s, data_seed=0)
+             for b in (1e-3, 1e-2, 1e-1, 1.0) for s in SEEDS]]
+
+
+def _beta_sweep(epochs: int) -> list[list[TrainConfig]]:
+    """The information-plane grid: K=256, beta = 1e-9 ... 1 (ten values), three seeds each."""
+    return [[TrainConfig(beta=10.0 ** e, epochs=epochs, seed=s, data_seed=0) for e in range(-9, 1) for s in SEEDS]]
+
+
+EXPERIMENTS = {e.name: e for e in (
+    Experiment("table1", "VIB K=256 beta=1e-3 and the four baselines of the paper's Table 1, 3 seeds", _table1),
+    Experiment("k2", "K=2 full-covariance VIB at beta 1e-3, 1e-2, 1e-1, 1, 3 seeds", _k2),
+    Experiment("beta-sweep", "K=256 VIB at beta 1e-9 ... 1 (the information plane), 3 seeds", _beta_sweep),
+)}
+
+
+def run_name(c: TrainConfig) -> str:
+    """A results file's name: the model, beta for VIB, K, and the seed ("vib-beta0.001-k256-seed0")."""
+    name = model_name(c)
+    beta = f"-beta{c.beta:g}" if name in ("vib", "custom") else ""
+    return f"{name}{beta}-k{c.k}-seed{c.seed}"
+
+
+def code_version() -> dict:
+    """vibtools' version, the results version, and the git commit when the package runs from a checkout."""
+    from . import __version__
+
+    commit = None
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+        commit = (out.stdout.strip() or None) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"vibtools": __version__, "results_version": RESULTS_VERSION, "commit": commit}
+
+
+def _noise_spread(result, data: MNISTTensors) -> dict:
+    """Test errors of the EMA weights under :data:`NOISE_DRAWS` seeds of the evaluation noise."""
+    draws = [evaluate(result.ema_model, data.test_x, data.test_y, result.config.n_eval_samples, seed=1000 + d)
+             for d in range(NOISE_DRAWS)]
+    return {"draws": NOISE_DRAWS, "err": [d["err"] for d in draws], "avg_err": [d["avg_err"] for d in draws]}
+
+
+@torch.no_grad()
+def _embedding(result, data: MNISTTensors) -> dict:
+    """Posterior means and covariances of the first :data:`N_EMBED` test images (K=2 runs), rounded."""
+    q = result.ema_model.encode(data.test_x[:N_EMBED])
+    return {"labels": data.test_y[:N_EMBED].tolist(),
+            "mean": [[round(v, 4) for v in row] for row in q.mean.tolist()],
+            "covariance": [[round(v, 5) for v in row.flatten().tolist()] for row in q.covariance_matrix]}
+
+
+def result_record(result, data: MNISTTensors, experiment: str, epochs: int) -> dict:
+    """The results-file contents of one finished run."""
+    record = {"format": FORMAT, "results_version": RESULTS_VERSION, "experiment": experiment,
+              "run": run_name(result.config), "model": model_name(result.config), "protocol": {"epochs": epochs},
+              "config": result.config.as_dict(), "device": result.device, "seconds": result.seconds,
+              "code": code_version(), "history": result.history, "final": result.final,
+              "eval_noise": _noise_spread(result, data)}
+    if result.config.k == 2 and result.config.covariance != "none":
+        record["embedding"] = _embedding(result, data)
+    return record
+
+
+def load_results(path: str | Path) -> dict:
+    """Read one results file and check what readers need; ResultsError (one line) on anything else."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ResultsError(f"{path} is not a readable results file ({type(exc).__name__}: {first}); "
+                           f"rerun python -m vibtools reproduce to rewrite it") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise ResultsError(f"{path} is not a vibtools results file (format {found!r})")
+    for key in ("experiment", "run", "config", "history", "final", "eval_noise", "protocol"):
+        if key not in record:
+            raise ResultsError(f"{path} lacks {key!r}; rerun python -m vibtools reproduce to rewrite it")
+    for split in ("raw_test", "ema_test", "ema_train"):
+        if not isinstance(record["final"].get(split), dict) or "avg_err" not in record["final"][split]:
+            raise ResultsError(f"{path} lacks final[{split!r}]; rerun python -m vibtools reproduce to rewrite it")
+    return record
+
+
+def load_experiment(results_dir: str | Path, experiment: str) -> list[dict]:
+    """Every results file of one experiment, sorted by run name."""
+    folder = Path(results_dir) / experiment
+    if not folder.is_dir():
+        raise ResultsError(f"no results for {experiment!r} in {folder}: run python -m vibtools reproduce "
+                           f"{experiment}")
+    return [load_results(p) for p in sorted(folder.glob("*.json"))]
+
+
+def summarize(records: Sequence[dict], key: str = "avg_err") -> dict:
+    """Mean and sd over training seeds of the final EMA test error, and the mean sd over evaluation-noise draws."""
+    finals = [r["final"]["ema_test"][key] for r in records]
+    noise = [statistics.stdev(r["eval_noise"][key]) for r in records if len(r["eval_noise"][key]) > 1]
+    return {"n_seeds": len(finals), "mean": statistics.mean(finals),
+            "sd_seeds": statistics.stdev(finals) if len(finals) > 1 else math.nan,
+            "sd_noise": statistics.mean(noise) if noise else math.nan}
+
+
+def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_EPOCHS, device=None,
+              results_dir: str | Path = "results", cache=True, progress: bool = True,
+              on_group: Callable[[str, int, int], None] | None = None,
+              overrides: dict | None = None, compile: bool | str = False) -> list[Path]:
+    """Train the named experiments (what is missing), resume interrupted runs, and write their results files.
+
+    Args:
+        names: experiment names (:data:`EXPERIMENTS`).
+        data: the MNIST tensors.
+        epochs: training epochs of every run (the paper's 200 by default).
+        device, cache, progress: as in :func:`vibtools.train_sweep`.
+        results_dir: where ``<experiment>/<run>.json`` files go.
+        on_group: called before each stacked pass with (experiment, group index, number of groups).
+        overrides: config fields set on every run (small networks for tests: ``{"hidden": 32}``).
+        compile: as in :func:`vibtools.train_sweep` ("reduce-overhead" captures CUDA graphs on a GPU).
+    Returns:
+        The results files written.
+    """
+    from .runs import train_sweep
+
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        raise ValueError(f"unknown experiment {unknown[0]!r}: use one of {', '.join(EXPERIMENTS)}")
+    written = []
+    for name in names:
+        groups = [[c.with_(**(overrides or {})) for c in group] for group in EXPERIMENTS[name].groups(epochs)]
+        for g, configs in enumerate(groups):
+            if on_group is not None:
+                on_group(name, g, len(groups))
+            results = train_sweep(configs, data, device=device, cache=cache, progress=progress, compile=compile)
+            for r in results:
+                path = Path(results_dir) / name / f"{run_name(r.config)}.json"
+                save_json(path, result_record(r, data, name, epochs))
+                written.append(path)
+    return written
