@@ -67,6 +67,7 @@ class Stopwatch:
 
     @property
     def seconds(self) -> float:
+        """Seconds since the stopwatch was made."""
         return time.perf_counter() - self.t0
 
 

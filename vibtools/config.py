@@ -38,6 +38,7 @@ class TrainConfig:
     confidence_penalty: float = 0.0  # weight of the bonus on the entropy of q(y|z), in bits
 
     def __post_init__(self):
+        """Validate, then normalise the numbers."""
         check_config(self)
         # Normalise, so that equal runs compare and hash equal: 1 and 1.0, -0.0 and 0.0, lists and tuples.
         for name in ("k", "epochs", "seed", "batch_size", "decay_epochs", "hidden", "n_eval_samples"):

@@ -73,6 +73,7 @@ class MNISTTensors:
         return self.train_x, self.train_y, self.test_x, self.test_y
 
     def __eq__(self, other: object) -> bool:
+        """Equal shapes and values of all four tensors (the fingerprint is not compared)."""
         if not isinstance(other, MNISTTensors):
             return NotImplemented
         for a, b in zip(self._tensors(), other._tensors()):
