@@ -237,7 +237,6 @@ def embedding_animation(results, x: torch.Tensor, y: torch.Tensor, lim: float | 
     fig = plt.figure(figsize=(11, 4.6))
 
     def draw(i):
-
         """Draw animation frame i."""
         explore_figure(results[i], results, x, y, lim, fig=fig)
         return []

@@ -34,7 +34,6 @@ def beta_explorer(results, x: torch.Tensor, y: torch.Tensor, data=None, device: 
     state = {"results": sorted(results, key=lambda r: r.config.beta)}
 
     def options():
-
         """The slider's choices: the β of every run, in order."""
         return [(f"{r.config.beta:g}", r.config.beta) for r in state["results"]]
 
@@ -42,7 +41,6 @@ def beta_explorer(results, x: torch.Tensor, y: torch.Tensor, data=None, device: 
                                continuous_update=False, layout=w.Layout(width="60%"))
 
     def show(beta):
-
         """Redraw the explorer view for one β."""
         # An <img> with alt text rather than plt.show(): the stored widget output is rendered without a kernel in
         # the book's pages too, and a figure there needs its alt text.
@@ -67,7 +65,6 @@ def beta_explorer(results, x: torch.Tensor, y: torch.Tensor, data=None, device: 
         log = w.Output()
 
         def train_new(_):
-
             """Train the β on the second slider and add it to the explorer."""
             from .runs import train
 
