@@ -1,10 +1,10 @@
 """The models of the paper's Table 1 as named presets: VIB and the four regularized deterministic baselines.
 
-Alemi et al. (2017, Table 1) compare VIB with the MNIST results Pereyra et al. (2017) report for a fully
-connected network with two hidden layers of 1024 units: no regularizer, dropout, label smoothing and a confidence
-penalty. Here every baseline uses the VIB network itself with z = mu (``covariance="none"``: the same encoder, a
-linear K-dimensional layer, the same decoder) and VIB's recipe (Adam, schedule, EMA, batch 100), so that the
-regularizer is the only difference. The regularizers' strengths are our choices, stated in
+Alemi et al. (2017, Table 1) compare VIB with a fully connected network with two hidden layers of 1024 units and
+no regularizer, and with that network regularized by dropout, label smoothing or the confidence penalty of
+Pereyra et al. (2017). Here every baseline uses the VIB network itself with z = mu (``covariance="none"``: the
+same encoder, a linear K-dimensional layer, the same decoder) and VIB's recipe (Adam, schedule, EMA, batch 100),
+so that the regularizer is the only difference. The regularizers' strengths are our choices, stated in
 :data:`BASELINE_SETTINGS`: dropout 0.5 on the hidden units (Srivastava et al. 2014's default for hidden layers),
 label smoothing 0.1 (Szegedy et al. 2016), confidence penalty 1.0 (the weight of -H(q(y|z)) in the loss).
 """
@@ -14,12 +14,13 @@ from __future__ import annotations
 from .config import TrainConfig
 
 # name -> the config fields the preset sets (beyond the reference recipe)
-BASELINE_SETTINGS: dict[str, dict] = {
-    "vib": {"covariance": "diag"},
-    "deterministic": {"covariance": "none", "beta": 0.0},
-    "dropout": {"covariance": "none", "beta": 0.0, "dropout": 0.5},
-    "label-smoothing": {"covariance": "none", "beta": 0.0, "label_smoothing": 0.1},
-    "confidence-penalty": {"covariance": "none", "beta": 0.0, "confidence_penalty": 1.0},
+_OFF = {"dropout": 0.0, "label_smoothing": 0.0, "confidence_penalty": 0.0}
+BASELINE_SETTINGS: dict[str, dict] = {  # every preset fixes every regularizer (the others at 0)
+    "vib": {**_OFF, "covariance": "diag"},
+    "deterministic": {**_OFF, "covariance": "none", "beta": 0.0},
+    "dropout": {**_OFF, "covariance": "none", "beta": 0.0, "dropout": 0.5},
+    "label-smoothing": {**_OFF, "covariance": "none", "beta": 0.0, "label_smoothing": 0.1},
+    "confidence-penalty": {**_OFF, "covariance": "none", "beta": 0.0, "confidence_penalty": 1.0},
 }
 MODELS = tuple(BASELINE_SETTINGS)
 
@@ -53,7 +54,7 @@ def model_name(config: TrainConfig) -> str:
     if config.covariance != "none":
         return "vib" if not used else "custom"
     for name, preset in BASELINE_SETTINGS.items():
-        wanted = {k: v for k, v in preset.items() if k not in ("covariance", "beta")}
+        wanted = {k: v for k, v in preset.items() if k not in ("covariance", "beta") and v}
         if name != "vib" and used == wanted and config.beta == 0.0:
             return name
     return "custom"

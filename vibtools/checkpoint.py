@@ -214,6 +214,8 @@ def check_run_payload(payload: dict[str, Any], shapes: dict[str, tuple[int, ...]
             if key not in tr:
                 fail(f"lacks training[{key!r}]")
         for key in ("noise", "batches", "dropout"):
+            if key == "dropout" and isinstance(tr["rng"], dict) and key not in tr["rng"]:
+                continue  # saved before dropout existed: its models use none
             if not isinstance(tr["rng"], dict) or not isinstance(tr["rng"].get(key), torch.Tensor):
                 fail(f"lacks training['rng'][{key!r}]")
             if tr["rng"][key].dtype != torch.uint8:

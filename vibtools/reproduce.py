@@ -14,6 +14,7 @@ import json
 import math
 import statistics
 import subprocess
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,10 +74,10 @@ EXPERIMENTS = {e.name: e for e in (
 
 
 def run_name(c: TrainConfig) -> str:
-    """A results file's name: the model, beta for VIB, K, and the seed ("vib-beta0.001-k256-seed0")."""
+    """A results file's name: model, beta for VIB, K, epochs and seed ("vib-beta0.001-k256-e200-seed0")."""
     name = model_name(c)
     beta = f"-beta{c.beta:g}" if name in ("vib", "custom") else ""
-    return f"{name}{beta}-k{c.k}-seed{c.seed}"
+    return f"{name}{beta}-k{c.k}-e{c.epochs}-seed{c.seed}"
 
 
 def code_version() -> dict:
@@ -85,7 +86,7 @@ def code_version() -> dict:
 
     commit = None
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10,
                              cwd=Path(__file__).resolve().parent)
         commit = (out.stdout.strip() or None) if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
@@ -139,24 +140,66 @@ def load_results(path: str | Path) -> dict:
     for split in ("raw_test", "ema_test", "ema_train"):
         if not isinstance(record["final"].get(split), dict) or "avg_err" not in record["final"][split]:
             raise ResultsError(f"{path} lacks final[{split!r}]; rerun python -m vibtools reproduce to rewrite it")
+    version = record.get("results_version")
+    if version != RESULTS_VERSION:
+        raise ResultsError(f"{path} holds results version {version!r}, this vibtools makes {RESULTS_VERSION}: rerun "
+                           f"python -m vibtools reproduce to remake it")
+    try:
+        config = TrainConfig.from_dict(record["config"])
+    except (TypeError, ValueError) as exc:
+        raise ResultsError(f"{path} holds an unusable config ({exc})") from None
+    epochs = record["protocol"].get("epochs") if isinstance(record["protocol"], dict) else None
+    lengths = {len(v) for v in record["history"].values()} if isinstance(record["history"], dict) else {None}
+    if epochs != config.epochs or lengths != {epochs}:
+        raise ResultsError(f"{path} is inconsistent: protocol {epochs} epochs, config {config.epochs}, history "
+                           f"{sorted(lengths, key=str)}")
+    if record.get("model") != model_name(config) or record["run"] != run_name(config):
+        raise ResultsError(f"{path} names its run {record['run']!r} ({record.get('model')!r}) but holds the config "
+                           f"of {run_name(config)!r}")
+    draws = record["eval_noise"].get("avg_err") if isinstance(record["eval_noise"], dict) else None
+    if not isinstance(draws, list) or len(draws) < 2:
+        raise ResultsError(f"{path} lacks its evaluation-noise draws")
     return record
 
 
-def load_experiment(results_dir: str | Path, experiment: str) -> list[dict]:
-    """Every results file of one experiment, sorted by run name."""
+def load_experiment(results_dir: str | Path, experiment: str, epochs: int | None = None) -> list[dict]:
+    """Every run of one experiment under one protocol, checked complete; ResultsError (one line) otherwise.
+
+    Args:
+        results_dir: the results folder.
+        experiment: a name of :data:`EXPERIMENTS`.
+        epochs: the protocol to read; None reads the longest one stored.
+    Returns:
+        The records, sorted by run name.
+    """
     folder = Path(results_dir) / experiment
-    if not folder.is_dir():
+    records = [load_results(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    if not records:
         raise ResultsError(f"no results for {experiment!r} in {folder}: run python -m vibtools reproduce "
                            f"{experiment}")
-    return [load_results(p) for p in sorted(folder.glob("*.json"))]
+    stored = sorted({r["protocol"]["epochs"] for r in records})
+    chosen = stored[-1] if epochs is None else epochs
+    records = [r for r in records if r["protocol"]["epochs"] == chosen]
+    expected = {run_name(c) for group in EXPERIMENTS[experiment].groups(chosen) for c in group}
+    missing = sorted(expected - {r["run"] for r in records})
+    if missing:
+        raise ResultsError(f"{folder} holds {len(expected) - len(missing)} of the {len(expected)} runs of the "
+                           f"{chosen}-epoch protocol (missing {missing[0]}, ...): run python -m vibtools reproduce "
+                           f"{experiment} --epochs {chosen}")
+    return [r for r in records if r["run"] in expected]
 
 
 def summarize(records: Sequence[dict], key: str = "avg_err") -> dict:
-    """Mean and sd over training seeds of the final EMA test error, and the mean sd over evaluation-noise draws."""
-    finals = [r["final"]["ema_test"][key] for r in records]
+    """A test error over training seeds: each run's value is its mean over the evaluation-noise draws.
+
+    Returns:
+        n_seeds; mean and sd_seeds (the spread over seeds, which contains what is left of the evaluation noise);
+        sd_noise, the typical sd of one evaluation-noise draw of one trained model (NaN where undefined).
+    """
+    per_run = [statistics.mean(r["eval_noise"][key]) for r in records]
     noise = [statistics.stdev(r["eval_noise"][key]) for r in records if len(r["eval_noise"][key]) > 1]
-    return {"n_seeds": len(finals), "mean": statistics.mean(finals),
-            "sd_seeds": statistics.stdev(finals) if len(finals) > 1 else math.nan,
+    return {"n_seeds": len(per_run), "mean": statistics.mean(per_run),
+            "sd_seeds": statistics.stdev(per_run) if len(per_run) > 1 else math.nan,
             "sd_noise": statistics.mean(noise) if noise else math.nan}
 
 
@@ -189,9 +232,24 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
         for g, configs in enumerate(groups):
             if on_group is not None:
                 on_group(name, g, len(groups))
-            results = train_sweep(configs, data, device=device, cache=cache, progress=progress, compile=compile)
+            todo = [c for c in configs if not _stored(Path(results_dir) / name / f"{run_name(c)}.json")]
+            if not todo:  # every run of this pass has its results file: nothing to train
+                continue
+            results = train_sweep(todo, data, device=device, cache=cache, progress=progress, compile=compile)
             for r in results:
                 path = Path(results_dir) / name / f"{run_name(r.config)}.json"
                 save_json(path, result_record(r, data, name, epochs))
                 written.append(path)
     return written
+
+
+def _stored(path: Path) -> bool:
+    """True when ``path`` holds a valid results file (a damaged one is reported and remade)."""
+    if not path.exists():
+        return False
+    try:
+        load_results(path)
+        return True
+    except ResultsError as exc:
+        warnings.warn(f"remaking {path.name}: {exc}", stacklevel=3)
+        return False

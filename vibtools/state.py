@@ -203,5 +203,6 @@ class TrainState:
             pg["lr"] = lr  # the scheduler's state holds the decayed lr, the fresh optimizer still has the initial one
         for g, d, t in zip(self.noise, self.dropout_gens, tr):
             g.set_state(t["rng"]["noise"])
-            d.set_state(t["rng"]["dropout"])
+            if "dropout" in t["rng"]:  # absent from runs saved before dropout existed (which use none)
+                d.set_state(t["rng"]["dropout"])
         self.batches.set_state(tr[0]["rng"]["batches"])
