@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import warnings
@@ -75,16 +76,9 @@ def check_writable(folder: Path, needed_bytes: int, what: str = "cache folder") 
 
 def checkpoint_bytes(config: TrainConfig) -> int:
     """About how large a partial run's file is: five float32 copies of the weights (raw, EMA, shadow, 2 moments)."""
-    n = sum(int(_prod(s)) for s in parameter_shapes(config.k, config.covariance, config.hidden).values())
+    n = sum(math.prod(s) for s in parameter_shapes(config.k, config.covariance, config.hidden).values())
     return 5 * 4 * n + 2**20
 
-
-def _prod(shape: Sequence[int]) -> int:
-    """Product of a shape's sizes."""
-    out = 1
-    for s in shape:
-        out *= int(s)
-    return out
 
 
 class RunCache:

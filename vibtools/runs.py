@@ -8,6 +8,7 @@ and runs the loop of :mod:`vibtools.loop`, saving after every epoch and before t
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import threading
@@ -81,7 +82,7 @@ def check_sweep(configs: Sequence[TrainConfig]) -> None:
 def memory_needed(configs: Sequence[TrainConfig]) -> int:
     """About how many bytes training and evaluating these models needs on the device, beside the data."""
     c, m = configs[0], len(configs)
-    n_params = sum(_numel(s) for s in parameter_shapes(c.k, c.covariance, c.hidden).values())
+    n_params = sum(math.prod(s) for s in parameter_shapes(c.k, c.covariance, c.hidden).values())
     weights = 6 * 4 * n_params * m  # weights, gradients, two Adam moments, EMA shadow, EMA model
     width = 2 * c.hidden + head_dim(c.k, c.covariance)
     draws = (c.n_eval_samples + 1) * m * max(EVAL_CHUNK, c.batch_size)
@@ -91,13 +92,6 @@ def memory_needed(configs: Sequence[TrainConfig]) -> int:
     activations = 4 * m * EVAL_CHUNK * width * 4
     return weights + latent + activations
 
-
-def _numel(shape: Sequence[int]) -> int:
-    """Number of elements of a shape."""
-    out = 1
-    for s in shape:
-        out *= int(s)
-    return out
 
 
 def available_memory(device: torch.device) -> int | None:
