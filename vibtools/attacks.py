@@ -1,0 +1,269 @@
+"""Adversarial attacks on images in [0, 1]: FGSM, PGD under L-inf and L2, and a Carlini-Wagner-style L2 attack.
+
+Every attack takes a classifier called as ``model(x, n_samples, generator)`` that returns logits of shape
+(n_samples, B, classes) (a :class:`vibtools.VIB`, or anything with that call), attacks a whole batch at once on
+the batch's device, and never changes the model. For a stochastic model each attack comes in two forms, set by
+``draws``: ``draws=1`` takes each gradient through one draw of z (what the paper's attacks see), ``draws > 1``
+averages the loss, and so its gradient, over that many draws (expectation over transformation, EOT: Athalye et
+al. 2018), so that noise in the gradient cannot pass for robustness. A model is judged by :func:`predict`, the
+softmax averaged over 12 draws, as everywhere in the book.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Protocol
+
+import torch
+import torch.nn.functional as F
+
+Norm = Literal["linf", "l2"]
+NORMS = ("linf", "l2")
+
+
+class Classifier(Protocol):
+    """What the attacks need: ``model(x, n_samples, generator)`` -> logits (n_samples, B, classes)."""
+
+    def __call__(self, x: torch.Tensor, n_samples: int = 1,
+                 generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+
+def _check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
+    """Raise ValueError unless x is a (B, D) float batch in [0, 1] and y holds B labels."""
+    if x.dim() != 2 or not x.is_floating_point():
+        raise ValueError(f"x must be a (batch, pixels) float tensor, got shape {tuple(x.shape)} of {x.dtype}")
+    if y.shape != (len(x),):
+        raise ValueError(f"y must hold one label per image: expected shape ({len(x)},), got {tuple(y.shape)}")
+    if len(x) and (x.min() < 0 or x.max() > 1):
+        raise ValueError("x must hold pixel values in [0, 1] (vibtools' MNIST tensors do)")
+
+
+def _check_eps(eps: float, name: str = "eps") -> None:
+    """Raise ValueError unless eps (or the argument ``name``) is a finite number >= 0."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {eps!r}")
+
+
+def _check_count(name: str, value) -> None:
+    """Raise ValueError unless value is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def attack_loss(model: Classifier, x: torch.Tensor, y: torch.Tensor, draws: int = 1,
+                generator: torch.Generator | None = None, targeted: bool = False) -> torch.Tensor:
+    """Per-image loss an attack maximizes: cross-entropy of y, averaged over ``draws`` draws of z.
+
+    Args:
+        model: the classifier.
+        x: (B, D) images in [0, 1]; y: (B,) true labels, or the targets when ``targeted``.
+        draws: draws of z averaged (1: one draw; more: EOT). A deterministic model ignores it.
+        generator: source of the noise (PyTorch's global one if None).
+        targeted: maximize minus the cross-entropy of the target y instead.
+    Returns:
+        A (B,) tensor.
+    """
+    logits = model(x, draws, generator)
+    ce = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(logits)), reduction="none").view(len(logits), -1)
+    loss = ce.mean(0)
+    return -loss if targeted else loss
+
+
+def input_gradient(model: Classifier, x: torch.Tensor, y: torch.Tensor, draws: int = 1,
+                   generator: torch.Generator | None = None, targeted: bool = False):
+    """Gradient of :func:`attack_loss` with respect to the images, and the loss itself.
+
+    Returns:
+        (grad, loss): a (B, D) tensor and a (B,) tensor, both detached.
+    """
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        loss = attack_loss(model, xg, y, draws, generator, targeted)
+        (grad,) = torch.autograd.grad(loss.sum(), xg)
+    return grad, loss.detach()
+
+
+@torch.no_grad()
+def predict(model: Classifier, x: torch.Tensor, n_samples: int = 12, generator: torch.Generator | None = None,
+            chunk: int = 2000) -> torch.Tensor:
+    """Labels from the softmax averaged over ``n_samples`` draws of z (the book's 12-sample prediction)."""
+    _check_count("n_samples", n_samples)
+    out = [model(x[i:i + chunk], n_samples, generator).softmax(-1).mean(0).argmax(-1)
+           for i in range(0, len(x), chunk)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
+
+
+def fgsm(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: float, *, draws: int = 1,
+         generator: torch.Generator | None = None, targeted: bool = False) -> torch.Tensor:
+    """Fast gradient sign method (Goodfellow et al. 2015): one step of size eps along the gradient's sign.
+
+    Args:
+        model, y, draws, generator, targeted: as in :func:`attack_loss`.
+        x: (B, D) images in [0, 1].
+        eps: the L-inf radius.
+    Returns:
+        The adversarial images, inside the eps ball around x and inside [0, 1].
+    """
+    _check_batch(x, y)
+    _check_eps(eps)
+    _check_count("draws", draws)
+    if eps == 0:
+        return x.clone()
+    grad, _ = input_gradient(model, x, y, draws, generator, targeted)
+    return (x + eps * grad.sign()).clamp(0, 1)
+
+
+def _project(delta: torch.Tensor, x: torch.Tensor, eps: float, norm: Norm) -> torch.Tensor:
+    """The perturbation moved into the eps ball of the norm and so that x + delta stays in [0, 1].
+
+    Clipping to [0, 1] after the L2 projection only shrinks each coordinate towards 0, so both constraints hold.
+    """
+    if norm == "linf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        size = delta.norm(dim=1, keepdim=True)
+        delta = delta * (eps / size.clamp_min(1e-12)).clamp(max=1.0)
+    return (x + delta).clamp(0, 1) - x
+
+
+def _unit(grad: torch.Tensor) -> torch.Tensor:
+    """Each row scaled to L2 norm 1 (rows of zeros stay zero)."""
+    return grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm: Norm = "linf",
+        steps: int = 20, step_size: float | None = None, draws: int = 1,
+        generator: torch.Generator | None = None, random_start: bool = True,
+        targeted: bool = False) -> torch.Tensor:
+    """Projected gradient ascent on :func:`attack_loss` inside an L-inf or L2 ball (Madry et al. 2018).
+
+    Each image keeps the iterate with the highest loss seen, the clean image included, so on a deterministic
+    model the returned loss is never below the clean one.
+
+    Args:
+        model, y, draws, generator, targeted: as in :func:`attack_loss`.
+        x: (B, D) images in [0, 1].
+        eps: the radius.
+        norm: "linf" (steps along the gradient's sign) or "l2" (steps along the unit gradient).
+        steps: gradient steps.
+        step_size: length of a step; None uses 2.5 eps / steps.
+        random_start: start from a uniformly drawn point of the ball (drawn from ``generator``).
+    Returns:
+        The adversarial images, inside the eps ball around x and inside [0, 1].
+    """
+    _check_batch(x, y)
+    _check_eps(eps)
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    _check_count("steps", steps)
+    _check_count("draws", draws)
+    if step_size is not None:
+        _check_eps(step_size, "step_size")
+    if eps == 0:
+        return x.clone()
+    alpha = 2.5 * eps / steps if step_size is None else step_size
+    with torch.no_grad():
+        best, best_loss = x.clone(), attack_loss(model, x, y, draws, generator, targeted)
+    delta = torch.zeros_like(x)
+    if random_start:
+        if norm == "linf":
+            delta = (torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1) * eps
+        else:  # uniform in the ball: a random direction, radius eps * u^(1/D)
+            d = _unit(torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype))
+            u = torch.rand(len(x), 1, generator=generator, device=x.device, dtype=x.dtype)
+            delta = d * eps * u ** (1 / x.shape[1])
+        delta = _project(delta, x, eps, norm)
+    for step in range(steps + 1):
+        grad, loss = input_gradient(model, x + delta, y, draws, generator, targeted)
+        better = loss > best_loss
+        best = torch.where(better[:, None], x + delta, best)
+        best_loss = torch.where(better, loss, best_loss)
+        if step == steps:
+            break
+        move = grad.sign() if norm == "linf" else _unit(grad)
+        delta = _project(delta + alpha * move, x, eps, norm)
+    return best
+
+
+def _margin(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """The logit margin per draw that the attack drives below 0: (draws, B)."""
+    true = logits.gather(-1, y.expand(len(logits), -1).unsqueeze(-1)).squeeze(-1)
+    other = logits.masked_fill(F.one_hot(y, logits.shape[-1]).bool(), -math.inf).amax(-1)
+    return other - true if targeted else true - other
+
+
+def cw_l2(model: Classifier, x: torch.Tensor, y: torch.Tensor, *, targeted: bool = False, c: float = 1.0,
+          kappa: float = 0.0, steps: int = 100, lr: float = 0.05, search_steps: int = 4, draws: int = 1,
+          generator: torch.Generator | None = None) -> torch.Tensor:
+    """An L2 optimization attack in the style of Carlini & Wagner (2017), the paper's second attack.
+
+    Minimizes ||x' - x||^2 + c f(x') over x' = (tanh(w) + 1) / 2 with Adam, where f is the logit margin of the
+    true class (untargeted) or of the target (``targeted``), averaged over ``draws`` draws of z; a binary search
+    over c per image (``search_steps`` rounds, c grown tenfold until a first success) keeps the smallest
+    perturbation that succeeded during the optimization.
+
+    Args:
+        model, draws, generator: as in :func:`attack_loss`.
+        x: (B, D) images in [0, 1]; y: true labels, or the targets when ``targeted``.
+        c: starting weight of the margin term.
+        kappa: confidence: success needs a margin of kappa.
+        steps: Adam steps per round; lr: its learning rate.
+        search_steps: rounds of the binary search over c.
+    Returns:
+        The smallest successful adversarial image found for each image, or the image itself where none was.
+        Success during the search is judged on the draws the attack used; judge the result with :func:`predict`.
+    """
+    _check_batch(x, y)
+    for name, v in (("c", c), ("lr", lr), ("kappa", kappa)):
+        _check_eps(v, name)
+    for name, v in (("steps", steps), ("search_steps", search_steps), ("draws", draws)):
+        _check_count(name, v)
+    x = x.detach()
+    w0 = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+    lo = torch.zeros(len(x), device=x.device, dtype=x.dtype)
+    hi = torch.full_like(lo, math.inf)
+    cs = torch.full_like(lo, c)
+    best, best_l2 = x.clone(), torch.full_like(lo, math.inf)
+    for _ in range(search_steps):
+        w = w0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([w], lr=lr)
+        found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for _ in range(steps):
+            with torch.enable_grad():
+                adv = (torch.tanh(w) + 1) / 2
+                l2sq = (adv - x).pow(2).sum(1)
+                gap = _margin(model(adv, draws, generator), y, targeted)
+                loss = (l2sq + cs * gap.clamp_min(-kappa).mean(0)).sum()  # Carlini-Wagner's f, per draw
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+            with torch.no_grad():
+                ok = (gap.mean(0) <= -kappa) if kappa > 0 else (gap.mean(0) < 0)
+                l2 = l2sq.sqrt()
+                better = ok & (l2 < best_l2)
+                best = torch.where(better[:, None], adv.detach(), best)
+                best_l2 = torch.where(better, l2, best_l2)
+                found |= ok
+            opt.step()
+        with torch.no_grad():
+            hi = torch.where(found, torch.minimum(hi, cs), hi)
+            lo = torch.where(found, lo, torch.maximum(lo, cs))
+            cs = torch.where(torch.isinf(hi), cs * 10, (lo + hi) / 2)
+    return best
+
+
+def random_noise(x: torch.Tensor, eps: float, norm: Norm = "linf",
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """A control: random perturbations of size eps (random signs for L-inf, a random direction for L2), clipped."""
+    _check_eps(eps)
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if norm == "linf":
+        step = torch.randint(0, 2, x.shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
+        return (x + eps * step).clamp(0, 1)
+    return (x + eps * _unit(torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype))).clamp(0, 1)
+
+
+def accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor, n_samples: int = 12, seed: int = 0) -> float:
+    """Fraction of images whose 12-sample prediction (fresh noise from ``seed``) is the label y."""
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    return float((predict(model, x, n_samples, g) == y).float().mean())
