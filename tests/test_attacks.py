@@ -181,3 +181,33 @@ def test_bad_arguments_raise_one_clear_error(call, match):
     x, y = _batch(4)
     with pytest.raises(ValueError, match=match):
         call(_vib(), x, y)
+
+
+def test_robust_accuracy_at_eps_zero_is_the_clean_accuracy_and_falls_with_eps():
+    model, x, y, v = _linear_problem()
+    clean = A.accuracy(model, x, y, seed=1)
+    accs = A.robust_accuracy(model, x, y, [0.0, 0.05, 0.5], attack="pgd", steps=10)
+    assert accs[0] == clean
+    assert accs[0] >= accs[1] >= accs[2]
+    assert accs[2] == 0.0  # a large L-inf ball holds the closed-form worst case, which flips every image
+    with pytest.raises(ValueError, match="attack must be"):
+        A.robust_accuracy(model, x, y, [0.1], attack="bim")
+
+
+def test_robustness_sweep_returns_one_curve_per_model():
+    x, y = _batch(12)
+    models = {"det": [_vib("none"), _vib("none")], "vib": [_vib()]}
+    out = A.robustness_sweep(models, x, y, [0.0, 0.1], steps=2, draws=4)
+    assert [len(out["det"]), len(out["vib"])] == [2, 1]
+    assert all(len(curve) == 2 for curves in out.values() for curve in curves)
+
+
+def test_cw_summary_counts_only_changed_images():
+    model, x, y, v = _linear_problem()
+    x[:, :3] = 0.5
+    out = A.cw_summary(model, x, y, steps=100, search_steps=3)
+    correct = (x @ v) < 0
+    assert out["success"] == 1.0 and correct.any()
+    assert out["median_l2"] > 0
+    none = A.cw_summary(model, x, y, steps=1, search_steps=1)
+    assert none["success"] <= out["success"]

@@ -59,5 +59,6 @@ __all__ = [
     "MODELS", "model_config", "RunResult", "TrainConfig", "TrainingInterrupted", "load_run", "train", "train_sweep",
     "__version__", "prediction_entropy_bits", "smoothed_class_loss_bits",
     "DiscreteIB", "discrete_ib_example", "entropy_bits", "gaussian_kl_closed_form", "gaussian_kl_full_closed_form",
-    "kl_bits", "mc_kl", "mutual_information", "nats_to_bits", "variational_bounds", "attacks", "book", "plots", "widgets",
+    "kl_bits", "mc_kl", "mutual_information", "nats_to_bits", "variational_bounds",
+    "attacks", "book", "plots", "widgets",
 ]

@@ -266,4 +266,89 @@ def random_noise(x: torch.Tensor, eps: float, norm: Norm = "linf",
 def accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor, n_samples: int = 12, seed: int = 0) -> float:
     """Fraction of images whose 12-sample prediction (fresh noise from ``seed``) is the label y."""
     g = torch.Generator(device=x.device).manual_seed(seed)
-    return float((predict(model, x, n_samples, g) == y).float().mean())
+    return int((predict(model, x, n_samples, g) == y).sum()) / len(y)
+
+
+def robust_accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps_list, *, attack: str = "pgd",
+                    norm: Norm = "linf", draws: int = 1, steps: int = 20, seed: int = 0, n_samples: int = 12,
+                    batch: int = 1000) -> list[float]:
+    """Accuracy of the 12-sample prediction on attacked copies of (x, y), one value per eps.
+
+    Args:
+        model: the classifier; x, y: images in [0, 1] and their labels.
+        eps_list: the radii.
+        attack: "fgsm" (L-inf only), "pgd", or "noise" (the random control of :func:`random_noise`).
+        norm: "linf" or "l2" (pgd and noise).
+        draws: draws of z per gradient (1 plain, more EOT).
+        steps: PGD steps.
+        seed: seed of the attack's noise; the evaluation noise uses seed + 1.
+        n_samples: draws averaged by the prediction that is judged.
+        batch: images attacked at once.
+    Returns:
+        One accuracy per eps.
+    """
+    if attack not in ("fgsm", "pgd", "noise"):
+        raise ValueError(f"attack must be 'fgsm', 'pgd' or 'noise', got {attack!r}")
+    if attack == "fgsm" and norm != "linf":
+        raise ValueError("fgsm is an L-inf attack: use norm='linf'")
+    out = []
+    for eps in eps_list:
+        g = torch.Generator(device=x.device).manual_seed(seed)
+        ge = torch.Generator(device=x.device).manual_seed(seed + 1)
+        correct = 0
+        for i in range(0, len(x), batch):
+            xb, yb = x[i:i + batch], y[i:i + batch]
+            if attack == "fgsm":
+                adv = fgsm(model, xb, yb, eps, draws=draws, generator=g)
+            elif attack == "pgd":
+                adv = pgd(model, xb, yb, eps, norm=norm, steps=steps, draws=draws, generator=g)
+            else:
+                adv = random_noise(xb, eps, norm, generator=g)
+            correct += int((predict(model, adv, n_samples, ge) == yb).sum())
+        out.append(correct / len(x))
+    return out
+
+
+def cw_summary(model: Classifier, x: torch.Tensor, y: torch.Tensor, *, draws: int = 1, steps: int = 40,
+               search_steps: int = 3, seed: int = 0, n_samples: int = 12, batch: int = 1000) -> dict[str, float]:
+    """Untargeted :func:`cw_l2` on (x, y), judged by the 12-sample prediction.
+
+    Returns:
+        success: the fraction of correctly classified images that the attack changed and that are then
+        misclassified (a 12-sample prediction with fresh noise judges both);
+        median_l2: the median L2 size of those successful perturbations (NaN if none).
+    """
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    ge = torch.Generator(device=x.device).manual_seed(seed + 1)
+    fooled, clean_ok, sizes = 0, 0, []
+    for i in range(0, len(x), batch):
+        xb, yb = x[i:i + batch], y[i:i + batch]
+        ok = predict(model, xb, n_samples, ge) == yb
+        adv = cw_l2(model, xb, yb, steps=steps, search_steps=search_steps, draws=draws, generator=g)
+        found = (adv != xb).any(1)  # cw_l2 returns the image itself where it found nothing
+        hit = ok & found & (predict(model, adv, n_samples, ge) != yb)
+        clean_ok += int(ok.sum())
+        fooled += int(hit.sum())
+        sizes.append((adv - xb).norm(dim=1)[hit])
+    sizes = torch.cat(sizes)
+    return {"success": fooled / max(clean_ok, 1),
+            "median_l2": float(sizes.median()) if len(sizes) else math.nan}
+
+
+def robustness_sweep(models: dict[str, list], x: torch.Tensor, y: torch.Tensor, eps_list, *, attack: str = "pgd",
+                     norm: Norm = "linf", draws: int = 1, steps: int = 20) -> dict[str, list[list[float]]]:
+    """:func:`robust_accuracy` of every model of several groups (one model per training seed).
+
+    Args:
+        models: group name -> models (one per seed); a deterministic model (``.deterministic``) is attacked once,
+            as every draw of z is the same for it.
+        x, y, eps_list, attack, norm, draws, steps: as in :func:`robust_accuracy`; model i of a group uses seed i.
+    Returns:
+        group name -> one list of accuracies (one per eps) per model.
+    """
+    out = {}
+    for name, group in models.items():
+        out[name] = [robust_accuracy(m, x, y, eps_list, attack=attack, norm=norm, steps=steps, seed=i,
+                                     draws=1 if getattr(m, "deterministic", False) else draws)
+                     for i, m in enumerate(group)]
+    return out

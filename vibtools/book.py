@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,12 @@ class BookSettings:
     embed_betas: tuple[float, ...]
     n_embed_points: int = 1000
     seeds: tuple[int, ...] = field(default=(0,))
+    adv_epochs: int = 20  # the adversarial chapter: the models attacked (the stored protocol of results/)
+    adv_seeds: tuple[int, ...] = (0, 1, 2)
+    adv_betas: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
+    n_attack: int = 1000  # test images attacked
+    adv_steps: int = 20  # PGD steps
+    cw_steps: int = 40  # Adam steps per round of the Carlini-Wagner search
 
 
 FULL = BookSettings(
@@ -41,6 +48,7 @@ QUICK = BookSettings(
     mode="quick", n_train=2000, n_test=1000, reference_epochs=2,
     sweep_epochs=2, sweep_betas=(1e-9, 1e-3, 1e-2, 1.0),
     embed_epochs=2, embed_betas=(1e-3, 1e-1, 1.0), n_embed_points=300,
+    adv_epochs=2, adv_seeds=(0, 1), n_attack=100, adv_steps=5, cw_steps=10,
 )
 
 
@@ -110,6 +118,22 @@ def embed_configs() -> list:
 
     s = settings()
     return [TrainConfig(beta=b, k=2, covariance="full", epochs=s.embed_epochs, data_seed=0) for b in s.embed_betas]
+
+
+def adversarial_configs() -> dict[str, list]:
+    """The adversarial chapter's models: the deterministic baseline and K=256 VIB at a few β, several seeds each.
+
+    The configs equal those of ``reproduce table1`` and ``reproduce beta-sweep`` at the same epochs, so runs that
+    command trained are loaded from the run cache.
+    """
+    from .baselines import model_config
+    from .config import TrainConfig
+
+    s = settings()
+    det = [model_config("deterministic", epochs=s.adv_epochs, seed=k, data_seed=0) for k in s.adv_seeds]
+    vib = [TrainConfig(beta=10.0 ** round(math.log10(b)), epochs=s.adv_epochs, seed=k, data_seed=0)
+           for b in s.adv_betas for k in s.adv_seeds]
+    return {"deterministic": det, "vib": vib}
 
 
 def training_seconds(results) -> float:
@@ -276,3 +300,11 @@ def k2_rows(records: list[dict]) -> list[dict]:
 def mean_sd(mean: float, sd: float) -> str:
     """An error rate and its spread as percentages: "1.61% ± 0.06"."""
     return f"{100 * mean:.2f}% ± {100 * sd:.2f}"
+
+
+def mean_and_sd(values) -> tuple[float, float]:
+    """Mean and sample standard deviation of some numbers (sd NaN for fewer than two)."""
+    import statistics
+
+    values = list(values)
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else math.nan)

@@ -274,3 +274,53 @@ def plot_table1_curves(records: list[dict], ax=None):
     ax.set_yscale("log")
     ax.legend(fontsize=8, loc="upper right")
     return ax
+
+
+def plot_accuracy_vs_eps(ax, eps: Sequence[float], per_seed: Sequence[Sequence[float]], label: str,
+                         color: str, linestyle: str = "-", marker: str = "o"):
+    """Accuracy under attack against the attack's radius: the mean over seeds, error bars one sd over seeds.
+
+    Args:
+        ax: the matplotlib Axes.
+        eps: the radii (x axis).
+        per_seed: one list of accuracies (one per radius) per training seed.
+        label, color, linestyle, marker: the line's legend entry and look.
+    Returns:
+        The Axes.
+    """
+    acc = np.asarray(per_seed, dtype=float)
+    sd = acc.std(0, ddof=1) if len(acc) > 1 else np.zeros(acc.shape[1])
+    ax.errorbar(eps, acc.mean(0), yerr=sd, label=label, color=color, linestyle=linestyle, marker=marker,
+                markersize=4, capsize=2, linewidth=1.4)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel("accuracy under attack")
+    return ax
+
+
+def plot_digit_rows(rows: Sequence[torch.Tensor], preds: Sequence[torch.Tensor], row_labels: Sequence[str],
+                    labels: torch.Tensor):
+    """Rows of digits (an original row, then attacked copies), each titled with a prediction; red marks a wrong one.
+
+    Args:
+        rows: per row, (n, 784) images in [0, 1].
+        preds: per row, the (n,) predicted labels.
+        row_labels: per row, a label written left of it.
+        labels: the (n,) true labels.
+    Returns:
+        The matplotlib Figure.
+    """
+    n = len(labels)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.05 * n + 1.6, 1.25 * len(rows) + 0.2), squeeze=False)
+    for r, (imgs, pred, name) in enumerate(zip(rows, preds, row_labels)):
+        for i in range(n):
+            ax = axes[r, i]
+            ax.imshow(imgs[i].detach().cpu().view(28, 28), cmap="gray_r", vmin=0, vmax=1)
+            wrong = int(pred[i]) != int(labels[i])
+            ax.set_title(f"→ {int(pred[i])}", fontsize=10, color="#D55E00" if wrong else "#000000",
+                         fontweight="bold" if wrong else "normal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    fig.tight_layout()
+    return fig
