@@ -9,7 +9,7 @@ import pytest
 
 import vibtools as vt
 import vibtools.loop
-from vibtools.reproduce import ResultsError, load_experiment, load_results, reproduce, summarize
+from vibtools.reproduce import ResultsError, load_experiment, load_results, reproduce, run_name, summarize
 
 SMALL = {"hidden": 32}
 
@@ -155,3 +155,23 @@ def test_protocols_are_kept_apart_and_incomplete_ones_refused(small, tmp_path):
     path.write_text(json.dumps({**record, "run": "vib-beta0.001-k256-e1-seed0"}))
     with pytest.raises(ResultsError, match="holds the config of"):
         load_experiment(tmp_path / "results", "table1", epochs=1)
+
+
+def test_seed_means_average_each_configuration_over_its_seeds():
+    import statistics
+
+    from vibtools import book
+
+    def rec(beta, seed, err):
+        c = vt.TrainConfig(beta=beta, epochs=1, seed=seed, data_seed=0)
+        metrics = {"izy": 3.0, "izx": 10.0 * seed, "err": err, "avg_err": err, "acc": 1 - err, "avg_acc": 1 - err}
+        return {"run": run_name(c), "config": c.as_dict(),
+                "final": {s: dict(metrics) for s in ("raw_test", "ema_test", "ema_train")}}
+
+    records = [rec(0.1, s, 0.1 + 0.01 * s) for s in range(3)] + [rec(1e-3, s, 0.02) for s in range(2)]
+    groups = book.seed_means(records)
+    assert [g.config.beta for g in groups] == [1e-3, 0.1]
+    assert [g.n_seeds for g in groups] == [2, 3]
+    assert groups[1].final["ema_test"]["avg_err"] == pytest.approx(0.11)
+    assert groups[1].final_sd["ema_test"]["avg_err"] == pytest.approx(statistics.stdev([0.1, 0.11, 0.12]))
+    assert groups[1].final["ema_test"]["izx"] == pytest.approx(10.0)

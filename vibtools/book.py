@@ -216,9 +216,12 @@ def results_dir():
     return Path(__file__).resolve().parents[1] / "results"
 
 
-def table1_records(device=None) -> tuple[list[dict], str]:
-    """The Table 1 runs: the stored full results, or in quick mode a tiny run of the same code (and its source).
+def experiment_records(name: str, device=None) -> tuple[list[dict], str]:
+    """An experiment's runs: the stored full results, or in quick mode a reduced run of the same code (and its source).
 
+    Args:
+        name: an experiment of ``python -m vibtools reproduce`` ("table1", "k2", "beta-sweep").
+        device: where a quick-mode run trains.
     Returns:
         (results records, a sentence saying where they come from).
     """
@@ -228,11 +231,43 @@ def table1_records(device=None) -> tuple[list[dict], str]:
 
     if settings().mode == "full":
         folder = results_dir()
-        return load_experiment(folder, "table1"), f"stored results in {folder.name}/table1"
-    tmp = tempfile.mkdtemp(prefix="vib-table1-")
-    reproduce(["table1"], book_data(device), epochs=settings().reference_epochs, device=device,
+        return load_experiment(folder, name), f"stored results in {folder.name}/{name}"
+    tmp = tempfile.mkdtemp(prefix=f"vib-{name}-")
+    reproduce([name], book_data(device), epochs=settings().reference_epochs, device=device,
               results_dir=tmp, progress=False)
-    return load_experiment(tmp, "table1"), "a reduced run made now (quick mode)"
+    return load_experiment(tmp, name), "a reduced run made now (quick mode)"
+
+
+def table1_records(device=None) -> tuple[list[dict], str]:
+    """The Table 1 runs (see :func:`experiment_records`)."""
+    return experiment_records("table1", device)
+
+
+def seed_means(records: list[dict]) -> list:
+    """One entry per configuration (runs differing only in seed): its config and seed-averaged final metrics.
+
+    Each entry has ``config`` (of the first seed), ``final`` (every final metric averaged over seeds, so the
+    plotting functions that take RunResults accept it), ``final_sd`` (their sd over seeds), ``runs`` and
+    ``n_seeds``; entries are sorted by β.
+    """
+    import statistics
+    from types import SimpleNamespace
+
+    from .config import TrainConfig
+
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(r["run"].rsplit("-seed", 1)[0], []).append(r)
+    out = []
+    for runs in groups.values():
+        final, final_sd = {}, {}
+        for split, metrics in runs[0]["final"].items():
+            values = {k: [r["final"][split][k] for r in runs] for k in metrics}
+            final[split] = {k: statistics.mean(v) for k, v in values.items()}
+            final_sd[split] = {k: statistics.stdev(v) if len(v) > 1 else math.nan for k, v in values.items()}
+        out.append(SimpleNamespace(config=TrainConfig.from_dict(runs[0]["config"]), final=final, final_sd=final_sd,
+                                   runs=runs, n_seeds=len(runs)))
+    return sorted(out, key=lambda e: e.config.beta)
 
 
 def within(mean: float, sd: float, target: float, k: float = 2.0) -> bool:

@@ -128,8 +128,6 @@ def plot_embedding(model, x: torch.Tensor, y: torch.Tensor, ax=None, lim: float 
     Returns:
         The axes.
     """
-    from matplotlib.patches import Ellipse
-
     if model.k != 2:
         raise ValueError(f"plot_embedding needs a K=2 model, got K={model.k}")
     if ax is None:
@@ -146,16 +144,7 @@ def plot_embedding(model, x: torch.Tensor, y: torch.Tensor, ax=None, lim: float 
     grid, ent, _ = embedding_grid(model, lim)
     im = ax.imshow(ent, origin="lower", extent=(-lim, lim, -lim, lim), cmap="Greys", vmin=0, vmax=CEILING,
                    alpha=0.55)
-    labels = y.cpu().numpy()
-    chi2_95 = 5.991  # 95% quantile of chi-square with 2 degrees of freedom
-    for c in range(10):
-        sel = labels == c
-        ax.scatter(mu[sel, 0], mu[sel, 1], s=5, color=PALETTE[c], label=str(c), zorder=3)
-    for m, s, c in zip(mu[:200], cov[:200], labels[:200]):
-        vals, vecs = np.linalg.eigh(s)
-        angle = math.degrees(math.atan2(vecs[1, 1], vecs[0, 1]))
-        w, h = 2 * np.sqrt(chi2_95 * np.maximum(vals[::-1], 0))
-        ax.add_patch(Ellipse(m, w, h, angle=angle, fill=False, lw=0.4, color=PALETTE[c], alpha=0.6, zorder=2))
+    _draw_posteriors(ax, mu, cov, y.cpu().numpy())
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_xlabel("z₁ (posterior mean)")
@@ -166,6 +155,58 @@ def plot_embedding(model, x: torch.Tensor, y: torch.Tensor, ax=None, lim: float 
     ax.grid(False)
     ax.legend(markerscale=3, fontsize=7, ncol=2, loc="upper right", title="digit", title_fontsize=7)
     ax.figure.colorbar(im, ax=ax, fraction=0.046, label="decoder entropy [bits]")
+    return ax
+
+
+CHI2_95 = 5.991  # 95% quantile of the chi-square distribution with 2 degrees of freedom
+
+
+def _draw_posteriors(ax, mu: np.ndarray, cov: np.ndarray, labels: np.ndarray, n_ellipses: int = 200) -> None:
+    """Posterior means coloured by class and the 95% ellipses of the first ``n_ellipses`` posteriors."""
+    from matplotlib.patches import Ellipse
+
+    for c in range(10):
+        sel = labels == c
+        ax.scatter(mu[sel, 0], mu[sel, 1], s=5, color=PALETTE[c], label=str(c), zorder=3)
+    for m, s, c in zip(mu[:n_ellipses], cov[:n_ellipses], labels[:n_ellipses]):
+        vals, vecs = np.linalg.eigh(s)
+        angle = math.degrees(math.atan2(vecs[1, 1], vecs[0, 1]))
+        w, h = 2 * np.sqrt(CHI2_95 * np.maximum(vals[::-1], 0))
+        ax.add_patch(Ellipse(m, w, h, angle=angle, fill=False, lw=0.5, color=PALETTE[c], alpha=0.7, zorder=2))
+
+
+def plot_stored_embedding(record: dict, ax=None, lim: float = 4.0, title: str = "", n_ellipses: int = 200):
+    """A K=2 run's stored test embedding: posterior means by digit, 95% ellipses, and the prior's 95% circle.
+
+    Args:
+        record: a results record of the ``k2`` experiment (its ``embedding``: labels, means, covariances).
+        ax: axes (a new figure if None).
+        lim: half-width of the square shown (the same for every panel, so panels compare).
+        title: axes title.
+        n_ellipses: how many posteriors get their 95% ellipse.
+    Returns:
+        The axes.
+    """
+    from matplotlib.patches import Circle
+
+    if "embedding" not in record:
+        raise ValueError(f"{record.get('run')!r} holds no embedding: only K=2 runs of reproduce k2 store one")
+    emb = record["embedding"]
+    mu = np.asarray(emb["mean"], dtype=float)
+    cov = np.asarray(emb["covariance"], dtype=float).reshape(-1, 2, 2)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    ax.add_patch(Circle((0, 0), math.sqrt(CHI2_95), fill=False, ls="--", lw=1.2, color="#555555", zorder=4,
+                        label="prior 95%"))
+    _draw_posteriors(ax, mu, cov, np.asarray(emb["labels"]), n_ellipses)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xlabel("z₁")
+    ax.set_ylabel("z₂")
+    ax.grid(False)
+    if title:
+        ax.set_title(title)
     return ax
 
 
@@ -247,6 +288,38 @@ def embedding_animation(results, x: torch.Tensor, y: torch.Tensor, lim: float | 
     return html
 
 
+def plot_mean_curves(groups: dict[str, list[dict]], key: str = "ema_test_avg_err", ax=None,
+                     paper: dict[str, float] | None = None, log: bool = True):
+    """A per-epoch history of several groups of runs: the mean over each group's seeds and a band for its range.
+
+    Args:
+        groups: label -> results records (one per seed) whose ``history`` holds ``key``.
+        key: the history entry (an error rate, drawn in percent).
+        ax: axes to draw on (a new figure if None).
+        paper: label -> the paper's final value, drawn as a dotted line in the group's colour.
+        log: a log scale for the error axis.
+    Returns:
+        The axes.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.2, 4.4))
+    for color, (label, runs) in zip(PALETTE, groups.items()):
+        if not runs:
+            continue
+        curves = np.array([r["history"][key] for r in runs]) * 100
+        ep = np.arange(1, curves.shape[1] + 1)
+        ax.plot(ep, curves.mean(0), color=color, label=f"{label} ({len(runs)} seeds)")
+        ax.fill_between(ep, curves.min(0), curves.max(0), color=color, alpha=0.2, lw=0)
+        if paper and label in paper:
+            ax.axhline(100 * paper[label], color=color, ls=":", lw=1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test error, EMA weights, 12 samples [%]")
+    if log:
+        ax.set_yscale("log")
+    ax.legend(fontsize=8, loc="upper right")
+    return ax
+
+
 def plot_table1_curves(records: list[dict], ax=None):
     """Test error of the EMA weights (12 samples) per epoch for each Table 1 model: mean over seeds and its range.
 
@@ -258,22 +331,9 @@ def plot_table1_curves(records: list[dict], ax=None):
     """
     from .book import PAPER_TABLE1, TABLE1_LABELS
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7.2, 4.4))
-    for color, name in zip(PALETTE, PAPER_TABLE1):
-        runs = [r for r in records if r["model"] == name]
-        if not runs:
-            continue
-        curves = np.array([r["history"]["ema_test_avg_err"] for r in runs]) * 100
-        ep = np.arange(1, curves.shape[1] + 1)
-        ax.plot(ep, curves.mean(0), color=color, label=f"{TABLE1_LABELS[name]} ({len(runs)} seeds)")
-        ax.fill_between(ep, curves.min(0), curves.max(0), color=color, alpha=0.2, lw=0)
-        ax.axhline(100 * PAPER_TABLE1[name], color=color, ls=":", lw=1)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test error, EMA weights, 12 samples [%]")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8, loc="upper right")
-    return ax
+    groups = {TABLE1_LABELS[n]: [r for r in records if r["model"] == n] for n in PAPER_TABLE1}
+    paper = {TABLE1_LABELS[n]: v for n, v in PAPER_TABLE1.items()}
+    return plot_mean_curves(groups, ax=ax, paper=paper)
 
 
 def plot_accuracy_vs_eps(ax, eps: Sequence[float], per_seed: Sequence[Sequence[float]], label: str,
