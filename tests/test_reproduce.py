@@ -4,6 +4,7 @@ finished, and a damaged results file is a clear error, never a silent wrong tabl
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -175,3 +176,59 @@ def test_seed_means_average_each_configuration_over_its_seeds():
     assert groups[1].final["ema_test"]["avg_err"] == pytest.approx(0.11)
     assert groups[1].final_sd["ema_test"]["avg_err"] == pytest.approx(statistics.stdev([0.1, 0.11, 0.12]))
     assert groups[1].final["ema_test"]["izx"] == pytest.approx(10.0)
+
+
+def _archive(tmp_path, files: dict[str, bytes]):
+    import io
+    import tarfile
+
+    path = tmp_path / "repo.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_fetch_results_writes_only_the_results_files_once(tmp_path):
+    from vibtools import book
+
+    archive = _archive(tmp_path, {
+        "vib-book-main/results/table1/a.json": b"{}",
+        "vib-book-main/results/README.md": b"# results",
+        "vib-book-main/results/evil.py": b"import os",
+        "vib-book-main/vibtools/__init__.py": b"",
+        "vib-book-main/results/../escape.json": b"{}",
+    })
+    dest = tmp_path / "cache" / "results"
+    out = book.fetch_results(archive.as_uri(), dest)
+    assert out == dest
+    files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert files == [".complete", "README.md", "table1/a.json"]
+    assert not (tmp_path / "cache" / "escape.json").exists()
+    archive.unlink()
+    assert book.fetch_results(archive.as_uri(), dest) == dest  # complete: not fetched again
+
+
+def test_fetch_results_failure_is_one_line_and_creates_nothing(tmp_path):
+    from vibtools import book
+
+    dest = tmp_path / "cache" / "results"
+    with pytest.raises(ResultsError, match="could not fetch the stored results") as info:
+        book.fetch_results((tmp_path / "missing.tar.gz").as_uri(), dest)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "cache").exists()
+    empty = _archive(tmp_path, {"vib-book-main/README.md": b"x"})
+    with pytest.raises(ResultsError, match="holds no results"):
+        book.fetch_results(empty.as_uri(), dest)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_repository_constant_matches_the_book_config():
+    import yaml
+
+    from vibtools import book
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "_config.yml").read_text())
+    assert cfg["repository"]["url"].rstrip("/") == book.REPOSITORY

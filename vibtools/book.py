@@ -207,13 +207,80 @@ TABLE1_LABELS = {"deterministic": "baseline (deterministic)", "dropout": "dropou
 ENV_RESULTS = "VIBTOOLS_RESULTS"
 
 
+REPOSITORY = "https://github.com/vib-book/vib-book"  # the book's repository, as in _config.yml and the install cells
+RESULTS_ARCHIVE = f"{REPOSITORY}/archive/refs/heads/main.tar.gz"
+
+
 def results_dir():
-    """The results folder the chapters read: $VIBTOOLS_RESULTS, else ``results/`` of the repository checkout."""
+    """The results folder the chapters read.
+
+    $VIBTOOLS_RESULTS if set; else ``results/`` of the repository checkout; else (a package installed with pip,
+    as in Colab) the repository's committed ``results/``, downloaded once by :func:`fetch_results`.
+    """
     from pathlib import Path
 
     if os.environ.get(ENV_RESULTS):
         return Path(os.environ[ENV_RESULTS]).expanduser()
-    return Path(__file__).resolve().parents[1] / "results"
+    local = Path(__file__).resolve().parents[1] / "results"
+    return local if local.is_dir() else fetch_results()
+
+
+def fetch_results(url: str = RESULTS_ARCHIVE, dest=None):
+    """Download the repository's committed ``results/`` once, into ~/.cache/vibtools/results.
+
+    Only ``results/**.json`` and ``.md`` files of the archive are written, under their relative paths; the
+    folder appears complete or not at all (it is assembled beside its place and renamed).
+
+    Args:
+        url: a .tar.gz of the repository (GitHub's archive of the main branch by default).
+        dest: where the results go (default: the user cache).
+    Returns:
+        The folder.
+    Raises:
+        ResultsError: the archive could not be read (one line saying what to do instead).
+    """
+    import shutil
+    import tarfile
+    import tempfile
+    import urllib.request
+    from pathlib import Path, PurePosixPath
+
+    from .data import user_folder
+    from .reproduce import ResultsError
+
+    dest = Path(dest) if dest is not None else user_folder("VIBTOOLS_RESULTS_CACHE", "results")
+    if (dest / ".complete").is_file():
+        return dest
+    hint = f"set ${ENV_RESULTS} to a folder holding the results, or run python -m vibtools reproduce"
+    try:
+        with tempfile.TemporaryDirectory(prefix="vib-results-") as tmp:
+            archive = Path(tmp) / "repo.tar.gz"
+            with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
+                shutil.copyfileobj(response, out)
+            staged = Path(tmp) / "results"
+            with tarfile.open(archive, "r:gz") as tar:
+                for member in tar.getmembers():
+                    parts = PurePosixPath(member.name).parts
+                    inside = parts[2:] if len(parts) > 2 and parts[1] == "results" else ()
+                    if (not member.isfile() or not inside or any(p in ("", ".", "..") for p in inside)
+                            or PurePosixPath(*inside).suffix not in (".json", ".md")):
+                        continue
+                    target = staged.joinpath(*inside)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(tar.extractfile(member).read())
+            if not staged.is_dir():
+                raise ResultsError(f"{url} holds no results/ folder: {hint}")
+            (staged / ".complete").write_text(url + "\n")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.exists():  # an incomplete earlier copy
+                shutil.rmtree(dest)
+            shutil.move(str(staged), str(dest))
+    except (OSError, tarfile.TarError, ValueError) as exc:
+        if isinstance(exc, ResultsError):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ResultsError(f"could not fetch the stored results from {url} ({first}): {hint}") from None
+    return dest
 
 
 def experiment_records(name: str, device=None) -> tuple[list[dict], str]:
