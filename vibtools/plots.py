@@ -384,3 +384,41 @@ def plot_digit_rows(rows: Sequence[torch.Tensor], preds: Sequence[torch.Tensor],
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_plane_trajectories(groups, ax=None):
+    """The information plane over training time: per β, the path of the two bounds from epoch 1 to the last.
+
+    Test points (solid, squares at the end) are the EMA weights' bounds on the test set after each epoch; training
+    points (dashed) are the running means of the training losses over each epoch (raw weights, noisy by nature).
+    Each path is the mean over the seeds of one β.
+
+    Args:
+        groups: entries of :func:`vibtools.book.seed_means` (their ``runs`` hold the stored histories).
+        ax: axes (a new figure if None).
+    Returns:
+        The axes.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.2, 4.6))
+    betas = np.array([max(g.config.beta, 1e-30) for g in groups])
+    norm = mpl.colors.LogNorm(betas.min(), betas.max()) if len(betas) > 1 else mpl.colors.Normalize()
+    cmap = mpl.colormaps["viridis"]
+    for g, b in zip(groups, betas):
+        color = cmap(norm(b))
+        def mean(key, runs=g.runs):
+            return np.mean([r["history"][key] for r in runs], axis=0)
+
+        ax.plot(mean("ema_test_izx"), mean("ema_test_izy"), "-", color=color, lw=1.4)
+        ax.plot(mean("ema_test_izx")[-1:], mean("ema_test_izy")[-1:], "s", color=color, mec="k", mew=0.4)
+        ax.plot(mean("train_info_bits"), CEILING - mean("train_class_bits"), "--", color=color, lw=0.9, alpha=0.8)
+    ax.axhline(CEILING, color="grey", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("I(Z;X) upper bound [bits, log scale]")
+    ax.set_ylabel("I(Z;Y) lower bound [bits]")
+    sm = mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
+    ax.figure.colorbar(sm, ax=ax, label="β")
+    ax.plot([], [], "-", color="grey", label="test, EMA weights (square: last epoch)")
+    ax.plot([], [], "--", color="grey", label="training batches, raw weights")
+    ax.legend(loc="lower right", fontsize=8)
+    return ax
