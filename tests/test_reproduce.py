@@ -134,6 +134,11 @@ def test_table_rows_call_a_paper_number_reproduced_only_within_two_sd():
     one = vt.book.table1_rows([fake_record("vib", 0.0113, [0.0113, 0.0114])])
     assert one[0]["reproduced"] is None and vt.book.verdict_text(one[0]) == "no spread (one seed)"
     assert vt.book.verdict_text(rows["deterministic"]) == "no: ours above; 20 of 200 epochs"
+    # a spread so wide that 2 sd exceeds half the paper's number decides nothing, whichever side the mean is on
+    wide = vt.book.k2_rows([fake_record("vib", e, [e, e], beta=0.1) for e in (0.27, 0.12, 0.16)])
+    assert wide[0]["reproduced"] is None
+    assert vt.book.verdict_text(wide[0]).startswith("undecided: spread too wide (sd 7.8 points)")
+    assert vt.book.verdict(0.20, 0.001, 0.0344) is False  # narrow and far: a clear miss
 
 
 def test_protocols_are_kept_apart_and_incomplete_ones_refused(small, tmp_path):

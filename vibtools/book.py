@@ -360,22 +360,32 @@ def table1_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
-def verdict(mean: float, sd: float, paper: float) -> bool | None:
-    """Whether the paper's number lies within 2 sd of our mean over seeds; None when there is no spread (one seed).
+WIDE = 0.5  # a 2-sd interval wider than this fraction of the paper's number (on each side) cannot decide
 
-    The sd is over training seeds, of each run's mean over evaluation-noise draws, so it holds both sources.
+
+def verdict(mean: float, sd: float, paper: float) -> bool | None:
+    """Whether the paper's number lies within 2 sd of our mean over seeds; None when that cannot be decided.
+
+    Undecided: fewer than two seeds (no spread), or a spread so wide that 2 sd exceeds :data:`WIDE` times the
+    paper's number, where "inside 2 sd" would hold for almost any value. The sd is over training seeds, of each
+    run's mean over evaluation-noise draws, so it holds both sources.
     """
-    return None if sd != sd else within(mean, sd, paper)  # sd != sd: NaN, fewer than two seeds
+    if sd != sd:  # NaN: fewer than two seeds
+        return None
+    inside = within(mean, sd, paper)
+    return None if inside and 2 * sd > WIDE * paper else inside
 
 
 def verdict_text(row: dict) -> str:
-    """The table's last column: reproduced, or why not (the protocol, the direction), or no spread to tell."""
+    """The table's last column: reproduced, or why not (the protocol, the direction), or why it is undecided."""
+    short = f"; {row['epochs']} of 200 epochs" if row["epochs"] != 200 else ""
     if row["reproduced"] is None:
-        return "no spread (one seed)"
+        if row["sd"] != row["sd"]:
+            return "no spread (one seed)"
+        return f"undecided: spread too wide (sd {100 * row['sd']:.1f} points){short}"
     if row["reproduced"]:
         return "yes" if row["epochs"] == 200 else f"yes ({row['epochs']} of 200 epochs)"
     side = "above" if row["mean"] > row["paper"] else "below"
-    short = f"; {row['epochs']} of 200 epochs" if row["epochs"] != 200 else ""
     return f"no: ours {side}{short}"
 
 
