@@ -316,7 +316,10 @@ def plot_mean_curves(groups: dict[str, list[dict]], key: str = "ema_test_avg_err
     ax.set_ylabel("test error, EMA weights, 12 samples [%]")
     if log:
         ax.set_yscale("log")
-    ax.legend(fontsize=8, loc="upper right")
+        ax.yaxis.set_major_locator(mpl.ticker.LogLocator(base=10, subs=(1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        ax.yaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+    ax.legend(fontsize=8, loc="best")
     return ax
 
 
