@@ -35,8 +35,9 @@ class BookSettings:
     adv_seeds: tuple[int, ...] = (0, 1, 2)
     adv_betas: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
     n_attack: int = 1000  # test images attacked
-    adv_steps: int = 20  # PGD steps
-    cw_steps: int = 40  # Adam steps per round of the Carlini-Wagner search
+    adv_steps: int = 10  # PGD steps
+    cw_steps: int = 25  # Adam steps per round of the Carlini-Wagner search
+    cw_rounds: int = 2  # rounds of its search over c
 
 
 FULL = BookSettings(
