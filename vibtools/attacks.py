@@ -315,18 +315,20 @@ def cw_summary(model: Classifier, x: torch.Tensor, y: torch.Tensor, *, draws: in
 
     Returns:
         success: the fraction of correctly classified images that the attack changed and that are then
-        misclassified (a 12-sample prediction with fresh noise judges both);
+        misclassified (a 12-sample prediction judges both, under the same draws of z);
         median_l2: the median L2 size of those successful perturbations (NaN if none).
     """
     g = torch.Generator(device=x.device).manual_seed(seed)
-    ge = torch.Generator(device=x.device).manual_seed(seed + 1)
     fooled, clean_ok, sizes = 0, 0, []
     for i in range(0, len(x), batch):
         xb, yb = x[i:i + batch], y[i:i + batch]
-        ok = predict(model, xb, n_samples, ge) == yb
+        # the clean and the attacked images are judged under the same draws of z, so an image whose prediction
+        # merely changes with the noise does not count as fooled
+        ok = predict(model, xb, n_samples, torch.Generator(device=x.device).manual_seed(seed + 1 + i)) == yb
         adv = cw_l2(model, xb, yb, steps=steps, search_steps=search_steps, draws=draws, generator=g)
         found = (adv != xb).any(1)  # cw_l2 returns the image itself where it found nothing
-        hit = ok & found & (predict(model, adv, n_samples, ge) != yb)
+        judged = predict(model, adv, n_samples, torch.Generator(device=x.device).manual_seed(seed + 1 + i))
+        hit = ok & found & (judged != yb)
         clean_ok += int(ok.sum())
         fooled += int(hit.sum())
         sizes.append((adv - xb).norm(dim=1)[hit])
