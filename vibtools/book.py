@@ -35,9 +35,9 @@ class BookSettings:
     adv_seeds: tuple[int, ...] = (0, 1, 2)
     adv_betas: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
     n_attack: int = 1000  # test images attacked
-    adv_steps: int = 10  # PGD steps
-    cw_steps: int = 25  # Adam steps per round of the Carlini-Wagner search
-    cw_rounds: int = 2  # rounds of its search over c
+    adv_steps: int = 20  # PGD steps
+    cw_steps: int = 60  # Adam steps per round of the Carlini-Wagner search
+    cw_rounds: int = 4  # rounds of its search over c
 
 
 FULL = BookSettings(
@@ -49,7 +49,7 @@ QUICK = BookSettings(
     mode="quick", n_train=2000, n_test=1000, reference_epochs=2,
     sweep_epochs=2, sweep_betas=(1e-9, 1e-3, 1e-2, 1.0),
     embed_epochs=2, embed_betas=(1e-3, 1e-1, 1.0), n_embed_points=300,
-    adv_epochs=2, adv_seeds=(0, 1), n_attack=100, adv_steps=5, cw_steps=10,
+    adv_epochs=2, adv_seeds=(0, 1), n_attack=100, adv_steps=5, cw_steps=10, cw_rounds=2,
 )
 
 
@@ -416,8 +416,10 @@ def mean_sd(mean: float, sd: float) -> str:
 
 
 def mean_and_sd(values) -> tuple[float, float]:
-    """Mean and sample standard deviation of some numbers (sd NaN for fewer than two)."""
+    """Mean and sample standard deviation of some numbers (sd NaN for fewer than two; both NaN if one is NaN)."""
     import statistics
 
     values = list(values)
+    if any(v != v for v in values):
+        return math.nan, math.nan
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else math.nan)
