@@ -132,8 +132,7 @@ def adversarial_configs() -> dict[str, list]:
 
     s = settings()
     det = [model_config("deterministic", epochs=s.adv_epochs, seed=k, data_seed=0) for k in s.adv_seeds]
-    vib = [TrainConfig(beta=10.0 ** round(math.log10(b)), epochs=s.adv_epochs, seed=k, data_seed=0)
-           for b in s.adv_betas for k in s.adv_seeds]
+    vib = [TrainConfig(beta=b, epochs=s.adv_epochs, seed=k, data_seed=0) for b in s.adv_betas for k in s.adv_seeds]
     return {"deterministic": det, "vib": vib}
 
 
@@ -318,7 +317,6 @@ def seed_means(records: list[dict]) -> list:
     plotting functions that take RunResults accept it), ``final_sd`` (their sd over seeds), ``runs`` and
     ``n_seeds``; entries are sorted by β.
     """
-    import statistics
     from types import SimpleNamespace
 
     from .config import TrainConfig
@@ -330,9 +328,9 @@ def seed_means(records: list[dict]) -> list:
     for runs in groups.values():
         final, final_sd = {}, {}
         for split, metrics in runs[0]["final"].items():
-            values = {k: [r["final"][split][k] for r in runs] for k in metrics}
-            final[split] = {k: statistics.mean(v) for k, v in values.items()}
-            final_sd[split] = {k: statistics.stdev(v) if len(v) > 1 else math.nan for k, v in values.items()}
+            stats = {k: mean_and_sd(r["final"][split][k] for r in runs) for k in metrics}
+            final[split] = {k: m for k, (m, _) in stats.items()}
+            final_sd[split] = {k: sd for k, (_, sd) in stats.items()}
         out.append(SimpleNamespace(config=TrainConfig.from_dict(runs[0]["config"]), final=final, final_sd=final_sd,
                                    runs=runs, n_seeds=len(runs)))
     return sorted(out, key=lambda e: e.config.beta)
