@@ -31,6 +31,12 @@ def test_table1_writes_every_run_and_summarizes_over_seeds(small, tmp_path):
         assert r["protocol"] == {"epochs": 1} and r["code"]["results_version"] == vt.RESULTS_VERSION
         assert len(r["eval_noise"]["avg_err"]) == vibtools.reproduce.NOISE_DRAWS
         assert "training" not in r and "model" in r  # no weights, no optimizer state
+        mi = r.get("mi_bounds")
+        if r["model"] in ("deterministic", "dropout", "label-smoothing", "confidence-penalty"):
+            assert mi is None  # a deterministic encoder has no posterior to bound
+        else:
+            assert mi["n"] == len(small.test_x) and len(mi["lower"]) == vibtools.reproduce.MI_DRAWS
+            assert all(-0.05 <= lo <= mi["ceiling"] + 1e-9 and lo <= up for lo, up in zip(mi["lower"], mi["upper"]))
     assert set(by_model) == set(vt.MODELS)
     for model, rs in by_model.items():
         s = summarize(rs)

@@ -258,3 +258,73 @@ def gaussian_kl_full_closed_form(mu: torch.Tensor, scale_tril: torch.Tensor) -> 
     trace = scale_tril.square().sum((-2, -1))  # tr(L L^T) is the squared Frobenius norm of L
     logdet = 2.0 * scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     return 0.5 * (trace + mu.square().sum(-1) - k - logdet)
+
+
+class MIBounds(NamedTuple):
+    """Sandwich bounds on I(Z;X) for a known encoder over N inputs, in bits (Poole et al. 2019, eqs. 12-13)."""
+
+    lower: float  # minibatch (InfoNCE-form) lower bound; never above log2 N
+    upper: float  # leave-one-out upper bound; unbounded
+    ceiling: float  # log2 N: what no encoder of N equally likely inputs can exceed
+    n: int  # inputs
+    draws: int  # codes z drawn per input
+
+
+def _pairwise_log_density(z: torch.Tensor, q: Distribution) -> torch.Tensor:
+    """(n_z, N) table log q(z_i | x_j) in float64 for diagonal or full Gaussian posteriors with batch shape (N,).
+
+    For the diagonal family the quadratic form is expanded into two matrix products, in float64 so that narrow
+    posteriors lose nothing to cancellation: ``benchmarks/mi_table.py`` measured it 412x faster than
+    broadcasting ``log_prob`` over (chunk, N, K) blocks at N=2000, K=256 on a 2-thread CPU, equal to 3e-13.
+    """
+    if isinstance(q, MultivariateNormal):
+        loc, tril = q.loc.double(), q.scale_tril.double()
+        diff = (z.double()[:, None, :] - loc[None]).unsqueeze(-1)  # (n_z, N, K, 1)
+        sol = torch.linalg.solve_triangular(tril.expand(z.shape[0], *tril.shape), diff, upper=False).squeeze(-1)
+        half_logdet = tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        return -0.5 * sol.square().sum(-1) - half_logdet - 0.5 * loc.shape[-1] * math.log(2 * math.pi)
+    if not (isinstance(q, Independent) and isinstance(q.base_dist, Normal)):
+        raise ValueError(f"MI bounds need a diagonal or full Gaussian posterior, got {type(q).__name__}")
+    mu, sd = q.mean.double(), q.stddev.double()
+    w = sd.pow(-2)  # (N, K) precisions
+    zz = z.double()
+    quad = zz.square() @ w.T - 2.0 * zz @ (mu * w).T + (mu.square() * w).sum(-1)
+    return -0.5 * quad - sd.log().sum(-1) - 0.5 * mu.shape[-1] * math.log(2 * math.pi)
+
+
+@torch.no_grad()
+def encoder_mi_bounds(q: Distribution, draws: int = 1, generator: torch.Generator | None = None,
+                      chunk: int = 1000) -> MIBounds:
+    """Lower and upper bounds on I(Z;X) of a Gaussian encoder whose posteriors q(z|x_j) over N inputs are given.
+
+    With z_i drawn from q(z|x_i) and L_ij = log q(z_i|x_j), Poole et al. (2019) bound the mutual information
+    between Z and X (X drawn from the data distribution) by
+    ``lower = mean_i [L_ii - log(1/N sum_j exp L_ij)]`` and ``upper = mean_i [L_ii - log(1/(N-1) sum_{j!=i}
+    exp L_ij)]``, in expectation over the sample. ``lower`` is also, up to Monte-Carlo noise, the exact I(Z;X)
+    when X is uniform over these N inputs, and it can never exceed log2 N.
+
+    Args:
+        q: posteriors with batch shape (N,): ``Independent(Normal)`` or ``MultivariateNormal``.
+        draws: codes drawn per input (each adds N rows to the table).
+        generator: random generator for the codes.
+        chunk: rows of the (N, N) table computed at once (memory: chunk * N * 8 bytes).
+    Returns:
+        :class:`MIBounds` in bits.
+    """
+    if len(q.batch_shape) != 1 or q.batch_shape[0] < 2:
+        raise ValueError(f"need posteriors of at least 2 inputs with batch shape (N,), got {tuple(q.batch_shape)}")
+    if draws < 1 or chunk < 1:
+        raise ValueError(f"draws and chunk must be positive, got draws={draws}, chunk={chunk}")
+    n = q.batch_shape[0]
+    lower, upper = [], []
+    for _ in range(draws):
+        z = _sample(q, 1, generator)[0]  # (N, K): one code per input
+        for start in range(0, n, chunk):
+            rows = torch.arange(start, min(start + chunk, n), device=z.device)
+            table = _pairwise_log_density(z[rows], q)  # (rows, N)
+            own = table[torch.arange(len(rows)), rows]
+            lower.append(own - (torch.logsumexp(table, 1) - math.log(n)))
+            table[torch.arange(len(rows)), rows] = -math.inf  # leave x_i out of its own marginal
+            upper.append(own - (torch.logsumexp(table, 1) - math.log(n - 1)))
+    return MIBounds(lower=float(torch.cat(lower).mean()) / LN2, upper=float(torch.cat(upper).mean()) / LN2,
+                    ceiling=math.log2(n), n=n, draws=draws)

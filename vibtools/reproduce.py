@@ -4,8 +4,10 @@
 one stacked pass, with per-model loss settings), resumes interrupted runs from the run cache, and writes, per run,
 ``results/<experiment>/<run>.json``: the config, the per-epoch history, the final metrics, the test error of the
 EMA weights under several draws of the evaluation noise, the device, the training time and the code version.
-No weights and no optimizer state are written; for K=2 runs the posterior means and covariances of the first
-:data:`N_EMBED` test images are, so that the embeddings can be redrawn.
+For stochastic encoders the record holds lower and upper bounds on the true I(Z;X) over the test set
+(:func:`vibtools.infotheory.encoder_mi_bounds`). No weights and no optimizer state are written; for K=2 runs the
+posterior means and covariances of the first :data:`N_EMBED` test images are, so that the embeddings can be
+redrawn.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ PAPER_EPOCHS = 200  # the paper's protocol (Alemi et al. 2017, section 4.1)
 SEEDS = (0, 1, 2)
 NOISE_DRAWS = 5  # draws of the evaluation noise per run (each on the whole test set)
 N_EMBED = 1000  # test images whose K=2 posteriors are stored
+MI_DRAWS = 2  # independent draws of the codes for the I(Z;X) bounds on the test set
 FORMAT = "vibtools-results"
 
 
@@ -110,6 +113,18 @@ def _embedding(result, data: MNISTTensors) -> dict:
             "covariance": [[round(v, 5) for v in row.flatten().tolist()] for row in q.covariance_matrix]}
 
 
+@torch.no_grad()
+def _mi_bounds(result, data: MNISTTensors) -> dict:
+    """Poole et al.'s lower and upper bounds on I(Z;X) of the EMA encoder over the test set, per draw, in bits."""
+    from .infotheory import encoder_mi_bounds
+
+    q = result.ema_model.encode(data.test_x)
+    g = torch.Generator(device=data.test_x.device).manual_seed(2000)
+    draws = [encoder_mi_bounds(q, generator=g) for _ in range(MI_DRAWS)]
+    return {"split": "test", "n": draws[0].n, "ceiling": draws[0].ceiling,
+            "lower": [d.lower for d in draws], "upper": [d.upper for d in draws]}
+
+
 def result_record(result, data: MNISTTensors, experiment: str, epochs: int) -> dict:
     """The results-file contents of one finished run."""
     record = {"format": FORMAT, "results_version": RESULTS_VERSION, "experiment": experiment,
@@ -117,6 +132,8 @@ def result_record(result, data: MNISTTensors, experiment: str, epochs: int) -> d
               "config": result.config.as_dict(), "device": result.device, "seconds": result.seconds,
               "code": code_version(), "history": result.history, "final": result.final,
               "eval_noise": _noise_spread(result, data)}
+    if result.config.covariance != "none":
+        record["mi_bounds"] = _mi_bounds(result, data)
     if result.config.k == 2 and result.config.covariance != "none":
         record["embedding"] = _embedding(result, data)
     return record
