@@ -25,6 +25,7 @@ class BookSettings:
     n_train: int | None  # None = all 60 000
     n_test: int | None  # None = all 10 000
     reference_epochs: int  # the training chapter: the reference run
+    scratch_epochs: int  # the training chapter: the from-scratch PyTorch model
     sweep_epochs: int  # the β-sweep chapter at K=256
     sweep_betas: tuple[float, ...]
     embed_epochs: int  # the embeddings and explorer chapters: K=2 models
@@ -41,12 +42,12 @@ class BookSettings:
 
 
 FULL = BookSettings(
-    mode="full", n_train=None, n_test=None, reference_epochs=10,
+    mode="full", n_train=None, n_test=None, reference_epochs=10, scratch_epochs=3,
     sweep_epochs=8, sweep_betas=tuple(10.0 ** e for e in range(-9, 1)),
     embed_epochs=30, embed_betas=(1e-4, 1e-3, 1e-2, 1e-1, 3e-1, 1.0),
 )
 QUICK = BookSettings(
-    mode="quick", n_train=2000, n_test=1000, reference_epochs=2,
+    mode="quick", n_train=2000, n_test=1000, reference_epochs=2, scratch_epochs=1,
     sweep_epochs=2, sweep_betas=(1e-9, 1e-3, 1e-2, 1.0),
     embed_epochs=2, embed_betas=(1e-3, 1e-1, 1.0), n_embed_points=300,
     adv_epochs=2, adv_seeds=(0, 1), n_attack=100, adv_steps=5, cw_steps=10, cw_rounds=2,
