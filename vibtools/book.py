@@ -422,3 +422,35 @@ def mean_and_sd(values) -> tuple[float, float]:
     if any(v != v for v in values):
         return math.nan, math.nan
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else math.nan)
+
+
+def mi_summary(group) -> dict:
+    """The stored I(Z;X) readings of one seed group on the test set, each as (mean, sd over seeds), in bits.
+
+    Per run, each bound is first averaged over its draws of the codes. ``lower`` is Poole et al.'s minibatch
+    bound, which is also the exact I(Z;X) for X uniform over the N test images; ``upper`` the leave-one-out
+    bound; ``bound`` the info loss (the variational bound); ``slack`` = bound - lower, an estimate of
+    KL(p(z) || r(z)) for the test set's aggregate posterior p(z).
+
+    Args:
+        group: an entry of :func:`seed_means` whose runs hold ``mi_bounds``.
+    Returns:
+        A dict with those four keys, plus ``ceiling`` (log2 N) and ``n`` (N).
+    """
+    runs = group.runs
+    if any("mi_bounds" not in r for r in runs):
+        raise ValueError(f"{runs[0]['run']}: the stored runs hold no I(Z;X) bounds (deterministic encoder, or "
+                         f"results written before they were recorded: rerun python -m vibtools reproduce)")
+    lower = [statistics_mean(r["mi_bounds"]["lower"]) for r in runs]
+    upper = [statistics_mean(r["mi_bounds"]["upper"]) for r in runs]
+    bound = [r["final"]["ema_test"]["izx"] for r in runs]
+    return {"lower": mean_and_sd(lower), "upper": mean_and_sd(upper), "bound": mean_and_sd(bound),
+            "slack": mean_and_sd(b - lo for b, lo in zip(bound, lower)),
+            "ceiling": runs[0]["mi_bounds"]["ceiling"], "n": runs[0]["mi_bounds"]["n"]}
+
+
+def statistics_mean(values) -> float:
+    """The mean of some numbers (statistics.mean, which keeps floats exact)."""
+    import statistics
+
+    return statistics.mean(values)

@@ -278,11 +278,16 @@ def _pairwise_log_density(z: torch.Tensor, q: Distribution) -> torch.Tensor:
     broadcasting ``log_prob`` over (chunk, N, K) blocks at N=2000, K=256 on a 2-thread CPU, equal to 3e-13.
     """
     if isinstance(q, MultivariateNormal):
+        # The same expansion with full precision matrices P_j: z^T P_j z is a product of the flattened outer
+        # products z z^T with the flattened P_j. (A batched triangular solve per (i, j) pair is far slower.)
         loc, tril = q.loc.double(), q.scale_tril.double()
-        diff = (z.double()[:, None, :] - loc[None]).unsqueeze(-1)  # (n_z, N, K, 1)
-        sol = torch.linalg.solve_triangular(tril.expand(z.shape[0], *tril.shape), diff, upper=False).squeeze(-1)
+        prec = torch.cholesky_inverse(tril)  # (N, K, K)
+        zz = z.double()
+        outer = (zz[:, :, None] * zz[:, None, :]).flatten(1)  # (n_z, K*K)
+        p_mu = (prec @ loc.unsqueeze(-1)).squeeze(-1)  # (N, K)
+        quad = outer @ prec.flatten(1).T - 2.0 * zz @ p_mu.T + (loc * p_mu).sum(-1)
         half_logdet = tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-        return -0.5 * sol.square().sum(-1) - half_logdet - 0.5 * loc.shape[-1] * math.log(2 * math.pi)
+        return -0.5 * quad - half_logdet - 0.5 * loc.shape[-1] * math.log(2 * math.pi)
     if not (isinstance(q, Independent) and isinstance(q.base_dist, Normal)):
         raise ValueError(f"MI bounds need a diagonal or full Gaussian posterior, got {type(q).__name__}")
     mu, sd = q.mean.double(), q.stddev.double()

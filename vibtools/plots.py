@@ -425,3 +425,65 @@ def plot_plane_trajectories(groups, ax=None):
     ax.plot([], [], "--", color="grey", label="training batches, raw weights")
     ax.legend(loc="lower right", fontsize=8)
     return ax
+
+
+def plot_izx_readings(groups, axes=None):
+    """The variational bound on I(Z;X) beside estimates of the true I(Z;X), against β and on the plane.
+
+    Left: per β, the info loss (the variational upper bound), Poole et al.'s leave-one-out upper bound and
+    minibatch lower bound on the test set, and the log2 N ceiling; the shaded band between the info loss and the
+    lower bound is the slack KL(p(z) || r(z)). Right: the information plane with each β drawn twice, at its
+    info loss (square) and at its lower bound (diamond), joined by a line. Means over seeds; bars span ± 1 sd.
+
+    Args:
+        groups: entries of :func:`vibtools.book.seed_means` whose runs hold ``mi_bounds``.
+        axes: two axes (a new figure if None).
+    Returns:
+        The figure.
+    """
+    from .book import mi_summary
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.4))
+    ax1, ax2 = axes
+    s = [mi_summary(g) for g in groups]
+    betas = np.array([g.config.beta for g in groups])
+
+    def col(key, i=0):
+        return np.array([row[key][i] for row in s])
+
+    ax1.fill_between(betas, col("lower"), col("bound"), color=PALETTE[1], alpha=0.18, lw=0,
+                     label="slack KL(p(z) ‖ r(z))")
+    for key, mk, c, label in (("bound", "s", PALETTE[1], "info loss (variational bound)"),
+                              ("upper", "^", PALETTE[4], "leave-one-out upper bound"),
+                              ("lower", "D", PALETTE[0], "minibatch lower bound")):
+        ax1.errorbar(betas, col(key), yerr=col(key, 1), fmt=mk + "-", color=c, ms=5, lw=1.2, capsize=2,
+                     label=label)
+    ceiling = s[0]["ceiling"]
+    ax1.axhline(ceiling, color="grey", ls=":", lw=1.0, label=f"log2 N = {ceiling:.1f} (N = {s[0]['n']:,})")
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("β")
+    ax1.set_ylabel("bits, test set [log scale]")
+    ax1.set_title("I(Z;X): the bound and the estimates")
+    ax1.legend(fontsize=8, loc="upper right")
+
+    norm = mpl.colors.LogNorm(betas.min(), betas.max()) if len(betas) > 1 else mpl.colors.Normalize()
+    cmap = mpl.colormaps["viridis"]
+    izy = np.array([g.final["ema_test"]["izy"] for g in groups])
+    for b, lo, hi, y in zip(betas, col("lower"), col("bound"), izy):
+        ax2.plot([lo, hi], [y, y], "-", color=cmap(norm(b)), lw=1.0, alpha=0.8)
+    ax2.scatter(col("bound"), izy, c=betas, norm=norm, cmap=cmap, marker="s", edgecolors="k", linewidths=0.4,
+                label="at the info loss (bound)", zorder=3)
+    sc = ax2.scatter(col("lower"), izy, c=betas, norm=norm, cmap=cmap, marker="D", edgecolors="k",
+                     linewidths=0.4, label="at the lower bound (estimate)", zorder=3)
+    ax2.axvline(ceiling, color="grey", ls=":", lw=1.0)
+    ax2.axhline(CEILING, color="grey", ls=":", lw=0.8)
+    ax2.set_xscale("log")
+    ax2.set_xlabel("I(Z;X) [bits, test set, log scale]")
+    ax2.set_ylabel("I(Z;Y) lower bound [bits, test set]")
+    ax2.set_title("The plane, drawn at both readings")
+    ax2.figure.colorbar(sc, ax=ax2, label="β")
+    ax2.legend(fontsize=8, loc="lower right")
+    ax2.figure.tight_layout()
+    return ax2.figure
