@@ -243,3 +243,13 @@ def test_repository_constant_matches_the_book_config():
 
     cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "_config.yml").read_text())
     assert cfg["repository"]["url"].rstrip("/") == book.REPOSITORY
+
+
+def test_explorer_models_are_the_k2_experiments_seed_zero_runs(monkeypatch):
+    """The explorer chapter must show the same K=2 models whose stored results the embeddings chapter draws."""
+    from vibtools.reproduce import EXPERIMENTS
+
+    monkeypatch.delenv("VIBTOOLS_QUICK", raising=False)
+    configs = vt.book.embed_configs()
+    k2 = {c for group in EXPERIMENTS["k2"].groups(vt.book.settings().embed_epochs) for c in group}
+    assert configs and all(c in k2 and c.seed == 0 for c in configs)
