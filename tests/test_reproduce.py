@@ -253,3 +253,17 @@ def test_explorer_models_are_the_k2_experiments_seed_zero_runs(monkeypatch):
     configs = vt.book.embed_configs()
     k2 = {c for group in EXPERIMENTS["k2"].groups(vt.book.settings().embed_epochs) for c in group}
     assert configs and all(c in k2 and c.seed == 0 for c in configs)
+
+
+def test_page_note_holds_the_provenance_and_adds_loaded_training_to_the_colab_estimate(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("VIBTOOLS_QUICK", raising=False)
+    watch = vt.book.Stopwatch()
+    note = vt.book.how_made(watch, torch.device("cpu"), 10, 95.0, trained_on="cpu (x, 2 threads)",
+                            loaded_seconds=600, colab_work="trains <the> run")
+    text, page = repr(note), note._repr_html_()
+    assert "provenance: vibtools" in text and "mode=full" in text and "epochs=10" in text
+    assert "about 10 min" in text  # 600 s loaded + a moment of wall time
+    assert page.startswith("<details") and "trains &lt;the&gt; run" in page and "<the>" not in page
+    assert "under a minute" in repr(vt.book.how_made(watch, torch.device("cpu"), "n/a", 1.0, "wall time"))

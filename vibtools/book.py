@@ -458,3 +458,73 @@ def statistics_mean(values) -> float:
     import statistics
 
     return statistics.mean(values)
+
+
+class PageNote:
+    """The collapsed "How this page was made" note that closes each chapter (HTML on the page, text elsewhere)."""
+
+    def __init__(self, items: list[tuple[str, str]]):
+        self.items = items
+
+    def __repr__(self) -> str:
+        return "How this page was made\n" + "\n".join(f"- {k}: {v}" for k, v in self.items)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = "".join(f"<li><b>{html.escape(k)}:</b> {html.escape(v)}</li>" for k, v in self.items)
+        return f'<details class="how-made"><summary>How this page was made</summary><ul>{rows}</ul></details>'
+
+
+def how_made(watch: Stopwatch, device, epochs, seconds: float, what: str = "training time (sum of epochs)", *,
+             trained_on: str | None = None, loaded_seconds: float = 0.0,
+             colab_work: str = "runs every cell") -> PageNote:
+    """A chapter's closing note: provenance, settings, its own wall time, and what it costs in a fresh Colab.
+
+    Args:
+        watch: the stopwatch started at the top of the chapter.
+        device: the device the page ran on.
+        epochs, seconds, what: as in :func:`provenance`.
+        trained_on: where the runs shown were trained (``RunResult.device`` or a record's ``device``); default
+            ``device``.
+        loaded_seconds: recorded training time of the runs the page loaded from the run cache instead of
+            training them (a fresh Colab runtime has to train them).
+        colab_work: what the page does in a fresh runtime, as a clause ("downloads MNIST and trains ...").
+    Returns:
+        A :class:`PageNote`; as a cell's last expression it renders as a collapsed box.
+    """
+    from .device import describe_device
+
+    s = settings()
+    wall = watch.seconds
+    here = describe_device(device)
+    sizes = ("all 60 000 training and 10 000 test images" if s.n_train is None
+             else f"{s.n_train} training and {s.n_test} test images")
+    loaded = (f"; it loaded runs from the run cache whose training had taken {loaded_seconds:.0f} s"
+              if loaded_seconds > 0 else "")
+    if here.startswith("cpu"):
+        cpu = (f"On a CPU runtime expect {_minutes(wall + loaded_seconds)}: an estimate, this page's wall "
+               f"time plus the training time of what it loaded, both measured on the CPU above (Colab's CPU "
+               f"runtime also has 2 cores, which may be slower).")
+    else:
+        cpu = "On a CPU runtime: not estimated, as this page ran on a GPU."
+    items = [
+        ("Run", provenance(trained_on or device, epochs, seconds, what)),
+        ("Settings", f"{s.mode} ({sizes}); the notebook tests run the same cells at reduced sizes "
+                     f"(VIBTOOLS_QUICK=1)"),
+        ("This page", f"{wall:.0f} s of wall time on {here}{loaded}"),
+        ("In Colab", f"every Colab notebook starts with an empty run cache and no data: it installs vibtools "
+                     f"and {colab_work}. {cpu} On a GPU runtime: not measured, as no GPU was "
+                     f"available to us; there the training runs on the GPU."),
+    ]
+    return PageNote(items)
+
+
+def _minutes(seconds: float) -> str:
+    """A duration in words: "under a minute", "about 3 min"."""
+    return "under a minute" if seconds < 60 else f"about {round(seconds / 60):.0f} min"
+
+
+def stored_training_seconds(records: list[dict]) -> float:
+    """Total training time of stored runs (results records), counting each stacked pass once."""
+    return sum({tuple(r["history"]["seconds"]): r["seconds"]["training"] for r in records}.values())
