@@ -36,7 +36,10 @@ def plot_learning_curves(history: dict[str, list], reference: dict[str, Sequence
         The matplotlib Figure.
     """
     ep = np.asarray(history["epoch"]) + 1
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    # 2 x 2 with the error panel's long legend in the fourth cell: at most 8.6 in wide, so the page shows the figure
+    # at 70% of its size or more (tests/test_site.py) and no legend covers a curve.
+    fig, grid = plt.subplots(2, 2, figsize=(8.6, 6.2))
+    axes, legend_ax = [grid[0, 0], grid[0, 1], grid[1, 0]], grid[1, 1]
     for tag, style in (("test", "-"), ("ema_test", "--")):
         label = "raw weights" if tag == "test" else "EMA weights"
         axes[0].plot(ep, history[f"{tag}_izx"], style, color=PALETTE[0], label=label)
@@ -58,7 +61,8 @@ def plot_learning_curves(history: dict[str, list], reference: dict[str, Sequence
         ax.set_ylabel(ylabel)
     axes[0].legend(fontsize=8)
     axes[1].legend(fontsize=8)
-    axes[2].legend(fontsize=7)
+    legend_ax.axis("off")
+    legend_ax.legend(*axes[2].get_legend_handles_labels(), loc="center", fontsize=8, title="test error")
     fig.tight_layout()
     return fig
 
@@ -250,7 +254,7 @@ def explore_figure(result, plane_results, x: torch.Tensor, y: torch.Tensor, lim:
         The Figure.
     """
     if fig is None:
-        fig = plt.figure(figsize=(11, 4.6))
+        fig = plt.figure(figsize=(8.6, 4.0))
     fig.clear()
     a, b = fig.subplots(1, 2)
     m = result.final["ema_test"]
@@ -275,7 +279,7 @@ def embedding_animation(results, x: torch.Tensor, y: torch.Tensor, lim: float | 
     from matplotlib.animation import FuncAnimation
 
     results = sorted(results, key=lambda r: r.config.beta)
-    fig = plt.figure(figsize=(11, 4.6))
+    fig = plt.figure(figsize=(8.6, 4.0))
 
     def draw(i):
         """Draw animation frame i."""
@@ -373,7 +377,7 @@ def plot_digit_rows(rows: Sequence[torch.Tensor], preds: Sequence[torch.Tensor],
         The matplotlib Figure.
     """
     n = len(labels)
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.05 * n + 1.6, 1.25 * len(rows) + 0.2), squeeze=False)
+    fig, axes = plt.subplots(len(rows), n, figsize=(0.85 * n + 1.4, 1.05 * len(rows) + 0.2), squeeze=False)
     for r, (imgs, pred, name) in enumerate(zip(rows, preds, row_labels)):
         for i in range(n):
             ax = axes[r, i]
@@ -430,9 +434,9 @@ def plot_plane_trajectories(groups, ax=None):
 def plot_izx_readings(groups, axes=None):
     """The variational bound on I(Z;X) beside estimates of the true I(Z;X), against β and on the plane.
 
-    Left: per β, the info loss (the variational upper bound), Poole et al.'s leave-one-out upper bound and
+    Top: per β, the info loss (the variational upper bound), Poole et al.'s leave-one-out upper bound and
     minibatch lower bound on the test set, and the log2 N ceiling; the shaded band between the info loss and the
-    lower bound is the slack KL(p(z) || r(z)). Right: the information plane with each β drawn twice, at its
+    lower bound is the slack KL(p(z) || r(z)). Bottom: the information plane with each β drawn twice, at its
     info loss (square) and at its lower bound (diamond), joined by a line. Means over seeds; bars span ± 1 sd.
 
     Args:
@@ -444,7 +448,7 @@ def plot_izx_readings(groups, axes=None):
     from .book import mi_summary
 
     if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.4))
+        fig, axes = plt.subplots(2, 1, figsize=(7.0, 8.8))
     ax1, ax2 = axes
     s = [mi_summary(g) for g in groups]
     betas = np.array([g.config.beta for g in groups])
