@@ -7,7 +7,9 @@ Run after `bash scripts/fetch_site_assets.sh && jupyter-book build . -W --keep-g
 The site is served by `python -m http.server` on 127.0.0.1; every request to another
 host is blocked and recorded (the site must work without a network).  Each page of
 `_toc.yml` is loaded once and the per-page findings are shared by the tests below.
-Screenshots of the landing page and the beta chapter go to `screenshots/`.
+Every page is also loaded at 1280 and 800 px wide: no equation, table, code block or output may be clipped
+or scroll sideways there, no figure may be shown below 70% of its width, and a full-page screenshot of each
+goes to `_build/screenshots/<width>/` (look at them; CI keeps them as artifacts).
 
 Skipped (with the reason) when /usr/bin/chromium, Playwright or the built site is missing.
 Environment overrides: VIB_BOOK_HTML (built site folder), VIB_CHROMIUM (browser binary).
@@ -46,8 +48,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOT_DIR = ROOT / "screenshots"
-SCREENSHOT_PAGES = {"book/00_landing": "landing.png", "book/03_beta_sweep": "beta_sweep.png"}
+SCREENSHOT_DIR = ROOT / "_build" / "screenshots"  # full-page screenshots of every page and width (CI artifacts)
+WIDTHS = (1280, 800)  # page widths at which nothing may be clipped or scroll sideways
+MIN_FIGURE_SCALE = 0.7  # a figure shown below 70% of its pixel width has illegible labels
 ANIMATION_PAGE = "book/05_explore"
 TIMEOUT_MS = 20_000
 
@@ -94,6 +97,48 @@ _IMAGES_JS = """async () => {
                            complete: img.complete, width: img.naturalWidth}));
 }"""
 
+# With every <details> opened (solutions, hidden cells, the closing note): what scrolls sideways, what sticks out
+# of the text column, which figures are shown below their minimum scale, and whether the page itself scrolls.
+_LAYOUT_JS = r"""(MIN_SCALE) => {
+  for (const d of document.querySelectorAll('details')) d.open = true;
+  const col = (document.querySelector('article.bd-article') || document.querySelector('main') || document.body)
+      .getBoundingClientRect();
+  const text = el => (el.textContent || '').trim().replace(/\s+/g, ' ').slice(0, 70);
+  const visible = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+  const out = {scroll: [], overflow: [], small: [], page: null, col: [col.left, col.right]};
+  const seen = new Set();
+  const check = (sel, kind) => {
+    for (const el of document.querySelectorAll(sel)) {
+      if (!visible(el) || seen.has(el)) continue;
+      seen.add(el);
+      const r = el.getBoundingClientRect();
+      const ox = getComputedStyle(el).overflowX;
+      if (el.scrollWidth > el.clientWidth + 1 && ox !== 'visible')
+        out.scroll.push(`${kind}: scrolls ${el.scrollWidth - el.clientWidth}px: ${text(el)}`);
+      if (r.right > col.right + 1 || r.left < col.left - 1)
+        out.overflow.push(`${kind}: spans ${Math.round(r.left)}-${Math.round(r.right)}px, `
+                          + `column ${Math.round(col.left)}-${Math.round(col.right)}: ${text(el)}`);
+    }
+  };
+  check('mjx-container[display="true"]', 'math');
+  check('div.math', 'math');
+  check('.pst-scrollable-table-container', 'table');
+  check('table', 'table');
+  check('div.cell_input pre, div.highlight pre', 'code');
+  check('div.cell_output pre', 'output');
+  for (const img of document.querySelectorAll('div.cell_output img, figure img')) {
+    if (!visible(img) || !img.naturalWidth) continue;
+    const scale = img.getBoundingClientRect().width / img.naturalWidth;
+    const label = (img.getAttribute('alt') || img.src).slice(0, 50);
+    if (scale < MIN_SCALE)
+      out.small.push(`figure at ${Math.round(100 * scale)}% (${img.naturalWidth}px wide): ${label}`);
+  }
+  const de = document.documentElement;
+  if (de.scrollWidth > window.innerWidth + 1)
+    out.page = `page scrolls sideways: ${de.scrollWidth}px in ${window.innerWidth}px`;
+  return out;
+}"""
+
 _MATH_JS = """() => {
   const math = [...document.querySelectorAll('.math')];
   return {math: math.length,
@@ -119,6 +164,7 @@ class PageReport:
     colab_links: list[str] = field(default_factory=list)
     widget_views: int = 0
     rendered_widgets: int = 0
+    widget_text: list[str] = field(default_factory=list)
 
 
 def _toc_files() -> list[str]:
@@ -266,6 +312,11 @@ def reports(browser, site_url) -> dict[str, PageReport]:
                 except Exception:  # noqa: BLE001 - counted below
                     pass
                 rep.rendered_widgets = page.locator(".jupyter-widgets, .widget-inline-hbox").count()
+            rep.widget_text = page.eval_on_selector_all(
+                "div.cell_output",
+                r"els => els.map(e => e.textContent).filter(t => /Loading widget|[A-Z][a-z]+(Box|Slider|Button)\(|"
+                r"Widget\(/.test(t)).map(t => t.trim().slice(0, 60))",
+            )
         except Exception as exc:  # noqa: BLE001 - keep going, the tests report it per page
             rep.console_errors.append(f"navigation: {exc}")
         finally:
@@ -322,15 +373,14 @@ def test_images_load_and_have_alt_text(reports):
     _fail_if(problems, "image problems")
 
 
-def test_stored_widgets_render(reports):
-    """Pages whose notebooks store ipywidgets state render them with the vendored embed bundle."""
-    with_widgets = [rep for rep in reports.values() if rep.widget_views and rep.name != "(root)"]
-    if not with_widgets:
-        pytest.skip("no page stores ipywidgets state")
-    _fail_if(
-        [f"{r.name}: {r.widget_views} widget views, none rendered" for r in with_widgets if not r.rendered_widgets],
-        "widgets not rendered",
-    )
+def test_no_widget_that_needs_a_kernel_is_drawn(reports):
+    """A static page cannot run the Python behind a widget: it shows no widget, live copy or text stand-in."""
+    problems = []
+    for rep in reports.values():
+        if rep.widget_views or rep.rendered_widgets:
+            problems.append(f"{rep.name}: {rep.widget_views} stored widget view(s), {rep.rendered_widgets} drawn")
+        problems += [f"{rep.name}: widget stand-in text {t!r}" for t in rep.widget_text]
+    _fail_if(problems, "widgets that need a kernel")
 
 
 def test_colab_links_point_at_the_chapter_notebooks(reports):
@@ -442,20 +492,47 @@ def test_beta_slider_changes_the_frame(browser, site_url):
         context.close()
 
 
-@pytest.mark.parametrize("name", list(SCREENSHOT_PAGES))
-def test_screenshot(browser, site_url, name):
-    if name not in TOC_PAGES:
-        pytest.skip(f"{name} is not in _toc.yml")
-    SCREENSHOT_DIR.mkdir(exist_ok=True)
-    context = _new_context(browser, site_url)
-    try:
+@pytest.fixture(scope="session")
+def layouts(browser, site_url) -> dict[tuple[int, str], dict]:
+    """Every page at each width in WIDTHS: the layout findings, and a full-page screenshot saved to SCREENSHOT_DIR."""
+    out = {}
+    for width in WIDTHS:
+        folder = SCREENSHOT_DIR / str(width)
+        folder.mkdir(parents=True, exist_ok=True)
+        context = _new_context(browser, site_url)
         page = context.new_page()
-        resp = page.goto(urljoin(site_url, f"{name}.html"), wait_until="load")
-        assert resp and resp.status == 200
-        _settle(page)
-        page.evaluate(_IMAGES_JS)
-        path = SCREENSHOT_DIR / SCREENSHOT_PAGES[name]
-        page.screenshot(path=str(path), full_page=True)
-        assert path.stat().st_size > 10_000
-    finally:
-        context.close()
+        page.set_viewport_size({"width": width, "height": 900})
+        try:
+            for name in TOC_PAGES:
+                resp = page.goto(urljoin(site_url, f"{name}.html"), wait_until="load")
+                assert resp and resp.status == 200, f"{name} at {width}px: HTTP {resp.status if resp else None}"
+                _settle(page)
+                page.evaluate(_IMAGES_JS)
+                found = page.evaluate(_LAYOUT_JS, MIN_FIGURE_SCALE)
+                path = folder / f"{name.replace('/', '_')}.png"
+                page.screenshot(path=str(path), full_page=True)
+                found["screenshot"] = path
+                out[width, name] = found
+        finally:
+            context.close()
+    return out
+
+
+def test_nothing_is_clipped_or_scrolls_sideways(layouts):
+    problems = []
+    for (width, name), found in layouts.items():
+        problems += [f"{name} at {width}px: {p}" for p in found["scroll"] + found["overflow"]]
+        if found["page"]:
+            problems.append(f"{name} at {width}px: {found['page']}")
+    _fail_if(problems, "math, tables, code or outputs wider than the page (break the line, or narrow it)")
+
+
+def test_figures_are_shown_at_their_minimum_scale(layouts):
+    problems = [f"{name} at {width}px: {p}" for (width, name), found in layouts.items() for p in found["small"]]
+    _fail_if(problems, f"figures shown below {MIN_FIGURE_SCALE:.0%} of their width (make them narrower)")
+
+
+def test_every_page_has_full_page_screenshots(layouts):
+    for (width, name), found in layouts.items():
+        path = found["screenshot"]
+        assert path.is_file() and path.stat().st_size > 10_000, f"{name} at {width}px: no usable screenshot {path}"
