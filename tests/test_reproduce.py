@@ -267,3 +267,16 @@ def test_page_note_holds_the_provenance_and_adds_loaded_training_to_the_colab_es
     assert "about 10 min" in text  # 600 s loaded + a moment of wall time
     assert page.startswith("<details") and "trains &lt;the&gt; run" in page and "<the>" not in page
     assert "under a minute" in repr(vt.book.how_made(watch, torch.device("cpu"), "n/a", 1.0, "wall time"))
+
+
+def test_cold_training_seconds_charges_each_cached_run_its_share_of_its_pass():
+    from types import SimpleNamespace
+
+    def run(times, cached=True):
+        return SimpleNamespace(from_cache=cached, history={"seconds": times})
+
+    stored = [{"history": {"seconds": [10.0, 20.0]}} for _ in range(3)]  # one pass of three models: 30 s
+    used = [run([10.0, 20.0]), run([10.0, 20.0]), run([5.0, 5.0]), run([5.0, 5.0]), run([7.0], cached=False)]
+    # two thirds of the stored pass, and the unknown 10 s pass once; the run trained now costs nothing extra
+    assert vt.book.cold_training_seconds(used, stored) == pytest.approx(20.0 + 10.0)
+    assert vt.book.cold_training_seconds(used) == pytest.approx(30.0 + 10.0)

@@ -528,3 +528,32 @@ def _minutes(seconds: float) -> str:
 def stored_training_seconds(records: list[dict]) -> float:
     """Total training time of stored runs (results records), counting each stacked pass once."""
     return sum({tuple(r["history"]["seconds"]): r["seconds"]["training"] for r in records}.values())
+
+
+def cold_training_seconds(results, records=()) -> float:
+    """About how long training the cached runs among ``results`` again would take, from their recorded times.
+
+    A run trained in a stacked pass shares its recorded epoch times with every model of that pass. Where the
+    pass's other runs are among ``records`` (stored results), the run is charged its share of the pass (the
+    pass's time divided by the runs in it); otherwise the pass's full time is charged once.
+
+    Args:
+        results: RunResults a page used; those with ``from_cache`` are counted.
+        records: results records (``reproduce``) that may hold the other runs of the same passes.
+    Returns:
+        Seconds, on the device the runs were trained on.
+    """
+    passes: dict[tuple, list] = {}
+    for r in records:
+        passes.setdefault(tuple(r["history"]["seconds"]), []).append(r)
+    total, charged = 0.0, set()
+    for r in results if isinstance(results, (list, tuple)) else [results]:
+        if not r.from_cache:
+            continue
+        key = tuple(r.history.get("seconds", []))
+        if key in passes:
+            total += sum(key) / len(passes[key])
+        elif key not in charged:
+            charged.add(key)
+            total += sum(key)
+    return total

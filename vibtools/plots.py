@@ -119,6 +119,13 @@ def embedding_grid(model, lim: float, n: int = 200):
 
 
 @torch.no_grad()
+def embedding_lim(model, x: torch.Tensor) -> float:
+    """Half-width of a square that holds 99.5% of the posterior means of ``x``, with a margin."""
+    mu = model.encode(x).mean.abs().cpu().numpy()
+    return float(np.percentile(mu, 99.5)) * 1.15 + 1e-3
+
+
+@torch.no_grad()
 def plot_embedding(model, x: torch.Tensor, y: torch.Tensor, ax=None, lim: float | None = None, title: str = ""):
     """Posterior means of 2-D codes coloured by class, 95% ellipses, over the decoder's entropy map.
 
@@ -144,11 +151,13 @@ def plot_embedding(model, x: torch.Tensor, y: torch.Tensor, ax=None, lim: float 
         cov = np.zeros((len(var), 2, 2))
         cov[:, 0, 0], cov[:, 1, 1] = var[:, 0], var[:, 1]
     if lim is None:
-        lim = float(np.percentile(np.abs(mu), 99.5)) * 1.15 + 1e-3
+        lim = embedding_lim(model, x)
     grid, ent, _ = embedding_grid(model, lim)
     im = ax.imshow(ent, origin="lower", extent=(-lim, lim, -lim, lim), cmap="Greys", vmin=0, vmax=CEILING,
                    alpha=0.55)
     _draw_posteriors(ax, mu, cov, y.cpu().numpy())
+    r95 = math.sqrt(CHI2_95)  # the prior N(0, I)'s 95% circle, as in plot_stored_embedding
+    ax.add_patch(mpl.patches.Circle((0, 0), r95, fill=False, ls="--", lw=1.0, color="k", label="prior 95%"))
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_xlabel("z₁ (posterior mean)")
@@ -157,7 +166,9 @@ def plot_embedding(model, x: torch.Tensor, y: torch.Tensor, ax=None, lim: float 
     if title:
         ax.set_title(title)
     ax.grid(False)
-    ax.legend(markerscale=3, fontsize=7, ncol=2, loc="upper right", title="digit", title_fontsize=7)
+    # below the axes, so that no cluster is hidden behind it
+    ax.legend(markerscale=3, fontsize=7, ncol=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), title="digit",
+              title_fontsize=7)
     ax.figure.colorbar(im, ax=ax, fraction=0.046, label="decoder entropy [bits]")
     return ax
 
@@ -254,7 +265,7 @@ def explore_figure(result, plane_results, x: torch.Tensor, y: torch.Tensor, lim:
         The Figure.
     """
     if fig is None:
-        fig = plt.figure(figsize=(8.6, 4.0))
+        fig = plt.figure(figsize=(8.6, 4.4))
     fig.clear()
     a, b = fig.subplots(1, 2)
     m = result.final["ema_test"]
@@ -279,7 +290,9 @@ def embedding_animation(results, x: torch.Tensor, y: torch.Tensor, lim: float | 
     from matplotlib.animation import FuncAnimation
 
     results = sorted(results, key=lambda r: r.config.beta)
-    fig = plt.figure(figsize=(8.6, 4.0))
+    if lim is None:  # one scale for every frame, so that a move of the slider compares like with like
+        lim = max(embedding_lim(r.ema_model, x) for r in results)
+    fig = plt.figure(figsize=(8.6, 4.4))
 
     def draw(i):
         """Draw animation frame i."""
