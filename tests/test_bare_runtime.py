@@ -86,7 +86,11 @@ def test_training_chapter_runs_in_a_bare_runtime_after_its_own_install_cell(tmp_
     assert "vibtools" not in closure and "filelock" in closure  # torch brings filelock, as on Colab
     link_view(closure, tmp_path / "preinstalled")
     (site / "colab_preinstalled.pth").write_text(str(tmp_path / "preinstalled") + "\n")
-    missing = subprocess.run([str(python), "-c", "import vibtools"], capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "JUPYTER_PATH")}
+    work = tmp_path / "work"  # not the checkout: its vibtools/ folder would be importable from there
+    work.mkdir()
+    missing = subprocess.run([str(python), "-c", "import vibtools"], cwd=work, env=env, capture_output=True,
+                             text=True)
     assert missing.returncode != 0, "vibtools is importable before the install cell ran"
 
     # 3. the chapter, its install cell pointed at the wheel
@@ -95,13 +99,10 @@ def test_training_chapter_runs_in_a_bare_runtime_after_its_own_install_cell(tmp_
     source = "".join(first["source"])
     assert INSTALL_URL.search(source) and 'find_spec("vibtools") is None' in source
     first["source"] = INSTALL_URL.sub(json.dumps(str(wheel)), source)
-    work = tmp_path / "work"
-    work.mkdir()
     (work / "chapter.ipynb").write_text(json.dumps(nb))
     kernels = tmp_path / "jupyter"
     subprocess.run([str(python), "-m", "ipykernel", "install", "--prefix", str(kernels), "--name", "bare"],
                    check=True, capture_output=True, text=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "JUPYTER_PATH")}
     env.update(JUPYTER_PATH=str(kernels / "share" / "jupyter"), VIBTOOLS_QUICK="1",
                VIBTOOLS_CACHE=str(tmp_path / "cache"), PIP_DISABLE_PIP_VERSION_CHECK="1")
     run = subprocess.run(
