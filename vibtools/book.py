@@ -445,19 +445,12 @@ def mi_summary(group) -> dict:
     if any("mi_bounds" not in r for r in runs):
         raise ValueError(f"{runs[0]['run']}: the stored runs hold no I(Z;X) bounds (deterministic encoder, or "
                          f"results written before they were recorded: rerun python -m vibtools reproduce)")
-    lower = [statistics_mean(r["mi_bounds"]["lower"]) for r in runs]
-    upper = [statistics_mean(r["mi_bounds"]["upper"]) for r in runs]
+    lower = [mean_and_sd(r["mi_bounds"]["lower"])[0] for r in runs]
+    upper = [mean_and_sd(r["mi_bounds"]["upper"])[0] for r in runs]
     bound = [r["final"]["ema_test"]["izx"] for r in runs]
     return {"lower": mean_and_sd(lower), "upper": mean_and_sd(upper), "bound": mean_and_sd(bound),
             "slack": mean_and_sd(b - lo for b, lo in zip(bound, lower)),
             "ceiling": runs[0]["mi_bounds"]["ceiling"], "n": runs[0]["mi_bounds"]["n"]}
-
-
-def statistics_mean(values) -> float:
-    """The mean of some numbers (statistics.mean, which keeps floats exact)."""
-    import statistics
-
-    return statistics.mean(values)
 
 
 class PageNote:

@@ -261,7 +261,7 @@ def gaussian_kl_full_closed_form(mu: torch.Tensor, scale_tril: torch.Tensor) -> 
 
 
 class MIBounds(NamedTuple):
-    """Sandwich bounds on I(Z;X) for a known encoder over N inputs, in bits (Poole et al. 2019, eqs. 12-13)."""
+    """Sandwich bounds on I(Z;X) for a known encoder over N inputs, in bits (Poole et al. 2019)."""
 
     lower: float  # minibatch (InfoNCE-form) lower bound; never above log2 N
     upper: float  # leave-one-out upper bound; unbounded

@@ -118,11 +118,15 @@ def embedding_grid(model, lim: float, n: int = 200):
     return g.cpu().numpy(), ent.reshape(n, n).cpu().numpy(), p.argmax(-1).reshape(n, n).cpu().numpy()
 
 
+def _lim_of(mu: np.ndarray) -> float:
+    """Half-width of a square that holds 99.5% of the 2-D points ``mu``, with a margin."""
+    return float(np.percentile(np.abs(mu), 99.5)) * 1.15 + 1e-3
+
+
 @torch.no_grad()
 def embedding_lim(model, x: torch.Tensor) -> float:
     """Half-width of a square that holds 99.5% of the posterior means of ``x``, with a margin."""
-    mu = model.encode(x).mean.abs().cpu().numpy()
-    return float(np.percentile(mu, 99.5)) * 1.15 + 1e-3
+    return _lim_of(model.encode(x).mean.cpu().numpy())
 
 
 @torch.no_grad()
@@ -151,7 +155,7 @@ def plot_embedding(model, x: torch.Tensor, y: torch.Tensor, ax=None, lim: float 
         cov = np.zeros((len(var), 2, 2))
         cov[:, 0, 0], cov[:, 1, 1] = var[:, 0], var[:, 1]
     if lim is None:
-        lim = embedding_lim(model, x)
+        lim = _lim_of(mu)
     grid, ent, _ = embedding_grid(model, lim)
     im = ax.imshow(ent, origin="lower", extent=(-lim, lim, -lim, lim), cmap="Greys", vmin=0, vmax=CEILING,
                    alpha=0.55)
