@@ -5,6 +5,7 @@
     python scripts/clean_notebooks.py a.ipynb …  # other notebooks
 
 Removed: each cell's ``metadata.execution`` and ``metadata.colab``; the notebook's ``metadata.colab``;
+consecutive stream outputs of one cell and stream are merged into one (as a frontend shows them);
 ``metadata.language_info.version``; every ``metadata.kernelspec`` field other than
 display_name, language and name.  Kept: ``metadata.accelerator`` (Colab opens the notebook on a GPU runtime),
 sources, outputs, execution counts, ``metadata.widgets`` (the stored
@@ -54,7 +55,29 @@ def _strip(nb: dict) -> list[str]:
                 hits += 1
         if hits:
             removed.append(f"cells[*].metadata.{key} ({hits} cell{'s' if hits > 1 else ''})")
+    merged = 0
+    for cell in nb.get("cells", []):
+        outputs = cell.get("outputs")
+        if not outputs:
+            continue
+        joined: list[dict] = []
+        for out in outputs:  # a kernel sends one stream message per flush; a frontend shows them as one block
+            prev = joined[-1] if joined else None
+            if (prev is not None and out.get("output_type") == "stream" and prev.get("output_type") == "stream"
+                    and out.get("name") == prev.get("name")):
+                prev["text"] = _text(prev["text"]) + _text(out["text"])
+                merged += 1
+            else:
+                joined.append(out)
+        cell["outputs"] = joined
+    if merged:
+        removed.append(f"split stream outputs ({merged} merged into the one before)")
     return removed
+
+
+def _text(text) -> str:
+    """A stream output's text, stored as one string or as a list of lines."""
+    return "".join(text) if isinstance(text, list) else text
 
 
 def dirty_keys(nb: dict) -> list[str]:

@@ -147,3 +147,18 @@ def test_dirty_keys_does_not_mutate():
     snapshot = copy.deepcopy(nb)
     assert cn.dirty_keys(nb)
     assert nb == snapshot
+
+
+def test_cleaner_merges_split_stream_outputs_of_one_stream_only():
+    def stream(name, text):
+        return {"name": name, "output_type": "stream", "text": text}
+
+    nb = _dirty_notebook()
+    image = {"data": {"text/plain": ["<Figure>"]}, "metadata": {}, "output_type": "display_data"}
+    nb["cells"][1]["outputs"] = [stream("stdout", ["a\n", "b\n"]), stream("stdout", "c\n"), stream("stderr", "w\n"),
+                                 stream("stdout", "d\n"), image, stream("stdout", "e\n")]
+    removed = cn.clean(nb)
+    assert any("merged" in r for r in removed)
+    assert nb["cells"][1]["outputs"] == [stream("stdout", "a\nb\nc\n"), stream("stderr", "w\n"),
+                                         stream("stdout", "d\n"), image, stream("stdout", "e\n")]
+    assert not any("merged" in r for r in cn.clean(nb))

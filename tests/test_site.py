@@ -97,10 +97,13 @@ _IMAGES_JS = """async () => {
                            complete: img.complete, width: img.naturalWidth}));
 }"""
 
-# With every <details> opened (solutions, hidden cells, the closing note): what scrolls sideways, what sticks out
-# of the text column, which figures are shown below their minimum scale, and whether the page itself scrolls.
+# With every <details> and dropdown opened (solutions, hidden cells, the closing note): what scrolls sideways,
+# what sticks out of the text column, which figures are shown below their minimum scale, and whether the page
+# itself scrolls.
 _LAYOUT_JS = r"""(MIN_SCALE) => {
   for (const d of document.querySelectorAll('details')) d.open = true;
+  // sphinx-togglebutton's dropdowns (the exercises' solutions) hide their body with a class, not <details>
+  for (const t of document.querySelectorAll('.toggle-hidden')) t.classList.remove('toggle-hidden');
   const col = (document.querySelector('article.bd-article') || document.querySelector('main') || document.body)
       .getBoundingClientRect();
   const text = el => (el.textContent || '').trim().replace(/\s+/g, ' ').slice(0, 70);
@@ -126,6 +129,7 @@ _LAYOUT_JS = r"""(MIN_SCALE) => {
   check('table', 'table');
   check('div.cell_input pre, div.highlight pre', 'code');
   check('div.cell_output pre', 'output');
+  check('p code, li code, td code', 'inline code');
   for (const img of document.querySelectorAll('div.cell_output img, figure img')) {
     if (!visible(img) || !img.naturalWidth) continue;
     const scale = img.getBoundingClientRect().width / img.naturalWidth;

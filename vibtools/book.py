@@ -493,7 +493,8 @@ def how_made(watch: Stopwatch, device, epochs, seconds: float, what: str = "trai
     here = describe_device(device)
     sizes = ("all 60 000 training and 10 000 test images" if s.n_train is None
              else f"{s.n_train} training and {s.n_test} test images")
-    loaded = (f"; it loaded runs from the run cache whose training had taken {loaded_seconds:.0f} s"
+    loaded = (f"; it loaded runs from the run cache instead of training them, which had taken about "
+              f"{loaded_seconds:.0f} s (their share of the stacked passes that trained them)"
               if loaded_seconds > 0 else "")
     if here.startswith("cpu"):
         cpu = (f"On a CPU runtime expect {_minutes(wall + loaded_seconds)}: an estimate, this page's wall "
@@ -505,7 +506,7 @@ def how_made(watch: Stopwatch, device, epochs, seconds: float, what: str = "trai
         ("Run", provenance(trained_on or device, epochs, seconds, what)),
         ("Settings", f"{s.mode} ({sizes}); the notebook tests run the same cells at reduced sizes "
                      f"(VIBTOOLS_QUICK=1)"),
-        ("This page", f"{wall:.0f} s of wall time on {here}{loaded}"),
+        ("This page", f"{'under a second' if wall < 1 else f'{wall:.0f} s'} of wall time on {here}{loaded}"),
         ("In Colab", f"every Colab notebook starts with an empty run cache and no data: it installs vibtools "
                      f"and {colab_work}. {cpu} On a GPU runtime: not measured, as no GPU was "
                      f"available to us; there the training runs on the GPU."),

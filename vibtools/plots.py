@@ -171,8 +171,8 @@ def plot_embedding(model, x: torch.Tensor, y: torch.Tensor, ax=None, lim: float 
         ax.set_title(title)
     ax.grid(False)
     # below the axes, so that no cluster is hidden behind it
-    ax.legend(markerscale=3, fontsize=7, ncol=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), title="digit",
-              title_fontsize=7)
+    legend_by_rows(ax, *ax.get_legend_handles_labels(), ncol=6, markerscale=3, fontsize=8, loc="upper center",
+                    bbox_to_anchor=(0.5, -0.16), title="digit", title_fontsize=8)
     ax.figure.colorbar(im, ax=ax, fraction=0.046, label="decoder entropy [bits]")
     return ax
 
@@ -248,11 +248,27 @@ def plot_error_vs_beta(results, ax=None, split: str = "test"):
                     label=f"{name}, {'EMA' if tag == 'ema' else 'raw'} weights", ms=4)
     ax.axhline(90, color="grey", lw=0.8, ls=":", label="chance (90%)")
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    _plain_log_yaxis(ax)
     ax.set_xlabel("β")
-    ax.set_ylabel(f"{split} error [%]")
+    ax.set_ylabel(f"{split} error [%, log scale]")
     ax.legend(fontsize=8)
     return ax
+
+
+def _plain_log_yaxis(ax) -> None:
+    """A log-scale y axis labelled in plain numbers at 1, 1.2, 1.5, 2, 3, 5, 7 times each power of ten."""
+    ax.set_yscale("log")
+    axis = ax.yaxis
+    axis.set_major_locator(mpl.ticker.LogLocator(base=10, subs=(1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    axis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(mpl.ticker.NullFormatter())
+
+
+def legend_by_rows(target, handles, labels, ncol: int, **kw):
+    """A legend whose entries read left to right, row by row (matplotlib fills columns first)."""
+    # entry i belongs in row i // ncol, column i % ncol; matplotlib takes the entries column by column
+    by_column = sorted(range(len(handles)), key=lambda i: (i % ncol, i // ncol))
+    return target.legend([handles[i] for i in by_column], [labels[i] for i in by_column], ncol=ncol, **kw)
 
 
 def explore_figure(result, plane_results, x: torch.Tensor, y: torch.Tensor, lim: float | None = None, fig=None):
@@ -323,7 +339,7 @@ def plot_mean_curves(groups: dict[str, list[dict]], key: str = "ema_test_avg_err
         The axes.
     """
     if ax is None:
-        _, ax = plt.subplots(figsize=(7.2, 4.4))
+        _, ax = plt.subplots(figsize=(6.0, 4.2))  # the legend goes to the right of it
     for color, (label, runs) in zip(PALETTE, groups.items()):
         if not runs:
             continue
@@ -336,11 +352,9 @@ def plot_mean_curves(groups: dict[str, list[dict]], key: str = "ema_test_avg_err
     ax.set_xlabel("epoch")
     ax.set_ylabel("test error, EMA weights, 12 samples [%]")
     if log:
-        ax.set_yscale("log")
-        ax.yaxis.set_major_locator(mpl.ticker.LogLocator(base=10, subs=(1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 7.0)))
-        ax.yaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())
-    ax.legend(fontsize=8, loc="best")
+        _plain_log_yaxis(ax)
+    # outside the axes: the paper's dotted lines run along the bottom, where "best" would put it
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 
 
@@ -444,7 +458,7 @@ def plot_plane_trajectories(groups, ax=None):
     ax.figure.colorbar(sm, ax=ax, label="β")
     ax.plot([], [], "-", color="grey", label="test, EMA weights (square: last epoch)")
     ax.plot([], [], "--", color="grey", label="training batches, raw weights")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)  # the top left of the plane is empty: no β keeps the label there
     return ax
 
 
