@@ -104,14 +104,14 @@ _LAYOUT_JS = r"""(MIN_SCALE) => {
   for (const d of document.querySelectorAll('details')) d.open = true;
   // sphinx-togglebutton's dropdowns (the exercises' solutions) hide their body with a class, not <details>
   for (const t of document.querySelectorAll('.toggle-hidden')) t.classList.remove('toggle-hidden');
-  const col = (document.querySelector('article.bd-article') || document.querySelector('main') || document.body)
-      .getBoundingClientRect();
+  const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  const col = article.getBoundingClientRect();  // the text column; sidebars and page navigation are not checked
   const text = el => (el.textContent || '').trim().replace(/\s+/g, ' ').slice(0, 70);
   const visible = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
   const out = {scroll: [], overflow: [], small: [], page: null, col: [col.left, col.right]};
   const seen = new Set();
   const check = (sel, kind) => {
-    for (const el of document.querySelectorAll(sel)) {
+    for (const el of article.querySelectorAll(sel)) {
       if (!visible(el) || seen.has(el)) continue;
       seen.add(el);
       const r = el.getBoundingClientRect();
@@ -130,7 +130,7 @@ _LAYOUT_JS = r"""(MIN_SCALE) => {
   check('div.cell_input pre, div.highlight pre', 'code');
   check('div.cell_output pre', 'output');
   check('p code, li code, td code', 'inline code');
-  for (const img of document.querySelectorAll('div.cell_output img, figure img')) {
+  for (const img of article.querySelectorAll('div.cell_output img, figure img')) {
     if (!visible(img) || !img.naturalWidth) continue;
     const scale = img.getBoundingClientRect().width / img.naturalWidth;
     const label = (img.getAttribute('alt') || img.src).slice(0, 50);
