@@ -280,3 +280,11 @@ def test_cold_training_seconds_charges_each_cached_run_its_share_of_its_pass():
     # two thirds of the stored pass, and the unknown 10 s pass once; the run trained now costs nothing extra
     assert vt.book.cold_training_seconds(used, stored) == pytest.approx(20.0 + 10.0)
     assert vt.book.cold_training_seconds(used) == pytest.approx(30.0 + 10.0)
+
+
+def test_markdown_table_escapes_pipes_inside_cells():
+    import re
+
+    table = vt.book.markdown_table(["decoder", "E KL(p(y|z)‖q)"], [["q = p(y|z), r = p(z)", "0.1"]])
+    for line in table.splitlines():
+        assert len(re.findall(r"(?<!\\)\|", line)) == 3, line  # two cells: three unescaped pipes per row

@@ -124,6 +124,7 @@ _LAYOUT_JS = r"""(MIN_SCALE) => {
     }
   };
   check('mjx-container[display="true"]', 'math');
+  check('mjx-container', 'inline math');
   check('div.math', 'math');
   check('.pst-scrollable-table-container', 'table');
   check('table', 'table');

@@ -184,9 +184,14 @@ def history_lines(result) -> list[str]:
 
 
 def markdown_table(headers: list[str], rows: list[list]) -> str:
-    """A Markdown table (floats below 1 shown as percentages is up to the caller)."""
-    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    """A Markdown table; a "|" inside a cell (as in "p(y|z)") is escaped, so it cannot split the cell."""
+    import re
+
+    def cells(values) -> str:
+        return " | ".join(re.sub(r"(?<!\\)\|", r"\\|", str(v)) for v in values)
+
+    out = ["| " + cells(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + cells(row) + " |" for row in rows]
     return "\n".join(out)
 
 

@@ -458,7 +458,8 @@ def plot_plane_trajectories(groups, ax=None):
     ax.figure.colorbar(sm, ax=ax, label="β")
     ax.plot([], [], "-", color="grey", label="test, EMA weights (square: last epoch)")
     ax.plot([], [], "--", color="grey", label="training batches, raw weights")
-    ax.legend(loc="upper left", fontsize=8)  # the top left of the plane is empty: no β keeps the label there
+    # the top left of the plane is empty (no β keeps the label there); a frame keeps the ceiling line off the text
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, 0.93), fontsize=8, frameon=True, framealpha=0.9)
     return ax
 
 
