@@ -5,10 +5,10 @@
     python scripts/clean_notebooks.py a.ipynb …  # other notebooks
 
 Removed: each cell's ``metadata.execution`` and ``metadata.colab``; the notebook's ``metadata.colab``;
-consecutive stream outputs of one cell and stream are merged into one (as a frontend shows them);
 ``metadata.language_info.version``; every ``metadata.kernelspec`` field other than
-display_name, language and name.  Kept: ``metadata.accelerator`` (Colab opens the notebook on a GPU runtime),
-sources, outputs, execution counts, ``metadata.widgets`` (the stored
+display_name, language and name.  Merged: consecutive stream outputs of one cell and stream (a kernel sends one
+per flush; a frontend shows them as one block).  Kept: ``metadata.accelerator`` (Colab opens the notebook on a
+GPU runtime), sources, outputs, execution counts, ``metadata.widgets`` (the stored
 widget state the site renders) and everything else.  A notebook is rewritten only when something was removed,
 in nbformat's layout (one-space indent, non-ASCII kept as is, trailing newline) and in the key order it was
 read in, so a clean notebook is left byte for byte and the diff of a dirty one shows only the removed keys.

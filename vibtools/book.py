@@ -542,17 +542,11 @@ def cold_training_seconds(results, records=()) -> float:
     Returns:
         Seconds, on the device the runs were trained on.
     """
-    passes: dict[tuple, list] = {}
+    passes: dict[tuple, int] = {}
     for r in records:
-        passes.setdefault(tuple(r["history"]["seconds"]), []).append(r)
-    total, charged = 0.0, set()
-    for r in results if isinstance(results, (list, tuple)) else [results]:
-        if not r.from_cache:
-            continue
-        key = tuple(r.history.get("seconds", []))
-        if key in passes:
-            total += sum(key) / len(passes[key])
-        elif key not in charged:
-            charged.add(key)
-            total += sum(key)
-    return total
+        key = tuple(r["history"]["seconds"])
+        passes[key] = passes.get(key, 0) + 1
+    cached = [r for r in (results if isinstance(results, (list, tuple)) else [results]) if r.from_cache]
+    keys = [tuple(r.history.get("seconds", [])) for r in cached]
+    shares = sum(sum(k) / passes[k] for k in keys if k in passes)
+    return shares + training_seconds([r for r, k in zip(cached, keys) if k not in passes])
