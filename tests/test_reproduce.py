@@ -251,7 +251,7 @@ def test_explorer_models_are_the_k2_experiments_seed_zero_runs(monkeypatch):
 
     monkeypatch.delenv("VIBTOOLS_QUICK", raising=False)
     configs = vt.book.embed_configs()
-    k2 = {c for group in EXPERIMENTS["k2"].groups(vt.book.settings().embed_epochs) for c in group}
+    k2 = set(EXPERIMENTS["k2"].runs(vt.book.settings().embed_epochs))
     assert configs and all(c in k2 and c.seed == 0 for c in configs)
 
 

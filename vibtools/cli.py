@@ -100,7 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "~/.cache/vibtools/runs)")
     r.add_argument("--compile", default="", choices=("", "default", "reduce-overhead"),
                    help="torch.compile the step: default, or reduce-overhead (CUDA graphs on a GPU)")
-    r.add_argument("--list", action="store_true", help="list the experiments and exit")
+    r.add_argument("--only", default="", metavar="PATTERNS",
+                   help="train only runs whose name matches one of these comma-separated shell patterns, e.g. "
+                        "'vib-*,deterministic-*' or '*-beta0.1-*' (run names: --list)")
+    r.add_argument("--list", action="store_true", help="list the experiments and their runs, and exit")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
 
@@ -150,17 +153,21 @@ def _reproduce(args) -> int:
     from .cache import cache_folder, check_writable
     from .data import DataNotFoundError, load_mnist
     from .device import pick_device
-    from .reproduce import EXPERIMENTS, reproduce
+    from .reproduce import EXPERIMENTS, plan_passes, reproduce, run_name, select
 
-    if args.list:
-        for e in EXPERIMENTS.values():
-            print(f"{e.name}: {e.description}")
-        return 0
     names = args.names or list(EXPERIMENTS)
+    only = [p.strip() for p in args.only.split(",") if p.strip()]
     try:
         unknown = [n for n in names if n not in EXPERIMENTS]
         if unknown:
             raise ValueError(f"unknown experiment {unknown[0]!r}: use one of {', '.join(EXPERIMENTS)}")
+        planned = {n: plan_passes(select(EXPERIMENTS[n].runs(args.epochs), only)) for n in names}
+        if args.list:
+            for n in names:
+                print(f"{n}: {EXPERIMENTS[n].description}; {args.epochs} epochs, in this order:")
+                for g, group in enumerate(planned[n]):
+                    print(f"  pass {g + 1}: {', '.join(run_name(c) for c in group)}")
+            return 0
         device = pick_device(args.device)
         _check_data_folder(args.data)
         results = Path(args.results).expanduser()
@@ -175,14 +182,15 @@ def _reproduce(args) -> int:
     except DataNotFoundError as exc:
         return _fail(str(exc))
 
-    def announce(name: str, group: int, groups: int) -> None:
-        """One line per stacked pass."""
-        print(f"{name}: pass {group + 1} of {groups} ({args.epochs} epochs)", flush=True)
+    def announce(name: str, group: int, groups: int, runs: list[str]) -> None:
+        """One line per stacked pass that trains (its progress bar gives the pass's ETA)."""
+        print(f"{name}: pass {group + 1} of {groups} ({args.epochs} epochs, started "
+              f"{time.strftime('%H:%M')}): {', '.join(runs)}", flush=True)
 
     t0 = time.perf_counter()
     try:
         written = reproduce(names, data, epochs=args.epochs, device=str(device), results_dir=results, cache=cache,
-                            progress=not args.no_progress, on_group=announce,
+                            progress=not args.no_progress, on_group=announce, only=only,
                             compile={"": False, "default": True}.get(args.compile, args.compile))
     except ValueError as exc:
         return _fail(str(exc))

@@ -12,6 +12,7 @@ redrawn.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import statistics
@@ -25,7 +26,7 @@ import torch
 
 from .baselines import model_config, model_name
 from .checkpoint import RESULTS_VERSION, save_json
-from .config import TrainConfig
+from .config import TrainConfig, sweep_shared_fields
 from .data import MNISTTensors
 from .evaluation import evaluate
 
@@ -41,32 +42,48 @@ class ResultsError(ValueError):
     """A results file is unreadable, of another format, or lacks what a reader needs."""
 
 
+PASS_MODEL_EPOCHS = 400  # at most this many model-epochs per stacked pass: about 47 min at 7 s each on 2 CPU cores
+
+
+def batch_order(epochs: int, seed: int) -> int:
+    """The ``data_seed`` of a run of an experiment: its own seed under the paper's protocol, else 0.
+
+    Under the paper's protocol (:data:`PAPER_EPOCHS`) training seeds differ in initialization, noise *and* batch
+    order, so the spread over seeds contains all three. The shorter CPU protocols (10 and 20 epochs, and the
+    book's quick mode) were made with one shared batch order (``data_seed=0``) and keep it, so that their stored
+    results and cached runs stay what they are: their spread over seeds leaves batch order out.
+    """
+    return seed if epochs >= PAPER_EPOCHS else 0
+
+
 @dataclass(frozen=True)
 class Experiment:
-    """A named set of runs: groups of configs, each group trained in one stacked pass."""
+    """A named set of runs, listed in the order they are trained (what decides the most comes first)."""
 
     name: str
     description: str
-    groups: Callable[[int], list[list[TrainConfig]]]  # epochs -> groups
+    runs: Callable[[int], list[TrainConfig]]  # epochs -> configs, in priority order
 
 
-def _table1(epochs: int) -> list[list[TrainConfig]]:
-    """VIB (K=256, beta=1e-3) and the four deterministic baselines, three seeds each: two stacked passes."""
-    vib = [model_config("vib", epochs=epochs, seed=s, data_seed=0) for s in SEEDS]
-    baselines = [model_config(name, epochs=epochs, seed=s, data_seed=0)
-                 for name in ("deterministic", "dropout", "label-smoothing", "confidence-penalty") for s in SEEDS]
-    return [vib, baselines]
+def _table1(epochs: int) -> list[TrainConfig]:
+    """VIB (K=256, beta=1e-3) and the deterministic net seed by seed, then dropout, label smoothing, confidence."""
+    first = [model_config(name, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
+             for s in SEEDS for name in ("vib", "deterministic")]
+    rest = [model_config(name, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
+            for s in SEEDS for name in ("dropout", "label-smoothing", "confidence-penalty")]
+    return first + rest
 
 
-def _k2(epochs: int) -> list[list[TrainConfig]]:
-    """K=2 with the paper's full-covariance encoder at beta in {1e-3, 1e-2, 1e-1, 1}, three seeds each."""
-    return [[TrainConfig(beta=b, k=2, covariance="full", epochs=epochs, seed=s, data_seed=0)
-             for b in (1e-3, 1e-2, 1e-1, 1.0) for s in SEEDS]]
+def _k2(epochs: int) -> list[TrainConfig]:
+    """K=2 with the paper's full-covariance encoder: beta 1e-1 and 1 seed by seed first, then 1e-3 and 1e-2."""
+    return [TrainConfig(beta=b, k=2, covariance="full", epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
+            for betas in ((1e-1, 1.0), (1e-3, 1e-2)) for s in SEEDS for b in betas]
 
 
-def _beta_sweep(epochs: int) -> list[list[TrainConfig]]:
-    """The information-plane grid: K=256, beta = 1e-9 ... 1 (ten values), three seeds each."""
-    return [[TrainConfig(beta=10.0 ** e, epochs=epochs, seed=s, data_seed=0) for e in range(-9, 1) for s in SEEDS]]
+def _beta_sweep(epochs: int) -> list[TrainConfig]:
+    """The information-plane grid: K=256, beta = 1e-9 ... 1 (ten values), three seeds, seed by seed."""
+    return [TrainConfig(beta=10.0 ** e, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
+            for s in SEEDS for e in range(-9, 1)]
 
 
 EXPERIMENTS = {e.name: e for e in (
@@ -74,6 +91,41 @@ EXPERIMENTS = {e.name: e for e in (
     Experiment("k2", "K=2 full-covariance VIB at beta 1e-3, 1e-2, 1e-1, 1, 3 seeds", _k2),
     Experiment("beta-sweep", "K=256 VIB at beta 1e-9 ... 1 (the information plane), 3 seeds", _beta_sweep),
 )}
+
+
+def plan_passes(configs: Sequence[TrainConfig], max_model_epochs: int = PASS_MODEL_EPOCHS) -> list[list[TrainConfig]]:
+    """Split configs, in order, into stacked passes: consecutive runs that can share one pass (same shape, batch
+    order and recipe), at most ``max_model_epochs`` model-epochs each, so that results land pass by pass."""
+    passes: list[list[TrainConfig]] = []
+    for c in configs:
+        last = passes[-1] if passes else None
+        if (last is not None and _pass_key(last[0]) == _pass_key(c)
+                and (len(last) + 1) * c.epochs <= max_model_epochs):
+            last.append(c)
+        else:
+            passes.append([c])
+    return passes
+
+
+def _pass_key(c: TrainConfig) -> tuple:
+    """What every model of one stacked pass shares."""
+    return tuple(getattr(c, name) for name in sweep_shared_fields())
+
+
+def select(configs: Sequence[TrainConfig], only: Sequence[str] | None) -> list[TrainConfig]:
+    """The configs whose run name matches one of the shell patterns in ``only`` (all when ``only`` is empty).
+
+    Raises:
+        ValueError: a pattern that matches none of them (a typo would otherwise train nothing, silently).
+    """
+    if not only:
+        return list(configs)
+    names = [run_name(c) for c in configs]
+    for pattern in only:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            raise ValueError(f"--only {pattern!r} matches no run (runs are named like {names[0]!r}); "
+                             f"see python -m vibtools reproduce --list")
+    return [c for c, n in zip(configs, names) if any(fnmatch.fnmatchcase(n, p) for p in only)]
 
 
 def run_name(c: TrainConfig) -> str:
@@ -125,11 +177,17 @@ def _mi_bounds(result, data: MNISTTensors) -> dict:
             "lower": [d.lower for d in draws], "upper": [d.upper for d in draws]}
 
 
+def data_record(data: MNISTTensors) -> dict:
+    """What a results record says of the data it was made on: the images' fingerprint and the set sizes."""
+    return {"fingerprint": data.fingerprint(), "n_train": len(data.train_x), "n_test": len(data.test_x)}
+
+
 def result_record(result, data: MNISTTensors, experiment: str, epochs: int) -> dict:
     """The results-file contents of one finished run."""
     record = {"format": FORMAT, "results_version": RESULTS_VERSION, "experiment": experiment,
               "run": run_name(result.config), "model": model_name(result.config), "protocol": {"epochs": epochs},
-              "config": result.config.as_dict(), "device": result.device, "seconds": result.seconds,
+              "config": result.config.as_dict(), "data": data_record(data), "device": result.device,
+              "seconds": result.seconds,
               "code": code_version(), "history": result.history, "final": result.final,
               "eval_noise": _noise_spread(result, data)}
     if result.config.covariance != "none":
@@ -197,7 +255,7 @@ def load_experiment(results_dir: str | Path, experiment: str, epochs: int | None
     stored = sorted({r["protocol"]["epochs"] for r in records})
     chosen = stored[-1] if epochs is None else epochs
     records = [r for r in records if r["protocol"]["epochs"] == chosen]
-    expected = {run_name(c) for group in EXPERIMENTS[experiment].groups(chosen) for c in group}
+    expected = {run_name(c) for c in EXPERIMENTS[experiment].runs(chosen)}
     missing = sorted(expected - {r["run"] for r in records})
     if missing:
         raise ResultsError(f"{folder} holds {len(expected) - len(missing)} of the {len(expected)} runs of the "
@@ -222,9 +280,14 @@ def summarize(records: Sequence[dict], key: str = "avg_err") -> dict:
 
 def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_EPOCHS, device=None,
               results_dir: str | Path = "results", cache=True, progress: bool = True,
-              on_group: Callable[[str, int, int], None] | None = None,
-              overrides: dict | None = None, compile: bool | str = False) -> list[Path]:
+              on_group: Callable[[str, int, int, list[str]], None] | None = None,
+              overrides: dict | None = None, compile: bool | str = False,
+              only: Sequence[str] | None = None) -> list[Path]:
     """Train the named experiments (what is missing), resume interrupted runs, and write their results files.
+
+    Runs are trained in each experiment's priority order, in stacked passes of at most
+    :data:`PASS_MODEL_EPOCHS` model-epochs (:func:`plan_passes`); each pass writes its runs' results files as
+    soon as it ends, so an interrupted ``reproduce`` keeps every finished pass and resumes the one it was in.
 
     Args:
         names: experiment names (:data:`EXPERIMENTS`).
@@ -232,9 +295,10 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
         epochs: training epochs of every run (the paper's 200 by default).
         device, cache, progress: as in :func:`vibtools.train_sweep`.
         results_dir: where ``<experiment>/<run>.json`` files go.
-        on_group: called before each stacked pass with (experiment, group index, number of groups).
+        on_group: called before each pass that trains with (experiment, pass index, number of passes, run names).
         overrides: config fields set on every run (small networks for tests: ``{"hidden": 32}``).
         compile: as in :func:`vibtools.train_sweep` ("reduce-overhead" captures CUDA graphs on a GPU).
+        only: shell patterns of run names to train (``["vib-*", "deterministic-*"]``); None trains all.
     Returns:
         The results files written.
     """
@@ -243,15 +307,18 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         raise ValueError(f"unknown experiment {unknown[0]!r}: use one of {', '.join(EXPERIMENTS)}")
+    chosen = {name: select([c.with_(**(overrides or {})) for c in EXPERIMENTS[name].runs(epochs)], only)
+              for name in names}  # every pattern is checked before any work
+    fingerprint = data.fingerprint()
     written = []
-    for name in names:
-        groups = [[c.with_(**(overrides or {})) for c in group] for group in EXPERIMENTS[name].groups(epochs)]
-        for g, configs in enumerate(groups):
-            if on_group is not None:
-                on_group(name, g, len(groups))
-            todo = [c for c in configs if not _stored(Path(results_dir) / name / f"{run_name(c)}.json")]
+    for name, configs in chosen.items():
+        passes = plan_passes(configs)
+        for g, group in enumerate(passes):
+            todo = [c for c in group if not _stored(Path(results_dir) / name / f"{run_name(c)}.json", c, fingerprint)]
             if not todo:  # every run of this pass has its results file: nothing to train
                 continue
+            if on_group is not None:
+                on_group(name, g, len(passes), [run_name(c) for c in todo])
             results = train_sweep(todo, data, device=device, cache=cache, progress=progress, compile=compile)
             for r in results:
                 path = Path(results_dir) / name / f"{run_name(r.config)}.json"
@@ -260,13 +327,26 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
     return written
 
 
-def _stored(path: Path) -> bool:
-    """True when ``path`` holds a valid results file (a damaged one is reported and remade)."""
+def _stored(path: Path, config: TrainConfig, fingerprint: str) -> bool:
+    """True when ``path`` holds a valid results file of exactly this run on this data.
+
+    A damaged file, or one made with another config or on other data, is reported in one line and remade.
+    """
     if not path.exists():
         return False
     try:
-        load_results(path)
-        return True
+        record = load_results(path)
     except ResultsError as exc:
         warnings.warn(f"remaking {path.name}: {exc}", stacklevel=3)
         return False
+    made_on = (record.get("data") or {}).get("fingerprint") if isinstance(record.get("data"), dict) else None
+    if record["config"] != config.as_dict():
+        differ = sorted(k for k in config.as_dict() if record["config"].get(k) != config.as_dict()[k])
+        warnings.warn(f"remaking {path.name}: it was made with another config (differs in {', '.join(differ)})",
+                      stacklevel=3)
+        return False
+    if made_on is not None and made_on != fingerprint:
+        warnings.warn(f"remaking {path.name}: it was made on other data (fingerprint {made_on[:12]}..., these "
+                      f"images {fingerprint[:12]}...)", stacklevel=3)
+        return False
+    return True

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The paper's 200-epoch protocol on this machine, in the order that decides the book's verdicts first:
+#   (a) VIB K=256 beta=1e-3 and the deterministic net, seed by seed;  (b) K=2 at beta 1e-1 and 1;
+#   (c) dropout, label smoothing, confidence penalty;  (d) K=2 at beta 1e-3 and 1e-2;  (e) the beta sweep.
+# Each `reproduce` trains in passes of at most about 47 minutes of CPU (400 model-epochs), writes each run's
+# results file when its pass ends, and resumes an interrupted pass from the run cache, so rerunning this
+# script after a stop (or on the next day, with the cache kept) continues where it left off. Niced, so the
+# machine stays usable. Usage, from the repository root (a clean checkout, so the records name its commit):
+#   nohup bash scripts/paper_protocol.sh > paper-protocol.log 2>&1 &
+# Environment: EPOCHS (200), DEVICE (cpu), RESULTS (results), VIBTOOLS_DATA / VIBTOOLS_CACHE as for vibtools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EPOCHS="${EPOCHS:-200}"
+PY="${PY:-python}"
+run() {
+  nice -n "${NICE:-10}" "$PY" -m vibtools reproduce "$@" --epochs "$EPOCHS" --device "${DEVICE:-cpu}" \
+      --results "${RESULTS:-results}"
+}
+run table1 --only 'vib-*,deterministic-*'
+run k2 --only '*-beta0.1-*,*-beta1-*'
+run table1 --only 'dropout-*,label-smoothing-*,confidence-penalty-*'
+run k2 --only '*-beta0.001-*,*-beta0.01-*'
+run beta-sweep
+echo "paper protocol: every run is stored"
