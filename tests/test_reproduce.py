@@ -288,3 +288,65 @@ def test_markdown_table_escapes_pipes_inside_cells():
     table = vt.book.markdown_table(["decoder", "E KL(p(y|z)‖q)"], [["q = p(y|z), r = p(z)", "0.1"]])
     for line in table.splitlines():
         assert len(re.findall(r"(?<!\\)\|", line)) == 3, line  # two cells: three unescaped pipes per row
+
+
+def test_paper_protocol_gives_each_seed_its_own_batch_order_and_shorter_protocols_keep_theirs():
+    from vibtools.reproduce import EXPERIMENTS, PAPER_EPOCHS
+
+    for name, e in EXPERIMENTS.items():
+        long, short = e.runs(PAPER_EPOCHS), e.runs(20)
+        assert {c.batch_seed for c in long} == {0, 1, 2}, name
+        assert all(c.batch_seed == c.seed for c in long), name
+        assert {c.batch_seed for c in short} == {0}, name  # the stored 10- and 20-epoch results were made so
+    stored = {p.stem for p in (Path(__file__).resolve().parents[1] / "results" / "table1").glob("*-e20-*.json")}
+    assert stored == {run_name(c) for c in EXPERIMENTS["table1"].runs(20)}
+
+
+def test_passes_follow_the_priority_order_and_stay_within_the_size_limit():
+    from vibtools.reproduce import EXPERIMENTS, PASS_MODEL_EPOCHS, plan_passes
+    from vibtools.runs import check_sweep
+
+    runs = EXPERIMENTS["table1"].runs(200)
+    passes = plan_passes(runs)
+    assert [c for p in passes for c in p] == runs  # nothing reordered, dropped or repeated
+    assert [run_name(p[0]) for p in passes[:2]] == ["vib-beta0.001-k256-e200-seed0", "deterministic-k256-e200-seed0"]
+    for p in passes:
+        check_sweep(p)  # every pass can be trained as one stacked pass
+        assert len(p) * p[0].epochs <= PASS_MODEL_EPOCHS
+    k2 = plan_passes(EXPERIMENTS["k2"].runs(200))
+    assert [[c.beta for c in p] for p in k2[:3]] == [[0.1, 1.0]] * 3  # the betas that decide verdicts come first
+    assert len(plan_passes(EXPERIMENTS["beta-sweep"].runs(10))) == 1  # 300 model-epochs: one pass, as made
+
+
+def test_only_selects_runs_by_pattern_and_a_pattern_matching_nothing_is_an_error():
+    from vibtools.reproduce import EXPERIMENTS, select
+
+    runs = EXPERIMENTS["k2"].runs(200)
+    picked = select(runs, ["*-beta0.1-*", "*-beta1-*"])
+    assert {c.beta for c in picked} == {0.1, 1.0} and len(picked) == 6
+    assert select(runs, None) == runs
+    with pytest.raises(ValueError, match="matches no run"):
+        select(runs, ["*-beta0.5-*"])
+
+
+def test_a_record_of_another_config_or_other_data_is_remade(small, tmp_path):
+    """A results file is done only when it holds exactly this run: same config, same data."""
+    run(["k2"], small, tmp_path, only=["vib-beta1-k2-e1-seed0"])
+    path = tmp_path / "results" / "k2" / "vib-beta1-k2-e1-seed0.json"
+    record = json.loads(path.read_text())
+    assert record["data"]["fingerprint"] == small.fingerprint() and record["config"]["hidden"] == 32
+    # the same name made with another hidden width is not this run
+    with pytest.warns(UserWarning, match="another config .differs in hidden"):
+        wider = reproduce(["k2"], small, epochs=1, device="cpu", results_dir=tmp_path / "results",
+                          cache=tmp_path / "cache", progress=False, overrides={"hidden": 16},
+                          only=["vib-beta1-*seed0"])
+    assert wider == [path] and json.loads(path.read_text())["config"]["hidden"] == 16
+    # a record stored under this run's name but made on other images is remade
+    record = json.loads(path.read_text())
+    record["data"]["fingerprint"] = "0" * 16
+    path.write_text(json.dumps(record))
+    with pytest.warns(UserWarning, match="made on other data"):
+        again = reproduce(["k2"], small, epochs=1, device="cpu", results_dir=tmp_path / "results",
+                          cache=tmp_path / "cache", progress=False, overrides={"hidden": 16},
+                          only=["vib-beta1-*seed0"])
+    assert again == [path] and json.loads(path.read_text())["data"]["fingerprint"] == small.fingerprint()
