@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,3 +65,29 @@ def cache_dir(tmp_path) -> Path:
     path = tmp_path / "cache"
     path.mkdir()
     return path
+
+
+def write_idx(path: Path, data: torch.Tensor) -> None:
+    """Write an IDX file as in the MNIST distribution: uint8 data, big-endian dimension sizes."""
+    magic = 0x0800 | data.dim()
+    path.write_bytes(struct.pack(f">{1 + data.dim()}i", magic, *data.shape) + data.numpy().tobytes())
+
+
+def fake_mnist(root: Path, n_train: int = 200, n_test: int = 100) -> Path:
+    """Write a random MNIST folder (torchvision layout) under ``root`` and return ``root``."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", torch.randint(0, 10, (n,), generator=g, dtype=torch.uint8))
+    return root
+
+
+def cli(args: list[str], cwd: Path, **env) -> subprocess.CompletedProcess:
+    """Run ``python -m vibtools ARGS`` in ``cwd`` with the data and cache settings pointing into ``cwd``."""
+    environ = {**os.environ, "OMP_NUM_THREADS": "1", "VIBTOOLS_CACHE": str(cwd / "default-cache"),
+               "VIBTOOLS_DATA": str(cwd / "default-data"), **env}
+    return subprocess.run([sys.executable, "-m", "vibtools", *args], cwd=cwd, env=environ, capture_output=True,
+                          text=True, timeout=120)

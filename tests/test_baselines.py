@@ -135,7 +135,7 @@ def test_resume_restores_the_dropout_stream(small, tmp_path):
 
 
 def test_cli_trains_a_baseline_and_rejects_contradictions(tmp_path):
-    from tests.test_vibtools_cli import cli, fake_mnist
+    from conftest import cli, fake_mnist
 
     data = fake_mnist(tmp_path / "data")
     args = ["train", "--model", "label-smoothing", "--k", "2", "--epochs", "1", "--device", "cpu", "--data",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import fake_mnist
 
 import vibtools
 import vibtools.loop as loop
@@ -31,22 +31,8 @@ TIMING = ("seconds", "eval_seconds")  # wall-clock history columns: the only one
 
 
 # ----------------------------------------------------------------------------- helpers
-def write_idx(path: Path, data: torch.Tensor) -> None:
-    """Write an IDX file as in the MNIST distribution: uint8 data, big-endian dimension sizes."""
-    magic = 0x0800 | data.dim()
-    path.write_bytes(struct.pack(f">{1 + data.dim()}i", magic, *data.shape) + data.numpy().tobytes())
 
 
-def fake_mnist(root: Path, n_train: int, n_test: int) -> Path:
-    """Write a random MNIST folder (torchvision layout) under ``root`` and return ``root``."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    g = torch.Generator().manual_seed(0)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", torch.randint(0, 10, (n,), generator=g, dtype=torch.uint8))
-    return root
 
 
 def environ(tmp: Path) -> dict[str, str]:

@@ -107,7 +107,7 @@ def test_unknown_experiment_is_refused_before_any_work(small, tmp_path):
 
 
 def test_cli_lists_and_refuses(tmp_path):
-    from tests.test_vibtools_cli import cli
+    from conftest import cli
 
     listed = cli(["reproduce", "--list"], tmp_path)
     assert listed.returncode == 0 and all(n in listed.stdout for n in ("table1", "k2", "beta-sweep"))

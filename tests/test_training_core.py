@@ -372,7 +372,7 @@ def test_the_explorer_trains_a_new_beta_from_its_button(small, monkeypatch):
 
 
 def test_cli_prints_cache_notices_as_one_line(tmp_path):
-    from tests.test_vibtools_cli import cli, fake_mnist
+    from conftest import cli, fake_mnist
 
     data = fake_mnist(tmp_path / "data")
     args = ["train", "--k", "2", "--epochs", "1", "--device", "cpu", "--data", str(data), "--out", str(tmp_path / "o"),

@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import cli, fake_mnist
 
 from vibtools.cli import build_parser
 
 TRAIN_OPTIONS = {"--beta", "--k", "--epochs", "--seed", "--device", "--out", "--data", "--covariance", "--no-progress"}
-
-
-def cli(args: list[str], cwd: Path, **env) -> subprocess.CompletedProcess:
-    """Run ``python -m vibtools ARGS`` in ``cwd`` with the data and cache settings pointing into ``cwd``."""
-    environ = {**os.environ, "OMP_NUM_THREADS": "1", "VIBTOOLS_CACHE": str(cwd / "default-cache"),
-               "VIBTOOLS_DATA": str(cwd / "default-data"), **env}
-    return subprocess.run([sys.executable, "-m", "vibtools", *args], cwd=cwd, env=environ, capture_output=True,
-                          text=True, timeout=120)
 
 
 def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
@@ -151,10 +140,6 @@ def test_top_level_help_and_missing_command(tmp_path, monkeypatch, capsys):
 # ---------------------------------------------------------------- a tiny successful run on a fake MNIST folder
 
 
-def write_idx(path: Path, data: torch.Tensor) -> None:
-    """An IDX file as in the MNIST distribution: uint8 data, big-endian dimension sizes."""
-    magic = 0x0800 | data.dim()
-    path.write_bytes(struct.pack(f">{1 + data.dim()}i", magic, *data.shape) + data.numpy().tobytes())
 
 
 def truncated_mnist(root: Path) -> Path:
@@ -165,15 +150,6 @@ def truncated_mnist(root: Path) -> Path:
     return root
 
 
-def fake_mnist(root: Path, n_train: int = 200, n_test: int = 100) -> Path:
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    g = torch.Generator().manual_seed(0)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", torch.randint(0, 256, (n, 28, 28), generator=g,
-                                                                       dtype=torch.uint8))
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", torch.randint(0, 10, (n,), generator=g, dtype=torch.uint8))
-    return root
 
 
 def test_tiny_cli_run_then_cached(tmp_path):

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``vibtools`` argument parser."""
     from .baselines import MODELS
     from .config import MAX_SEED
-    from .reproduce import EXPERIMENTS, PAPER_EPOCHS
+    from .reproduce import EXPERIMENTS, PAPER_EPOCHS, PASS_MODEL_EPOCHS
 
     p = _Parser(prog=PROG, description="Deep Variational Information Bottleneck on MNIST.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--only", default="", metavar="PATTERNS",
                    help="train only runs whose name matches one of these comma-separated shell patterns, e.g. "
                         "'vib-*,deterministic-*' or '*-beta0.1-*' (run names: --list)")
+    r.add_argument("--pass-model-epochs", type=_integer("pass-model-epochs", 1), default=PASS_MODEL_EPOCHS,
+                   metavar="N", help=f"at most N model-epochs per stacked pass (default {PASS_MODEL_EPOCHS}, "
+                                     "about 47 min on 2 CPU cores; a GPU takes larger passes)")
     r.add_argument("--list", action="store_true", help="list the experiments and their runs, and exit")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
@@ -161,7 +164,8 @@ def _reproduce(args) -> int:
         unknown = [n for n in names if n not in EXPERIMENTS]
         if unknown:
             raise ValueError(f"unknown experiment {unknown[0]!r}: use one of {', '.join(EXPERIMENTS)}")
-        planned = {n: plan_passes(select(EXPERIMENTS[n].runs(args.epochs), only)) for n in names}
+        planned = {n: plan_passes(select(EXPERIMENTS[n].runs(args.epochs), only), args.pass_model_epochs)
+                   for n in names}
         if args.list:
             for n in names:
                 print(f"{n}: {EXPERIMENTS[n].description}; {args.epochs} epochs, in this order:")
@@ -191,6 +195,7 @@ def _reproduce(args) -> int:
     try:
         written = reproduce(names, data, epochs=args.epochs, device=str(device), results_dir=results, cache=cache,
                             progress=not args.no_progress, on_group=announce, only=only,
+                            max_pass=args.pass_model_epochs,
                             compile={"": False, "default": True}.get(args.compile, args.compile))
     except ValueError as exc:
         return _fail(str(exc))

@@ -282,7 +282,7 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
               results_dir: str | Path = "results", cache=True, progress: bool = True,
               on_group: Callable[[str, int, int, list[str]], None] | None = None,
               overrides: dict | None = None, compile: bool | str = False,
-              only: Sequence[str] | None = None) -> list[Path]:
+              only: Sequence[str] | None = None, max_pass: int = PASS_MODEL_EPOCHS) -> list[Path]:
     """Train the named experiments (what is missing), resume interrupted runs, and write their results files.
 
     Runs are trained in each experiment's priority order, in stacked passes of at most
@@ -299,6 +299,7 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
         overrides: config fields set on every run (small networks for tests: ``{"hidden": 32}``).
         compile: as in :func:`vibtools.train_sweep` ("reduce-overhead" captures CUDA graphs on a GPU).
         only: shell patterns of run names to train (``["vib-*", "deterministic-*"]``); None trains all.
+        max_pass: at most this many model-epochs per stacked pass (a GPU takes larger ones).
     Returns:
         The results files written.
     """
@@ -312,7 +313,7 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
     fingerprint = data.fingerprint()
     written = []
     for name, configs in chosen.items():
-        passes = plan_passes(configs)
+        passes = plan_passes(configs, max_pass)
         for g, group in enumerate(passes):
             todo = [c for c in group if not _stored(Path(results_dir) / name / f"{run_name(c)}.json", c, fingerprint)]
             if not todo:  # every run of this pass has its results file: nothing to train
