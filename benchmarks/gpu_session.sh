@@ -8,7 +8,7 @@
 #       $GPU_DIR, default _gpu, is git-ignored, so it travels only when the device call carries it)
 #   bash benchmarks/gpu_session.sh run            (device tool: carry=["_gpu/data"], timeout_s=540)
 #       there, as often as the time allows: trains for at most BUDGET_S seconds (default 420), stops cleanly
-#       (Ctrl-C semantics: the last finished epoch is saved), and packs what is finished. The run cache stays in
+#       (SIGTERM: the last finished epoch is saved), and packs what is finished. The run cache stays in
 #       $GPU_DIR/cache on the device machine, which keeps ignored folders between calls while it is held, so the
 #       next call resumes; a fresh machine starts the protocol again (finished runs come back in each archive).
 #
@@ -42,8 +42,9 @@ run)
   { command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; } \
       >"$log" 2>&1 || true
   set +e
-  # SIGINT at the budget: reproduce saves the last finished epoch and exits 130; the next call resumes there.
-  PYTHONUNBUFFERED=1 timeout -s INT -k 60 "${BUDGET_S:-420}" "$PY" -m vibtools reproduce ${EXPERIMENTS:-table1 k2 beta-sweep} \
+  # SIGTERM at the budget: reproduce saves the last finished epoch and exits 143; the next call resumes there.
+  # (Not SIGINT: a process started in the background inherits SIGINT ignored, and Python keeps it so.)
+  PYTHONUNBUFFERED=1 timeout -s TERM -k 60 "${BUDGET_S:-420}" "$PY" -m vibtools reproduce ${EXPERIMENTS:-table1 k2 beta-sweep} \
       --epochs "${EPOCHS:-200}" --device "$DEVICE" --data "$GPU_DIR/data" --results "$GPU_DIR/results" \
       --cache "$GPU_DIR/cache" --pass-model-epochs "${PASS:-6000}" --only "${ONLY:-}" \
       ${COMPILE:+--compile "$COMPILE"} --no-progress >>"$log" 2>&1
@@ -51,7 +52,7 @@ run)
   set -e
   case $rc in
     0) echo "gpu_session: every selected run is finished" | tee -a "$log" ;;
-    130|124|137) echo "gpu_session: stopped at the ${BUDGET_S:-420} s budget (rc $rc); the same command resumes" | tee -a "$log" ;;
+    143|124|137) echo "gpu_session: stopped at the ${BUDGET_S:-420} s budget (rc $rc); the same command resumes" | tee -a "$log" ;;
     *) echo "gpu_session: reproduce failed (rc $rc); see log.txt" | tee -a "$log"; tail -5 "$log" ;;
   esac
   mkdir -p "$GPU_DIR/results"
@@ -59,7 +60,7 @@ run)
   "$PY" benchmarks/gpu_throughput.py "$GPU_DIR/results" --call-seconds "$(( $(date +%s) - start ))" --rc "$rc" \
       --device "$DEVICE" > "$OUT/session.json"
   cat "$OUT/session.json"
-  [ "$rc" = 0 ] || [ "$rc" = 130 ] || [ "$rc" = 124 ] || [ "$rc" = 137 ]
+  [ "$rc" = 0 ] || [ "$rc" = 143 ] || [ "$rc" = 124 ] || [ "$rc" = 137 ]
   ;;
 *)
   echo "usage: $0 pack-data | run   (see the comment at the top)" >&2

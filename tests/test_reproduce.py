@@ -4,6 +4,7 @@ finished, and a damaged results file is a clear error, never a silent wrong tabl
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -350,3 +351,33 @@ def test_a_record_of_another_config_or_other_data_is_remade(small, tmp_path):
                           cache=tmp_path / "cache", progress=False, overrides={"hidden": 16},
                           only=["vib-beta1-*seed0"])
     assert again == [path] and json.loads(path.read_text())["data"]["fingerprint"] == small.fingerprint()
+
+
+def test_reproduce_stops_on_sigterm_with_one_line_and_resumes(tmp_path):
+    """SIGTERM (what `timeout` and the GPU script send; SIGINT is ignored by a process started in the background)
+    saves the last finished epoch, exits 143 with one line, and the same command then finishes the run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import fake_mnist
+
+    data = fake_mnist(tmp_path / "data", 500, 100)
+    cmd = [sys.executable, "-m", "vibtools", "reproduce", "k2", "--epochs", "60", "--only", "vib-beta1-*-seed0",
+           "--device", "cpu", "--data", str(data), "--results", str(tmp_path / "results"), "--cache",
+           str(tmp_path / "cache"), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    deadline = time.time() + 120
+    while not list((tmp_path / "cache").glob("*.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)  # the first epoch is saved
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out + err
+    assert len(err.strip().splitlines()) == 1 and "rerun the same command to resume" in err
+    assert not (tmp_path / "results" / "k2").exists() or not list((tmp_path / "results" / "k2").glob("*.json"))
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert load_results(tmp_path / "results" / "k2" / "vib-beta1-k2-e60-seed0.json")["protocol"] == {"epochs": 60}

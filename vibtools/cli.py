@@ -191,6 +191,10 @@ def _reproduce(args) -> int:
         print(f"{name}: pass {group + 1} of {groups} ({args.epochs} epochs, started "
               f"{time.strftime('%H:%M')}): {', '.join(runs)}", flush=True)
 
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        previous = None
     t0 = time.perf_counter()
     try:
         written = reproduce(names, data, epochs=args.epochs, device=str(device), results_dir=results, cache=cache,
@@ -199,8 +203,12 @@ def _reproduce(args) -> int:
                             compile={"": False, "default": True}.get(args.compile, args.compile))
     except ValueError as exc:
         return _fail(str(exc))
-    except KeyboardInterrupt as exc:
-        return _fail(str(exc) or "interrupted; rerun the same command to resume", 130)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: finished passes are written, the current one resumes
+        terminated = isinstance(exc, _Terminated) or isinstance(exc.__context__, _Terminated)
+        return _fail(str(exc) or "interrupted; rerun the same command to resume", 143 if terminated else 130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print(f"# wrote {len(written)} results files to {results} in {time.perf_counter() - t0:.0f} s")
     return 0
 
