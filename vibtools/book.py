@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -346,52 +347,36 @@ def seed_means(records: list[dict]) -> list:
     return sorted(out, key=lambda e: e.config.beta)
 
 
-def within(mean: float, sd: float, target: float, k: float = 2.0) -> bool:
-    """True when ``target`` lies inside ``mean`` ± k·sd (a paper number reproduced within the spread)."""
-    return abs(mean - target) <= k * sd
-
-
 def table1_rows(records: list[dict]) -> list[dict]:
-    """One row per Table 1 model: ours (mean, sd over seeds, sd over noise draws), the paper's, and the verdict."""
-    from .reproduce import summarize
-
+    """One row per Table 1 model: ours (each seed, mean, sd over seeds, sd over noise draws, the half-width of the
+    mean's 95% t-interval), the paper's, and the verdict of :func:`vibtools.stats.against_paper`."""
     by_model: dict[str, list[dict]] = {}
     for r in records:
         by_model.setdefault(r["model"], []).append(r)
-    rows = []
-    for name in PAPER_TABLE1:
-        if name not in by_model:
-            continue
-        s = summarize(by_model[name])
-        rows.append({"model": name, "label": TABLE1_LABELS[name], "paper": PAPER_TABLE1[name], **s,
-                     "sd": s["sd_seeds"], "epochs": by_model[name][0]["protocol"]["epochs"],
-                     "reproduced": verdict(s["mean"], s["sd_seeds"], PAPER_TABLE1[name])})
-    return rows
+    return [{"model": name, "label": TABLE1_LABELS[name], **_judged(by_model[name], "avg_err", PAPER_TABLE1[name])}
+            for name in PAPER_TABLE1 if name in by_model]
 
 
-WIDE = 0.5  # a 2-sd interval wider than this fraction of the paper's number (on each side) cannot decide
+def _judged(runs: list[dict], key: str, paper: float) -> dict:
+    """The fields every verdict row shares: each seed's number, the 95% t-interval of their mean, the verdict."""
+    from .reproduce import summarize
+    from .stats import against_paper, interval_of
 
-
-def verdict(mean: float, sd: float, paper: float) -> bool | None:
-    """Whether the paper's number lies within 2 sd of our mean over seeds; None when that cannot be decided.
-
-    Undecided: fewer than two seeds (no spread), or a spread so wide that 2 sd exceeds :data:`WIDE` times the
-    paper's number, where "inside 2 sd" would hold for almost any value. The sd is over training seeds, of each
-    run's mean over evaluation-noise draws, so it holds both sources.
-    """
-    if sd != sd:  # NaN: fewer than two seeds
-        return None
-    inside = within(mean, sd, paper)
-    return None if inside and 2 * sd > WIDE * paper else inside
+    s = summarize(runs, key)
+    ours = interval_of(s["mean"], s["sd_seeds"], s["n_seeds"])
+    per_seed = {r["config"].get("seed", i): statistics.mean(r["eval_noise"][key]) for i, r in enumerate(runs)}
+    return {**s, "sd": s["sd_seeds"], "half": ours.half, "per_seed": dict(sorted(per_seed.items())),
+            "paper": paper, "epochs": runs[0]["protocol"]["epochs"], "reproduced": against_paper(ours, paper)}
 
 
 def verdict_text(row: dict) -> str:
-    """The table's last column: reproduced, or why not (the protocol, the direction), or why it is undecided."""
+    """The table's last column: is the paper's number inside the 95% t-interval of our mean over seeds? "yes", or
+    "no" and on which side our mean lies, or why it is undecided; with the protocol when it is not the paper's."""
     short = f"; {row['epochs']} of 200 epochs" if row["epochs"] != 200 else ""
     if row["reproduced"] is None:
         if row["sd"] != row["sd"]:
             return "no spread (one seed)"
-        return f"undecided: spread too wide (sd {100 * row['sd']:.1f} points){short}"
+        return f"undecided: interval too wide (± {100 * row['half']:.1f} points){short}"
     if row["reproduced"]:
         return "yes" if row["epochs"] == 200 else f"yes ({row['epochs']} of 200 epochs)"
     side = "above" if row["mean"] > row["paper"] else "below"
@@ -413,8 +398,7 @@ def k2_rows(records: list[dict]) -> list[dict]:
             continue
         one, avg = summarize(runs, "err"), summarize(runs, "avg_err")
         rows.append({"beta": beta, "paper_err": p1, "paper_avg_err": p12, "err": one, "avg_err": avg,
-                     "mean": avg["mean"], "sd": avg["sd_seeds"], "paper": p12, "epochs": runs[0]["protocol"]["epochs"],
-                     "reproduced": verdict(avg["mean"], avg["sd_seeds"], p12)})
+                     **_judged(runs, "avg_err", p12)})
     return rows
 
 

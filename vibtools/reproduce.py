@@ -243,7 +243,8 @@ def load_experiment(results_dir: str | Path, experiment: str, epochs: int | None
     Args:
         results_dir: the results folder.
         experiment: a name of :data:`EXPERIMENTS`.
-        epochs: the protocol to read; None reads the longest one stored.
+        epochs: the protocol to read; None reads the longest one stored complete (a longer protocol still being
+            trained, run by run, does not hide a complete shorter one).
     Returns:
         The records, sorted by run name.
     """
@@ -252,16 +253,30 @@ def load_experiment(results_dir: str | Path, experiment: str, epochs: int | None
     if not records:
         raise ResultsError(f"no results for {experiment!r} in {folder}: run python -m vibtools reproduce "
                            f"{experiment}")
-    stored = sorted({r["protocol"]["epochs"] for r in records})
-    chosen = stored[-1] if epochs is None else epochs
-    records = [r for r in records if r["protocol"]["epochs"] == chosen]
-    expected = {run_name(c) for c in EXPERIMENTS[experiment].runs(chosen)}
-    missing = sorted(expected - {r["run"] for r in records})
+    stored = sorted({r["protocol"]["epochs"] for r in records}, reverse=True)
+    if epochs is None:
+        complete = [e for e in stored if not _missing(records, experiment, e)]
+        epochs = complete[0] if complete else stored[0]
+    expected = {run_name(c) for c in EXPERIMENTS[experiment].runs(epochs)}
+    missing = _missing(records, experiment, epochs)
     if missing:
         raise ResultsError(f"{folder} holds {len(expected) - len(missing)} of the {len(expected)} runs of the "
-                           f"{chosen}-epoch protocol (missing {missing[0]}, ...): run python -m vibtools reproduce "
-                           f"{experiment} --epochs {chosen}")
-    return [r for r in records if r["run"] in expected]
+                           f"{epochs}-epoch protocol (missing {missing[0]}, ...): run python -m vibtools reproduce "
+                           f"{experiment} --epochs {epochs}")
+    return [r for r in records if r["protocol"]["epochs"] == epochs and r["run"] in expected]
+
+
+def _missing(records: list[dict], experiment: str, epochs: int) -> list[str]:
+    """The run names of one protocol that ``records`` lack, sorted."""
+    have = {r["run"] for r in records if r["protocol"]["epochs"] == epochs}
+    return sorted({run_name(c) for c in EXPERIMENTS[experiment].runs(epochs)} - have)
+
+
+def load_protocol_runs(results_dir: str | Path, experiment: str, epochs: int) -> list[dict]:
+    """The runs of one protocol stored so far, complete or not (a protocol being trained run by run); may be []."""
+    folder = Path(results_dir) / experiment
+    return [r for r in (load_results(p) for p in sorted(folder.glob(f"*-e{epochs}-*.json")))
+            if r["protocol"]["epochs"] == epochs] if folder.is_dir() else []
 
 
 def summarize(records: Sequence[dict], key: str = "avg_err") -> dict:
