@@ -41,7 +41,7 @@ from .runs import RunResult, TrainingInterrupted, load_run, train, train_sweep
 
 __version__ = "0.2.0"
 
-_LAZY = ("plots", "widgets")  # submodules that import matplotlib or ipywidgets
+_LAZY = ("plots", "widgets", "stats")  # imported on first use (matplotlib, ipywidgets; the verdict rule)
 
 
 def __getattr__(name: str):
@@ -60,5 +60,5 @@ __all__ = [
     "__version__", "prediction_entropy_bits", "smoothed_class_loss_bits",
     "DiscreteIB", "discrete_ib_example", "entropy_bits", "gaussian_kl_closed_form", "gaussian_kl_full_closed_form",
     "kl_bits", "mc_kl", "mutual_information", "nats_to_bits", "variational_bounds",
-    "attacks", "book", "plots", "widgets",
+    "attacks", "book", "plots", "stats", "widgets",
 ]
