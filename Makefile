@@ -10,7 +10,7 @@ export VIBTOOLS_DATA ?= $(SHARED_DATA)
 endif
 TEST_CACHE ?= $(CURDIR)/_build/test-runs
 
-.PHONY: setup book assets test lint unit notebooks build-check site-test execute bench clean
+.PHONY: setup book assets test lint unit notebooks build-check site-test package-check execute bench clean
 
 setup: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -26,12 +26,15 @@ assets: setup
 book: setup assets  ## build _build/html from the outputs stored in the notebooks (seconds)
 	$(VENV)/bin/jupyter-book build . -W --keep-going
 
-test: lint unit notebooks build-check site-test  ## everything CI runs
+test: lint package-check unit notebooks build-check site-test  ## everything CI runs
 
 lint: setup  ## the package at 120 columns; the notebooks' code cells at 88, so none scrolls sideways on the page
 	$(VENV)/bin/ruff check vibtools tests benchmarks scripts
 	$(VENV)/bin/ruff check --line-length 88 --extend-ignore E402 book/*.ipynb  # E402: the install cell imports after pip
 	$(VENV)/bin/ruff format --check --line-length 88 book/*.ipynb
+
+package-check: setup  ## wheel + sdist build and pass twine check; CITATION.cff is valid; the workflows pass actionlint
+	bash scripts/check_package.sh
 
 unit: setup
 	$(PY) -m pytest -q tests --ignore=tests/test_site.py

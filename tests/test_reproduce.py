@@ -366,8 +366,8 @@ def test_reproduce_stops_on_sigterm_with_one_line_and_resumes(tmp_path):
 
     from conftest import fake_mnist
 
-    data = fake_mnist(tmp_path / "data", 500, 100)
-    cmd = [sys.executable, "-m", "vibtools", "reproduce", "k2", "--epochs", "60", "--only", "vib-beta1-*-seed0",
+    data = fake_mnist(tmp_path / "data", 300, 50)
+    cmd = [sys.executable, "-m", "vibtools", "reproduce", "k2", "--epochs", "25", "--only", "vib-beta1-*-seed0",
            "--device", "cpu", "--data", str(data), "--results", str(tmp_path / "results"), "--cache",
            str(tmp_path / "cache"), "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -383,4 +383,39 @@ def test_reproduce_stops_on_sigterm_with_one_line_and_resumes(tmp_path):
     assert not (tmp_path / "results" / "k2").exists() or not list((tmp_path / "results" / "k2").glob("*.json"))
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert load_results(tmp_path / "results" / "k2" / "vib-beta1-k2-e60-seed0.json")["protocol"] == {"epochs": 60}
+    assert load_results(tmp_path / "results" / "k2" / "vib-beta1-k2-e25-seed0.json")["protocol"] == {"epochs": 25}
+
+
+def test_k2_runs_with_a_diagonal_encoder_are_recorded(small, tmp_path):
+    reproduce(["k2"], small.subset(300, 100), epochs=1, device="cpu", results_dir=tmp_path / "results",
+              cache=tmp_path / "cache", progress=False, overrides={"hidden": 32, "covariance": "diag"},
+              only=["vib-beta1-*seed0"])
+    emb = load_results(tmp_path / "results" / "k2" / "vib-beta1-k2-e1-seed0.json")["embedding"]
+    cov = emb["covariance"][0]
+    assert len(cov) == 4 and cov[1] == cov[2] == 0.0 and cov[0] > 0 and cov[3] > 0
+
+
+def test_quick_mode_leaves_no_temporary_folders(small, monkeypatch, tmp_path):
+    import tempfile
+
+    monkeypatch.setenv("VIBTOOLS_QUICK", "1")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(vt.book, "book_data", lambda device=None: small.subset(200, 100))
+    records, source = vt.book.experiment_records("k2", "cpu")
+    assert len(records) == 12 and "quick" in source
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetched_results_are_kept_per_results_version(monkeypatch, tmp_path):
+    monkeypatch.delenv("VIBTOOLS_RESULTS_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = vt.book.results_cache_folder("https://example.org/a.tar.gz")
+    assert f"v{vt.RESULTS_VERSION}-{vt.__version__}" in folder.name and folder.parent == tmp_path / "vibtools"
+    assert folder != vt.book.results_cache_folder("https://example.org/b.tar.gz")
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA: data on the CPU, models on it")
+def test_reproduce_on_cuda_with_data_on_the_cpu(small, tmp_path):
+    written = reproduce(["k2"], small.subset(300, 100), epochs=1, device="cuda", results_dir=tmp_path / "results",
+                        cache=tmp_path / "cache", progress=False, overrides=SMALL, only=["vib-beta1-*seed0"])
+    assert len(written) == 1

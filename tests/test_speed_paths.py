@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch._dynamo
 
 from vibtools.loop import maybe_compile, objective
 
@@ -16,8 +17,8 @@ def test_failed_compile_falls_back_to_the_plain_step_with_a_warning(monkeypatch)
     calls = []
 
     def broken_compile(fn, mode=None):
-        def run(*args):
-            raise RuntimeError("no C++ compiler")
+        def run(*args):  # what Dynamo raises when its backend cannot compile (here: no C++ compiler)
+            raise torch._dynamo.exc.BackendCompilerFailed(broken_compile, RuntimeError("no C++ compiler"), None)
         return run
 
     def plain(*args):

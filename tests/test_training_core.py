@@ -384,3 +384,106 @@ def test_cli_prints_cache_notices_as_one_line(tmp_path):
     assert again.returncode == 0, again.stderr
     lines = again.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("python -m vibtools: warning: ignoring stored run"), lines
+
+
+# ---------------------------------------------------------------- defects found by the full read (each failed before)
+
+
+def test_a_partial_run_with_a_non_dict_ema_or_adam_is_ignored_not_a_crash(small, cache_dir):
+    from vibtools.checkpoint import save_checkpoint
+
+    config = TINY.with_(epochs=3)
+    for key in ("ema", "adam"):
+        r = fit(config, small, cache=cache_dir, stop_after=1)
+        st = torch.load(r.path, weights_only=True)
+        st["training"][key] = [1, 2, 3]
+        save_checkpoint(r.path, st)
+        with pytest.warns(UserWarning, match=f"training\\['{key}'\\] that is not a dict"):
+            again = fit(config, small, cache=cache_dir)
+        assert len(again.history["epoch"]) == 3 and not again.from_cache
+        r.path.unlink()
+
+
+def test_a_sweep_of_partial_runs_stopped_at_different_epochs_keeps_each_ones_progress(small, cache_dir):
+    a, b = TINY.with_(epochs=3, beta=1e-3), TINY.with_(epochs=3, beta=1e-2)
+    done_a = fit(a, small, cache=cache_dir, stop_after=2).history["seconds"]
+    done_b = fit(b, small, cache=cache_dir, stop_after=1).history["seconds"]
+    ra, rb = vt.train_sweep([a, b], small, device="cpu", cache=cache_dir, progress=False)
+    assert len(ra.history["epoch"]) == len(rb.history["epoch"]) == 3
+    # the saved epochs are kept (their recorded times too), not retrained from scratch
+    assert ra.history["seconds"][:2] == done_a and rb.history["seconds"][:1] == done_b
+
+
+def test_prior_first_built_in_inference_mode_still_trains(small):
+    k = 7  # a K no other test asks the prior for, so the cache is cold
+    with torch.inference_mode():
+        for covariance in ("diag", "full"):
+            vt.prior(k, covariance)
+            vt.prior(k, covariance, torch.device("cpu"))  # the form the training step asks for
+    r = fit(TINY.with_(k=k, epochs=1), small, cache=False)
+    assert len(r.history["epoch"]) == 1
+
+
+def test_compile_fallback_is_only_for_compiler_errors():
+    """An error of the step itself (here a transient one on the first call) is raised, not hidden as a compile
+    failure behind a silent retry of the plain step."""
+    from vibtools.loop import maybe_compile
+
+    calls = []
+
+    def flaky(x):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("CUDA out of memory")
+        return x
+
+    step = maybe_compile(flaky, True)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        step(torch.zeros(2))
+
+
+def test_the_page_note_on_a_gpu_does_not_also_say_no_gpu_was_available(monkeypatch):
+    monkeypatch.delenv("VIBTOOLS_QUICK", raising=False)
+    monkeypatch.setattr("vibtools.device.describe_device", lambda device: "cuda (NVIDIA H200)")
+    note = vt.book.how_made(vt.book.Stopwatch(), "cuda", 10, 30.0)
+    text = " ".join(v for _, v in note.items)
+    assert "no GPU was available" not in text and "On a GPU runtime expect" in text and "NVIDIA H200" in text
+
+
+def test_torch_requirement_admits_cpu_fused_adam():
+    """The optimizer uses fused Adam on the CPU, which torch has from 2.4 on."""
+    import re
+
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    for text in ((repo / "requirements.txt").read_text(), (repo / "pyproject.toml").read_text()):
+        low = re.search(r"torch>=(\d+)\.(\d+)", text)
+        assert low and (int(low[1]), int(low[2])) >= (2, 4), low and low[0]
+
+
+def test_cli_warnings_are_one_line_only_while_the_command_runs(tmp_path, capsys):
+    import warnings
+
+    from conftest import fake_mnist
+
+    from vibtools.cli import main
+
+    before = warnings.showwarning
+    data = fake_mnist(tmp_path / "data")
+    assert main(["train", "--k", "2", "--epochs", "1", "--device", "cpu", "--data", str(data), "--out",
+                 str(tmp_path / "out"), "--no-progress"]) == 0
+    assert warnings.showwarning is before
+
+
+def test_code_version_names_no_commit_of_another_repository(tmp_path):
+    """A copy of the package inside an unrelated git repository must not report that repository's commit."""
+    import shutil
+
+    repo = tmp_path / "other"
+    shutil.copytree(__import__("pathlib").Path(vt.__file__).parent, repo / "lib" / "vibtools")
+    for args in (["init", "-q"], ["-c", "user.name=x", "-c", "user.email=x@y", "commit", "-q", "--allow-empty",
+                                  "-m", "other"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    out = subprocess.run([sys.executable, "-c", "import vibtools.reproduce as r; print(r.code_version()['commit'])"],
+                         cwd=repo / "lib", capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "None"

@@ -285,3 +285,10 @@ def test_stack_loss_terms_match_single_models():
         torch.testing.assert_close(class_bits[i], vibtools.class_loss_bits(logits, y), rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(info_bits[i], vibtools.info_loss_bits(q, prior(4)), rtol=1e-5, atol=1e-5)
         assert wrong[i].item() == (logits.argmax(-1) != y).sum().item()
+
+
+def test_decode_takes_a_single_code():
+    model = VIB(k=2, covariance="full", hidden=16)
+    z = torch.tensor([0.5, -1.0])
+    assert model.decode(z).shape == (10,)
+    assert torch.allclose(model.decode(z), model.decode(z[None])[0])

@@ -339,3 +339,13 @@ def test_mnist_tensors_equality(mnist, small):
         hash(small)
     if torch.cuda.is_available():
         assert small.to("cuda") == small
+
+
+def test_each_load_gets_its_own_tensors_and_an_edit_changes_the_fingerprint(data_root):
+    first = load_mnist(data_root, download=False)
+    fp = first.fingerprint()
+    first.train_x[0].zero_()  # an in-place edit by one caller ...
+    second = load_mnist(data_root, download=False)
+    assert second.train_x[0].abs().sum() > 0 and second.fingerprint() == fp  # ... stays theirs
+    assert first.fingerprint() != fp  # and their data is no longer keyed as the original
+    assert first.to("cpu").fingerprint() == first.fingerprint()

@@ -236,8 +236,21 @@ def results_dir():
     return local if local.is_dir() else fetch_results()
 
 
+def results_cache_folder(url: str = RESULTS_ARCHIVE):
+    """Where :func:`fetch_results` keeps a download: one folder per results version, vibtools version and URL, so a
+    newer vibtools never serves results fetched for an older one ($VIBTOOLS_RESULTS_CACHE overrides)."""
+    import hashlib
+
+    from . import __version__
+    from .checkpoint import RESULTS_VERSION
+    from .data import user_folder
+
+    tag = hashlib.sha1(url.encode()).hexdigest()[:8]
+    return user_folder("VIBTOOLS_RESULTS_CACHE", f"results-v{RESULTS_VERSION}-{__version__}-{tag}")
+
+
 def fetch_results(url: str = RESULTS_ARCHIVE, dest=None):
-    """Download the repository's committed ``results/`` once, into ~/.cache/vibtools/results.
+    """Download the repository's committed ``results/`` once, into :func:`results_cache_folder`.
 
     Only ``results/**.json`` and ``.md`` files of the archive are written, under their relative paths; the
     folder appears complete or not at all (it is assembled beside its place and renamed).
@@ -256,10 +269,9 @@ def fetch_results(url: str = RESULTS_ARCHIVE, dest=None):
     import urllib.request
     from pathlib import Path, PurePosixPath
 
-    from .data import user_folder
     from .reproduce import ResultsError
 
-    dest = Path(dest) if dest is not None else user_folder("VIBTOOLS_RESULTS_CACHE", "results")
+    dest = Path(dest) if dest is not None else results_cache_folder(url)
     if (dest / ".complete").is_file():
         return dest
     hint = f"set ${ENV_RESULTS} to a folder holding the results, or run python -m vibtools reproduce"
@@ -310,10 +322,10 @@ def experiment_records(name: str, device=None) -> tuple[list[dict], str]:
     if settings().mode == "full":
         folder = results_dir()
         return load_experiment(folder, name), f"stored results in {folder.name}/{name}"
-    tmp = tempfile.mkdtemp(prefix=f"vib-{name}-")
-    reproduce([name], book_data(device), epochs=settings().reference_epochs, device=device,
-              results_dir=tmp, progress=False)
-    return load_experiment(tmp, name), "a reduced run made now (quick mode)"
+    with tempfile.TemporaryDirectory(prefix=f"vib-{name}-") as tmp:  # the records are read into memory
+        reproduce([name], book_data(device), epochs=settings().reference_epochs, device=device,
+                  results_dir=tmp, progress=False)
+        return load_experiment(tmp, name), "a reduced run made now (quick mode)"
 
 
 def table1_records(device=None) -> tuple[list[dict], str]:
@@ -485,20 +497,22 @@ def how_made(watch: Stopwatch, device, epochs, seconds: float, what: str = "trai
     loaded = (f"; it loaded runs from the run cache instead of training them, which had taken about "
               f"{loaded_seconds:.0f} s (their share of the stacked passes that trained them)"
               if loaded_seconds > 0 else "")
+    total = _minutes(wall + loaded_seconds)
     if here.startswith("cpu"):
-        cpu = (f"On a CPU runtime expect {_minutes(wall + loaded_seconds)}: an estimate, this page's wall "
-               f"time plus the training time of what it loaded, both measured on the CPU above (Colab's CPU "
-               f"runtime also has 2 cores, which may be slower).")
+        colab = (f"On a CPU runtime expect {total}: an estimate, this page's wall time plus the training time of "
+                 f"what it loaded, both measured on the CPU above (Colab's CPU runtime also has 2 cores, which may "
+                 f"be slower). On a GPU runtime: not measured, as no GPU was available to us; there the training "
+                 f"runs on the GPU.")
     else:
-        cpu = "On a CPU runtime: not estimated, as this page ran on a GPU."
+        colab = (f"On a GPU runtime expect {total} on a GPU like this page's ({here}); Colab's GPUs may be "
+                 f"slower. On a CPU runtime: not estimated, as this page ran on a GPU.")
     items = [
         ("Run", provenance(trained_on or device, epochs, seconds, what)),
         ("Settings", f"{s.mode} ({sizes}); the notebook tests run the same cells at reduced sizes "
                      f"(VIBTOOLS_QUICK=1)"),
         ("This page", f"{'under a second' if wall < 1 else f'{wall:.0f} s'} of wall time on {here}{loaded}"),
         ("In Colab", f"every Colab notebook starts with an empty run cache and no data: it installs vibtools "
-                     f"and {colab_work}. {cpu} On a GPU runtime: not measured, as no GPU was "
-                     f"available to us; there the training runs on the GPU."),
+                     f"and {colab_work}. {colab}"),
     ]
     return PageNote(items)
 

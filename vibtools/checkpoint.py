@@ -220,16 +220,21 @@ def check_run_payload(payload: dict[str, Any], shapes: dict[str, tuple[int, ...]
                 fail(f"lacks training['rng'][{key!r}]")
             if tr["rng"][key].dtype != torch.uint8:
                 fail(f"has a training['rng'][{key!r}] that is not a generator state")
+        for key in ("adam", "ema"):
+            if not isinstance(tr[key], dict):
+                fail(f"has a training[{key!r}] that is not a dict")
         if not isinstance(tr["scheduler"], dict) or not isinstance(tr["ema"].get("steps"), int):
             fail("has no usable schedule or EMA step count")
         if tr["adam"] and not isinstance(tr["adam"].get("step"), torch.Tensor):
             fail("has no usable training['adam']['step']")
         for key in ("exp_avg", "exp_avg_sq"):
+            moments = tr["adam"].get(key) if tr["adam"] else None
             for name, shape in shapes.items():
-                t = tr["adam"].get(key, {}).get(name) if tr["adam"] else None
+                t = moments.get(name) if isinstance(moments, dict) else None
                 if tr["adam"] and (not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(shape)):
                     fail(f"has no usable training['adam'][{key!r}][{name!r}]")
+        shadow = tr["ema"].get("shadow")
         for name, shape in shapes.items():
-            t = tr["ema"].get("shadow", {}).get(name)
+            t = shadow.get(name) if isinstance(shadow, dict) else None
             if not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(shape):
                 fail(f"has no usable training['ema']['shadow'][{name!r}]")

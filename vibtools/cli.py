@@ -213,8 +213,20 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as one line ("python -m vibtools: warning: ...")."""
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
+    """Entry point; returns the exit status. Warnings print as one line while it runs (restored after)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    """The command itself (see :func:`main`)."""
     args = build_parser().parse_args(argv)
     if args.command == "reproduce":
         return _reproduce(args)
@@ -241,11 +253,6 @@ def main(argv: list[str] | None = None) -> int:
     except DataNotFoundError as exc:
         return _fail(str(exc))
 
-    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
-        """Print a warning as one line ("python -m vibtools: warning: ...")."""
-        print(f"{PROG}: warning: {message}", file=sys.stderr)
-
-    warnings.showwarning = one_line
 
     def show(epoch: int, rows: list[dict]) -> None:
         """Print one epoch's test line in the reference's format."""

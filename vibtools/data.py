@@ -65,6 +65,7 @@ class MNISTTensors:
     test_x: torch.Tensor
     test_y: torch.Tensor
     _fingerprint: str | None = field(default=None, repr=False, compare=False)
+    _versions: tuple | None = field(default=None, repr=False, compare=False)  # tensors' versions when fingerprinted
 
     __hash__ = None  # type: ignore[assignment]  # equality is by value and the tensors are mutable
 
@@ -90,24 +91,34 @@ class MNISTTensors:
         """The device all four tensors live on."""
         return self.train_x.device
 
-    def to(self, device: torch.device | str) -> MNISTTensors:
-        """Return a copy on ``device``."""
-        moved = (t.to(device) for t in self._tensors())
-        return MNISTTensors(*moved, _fingerprint=self._fingerprint)  # same data, same fingerprint
+    def to(self, device: torch.device | str, copy: bool = False) -> MNISTTensors:
+        """The same data on ``device`` (the same tensors when they are there already, unless ``copy``)."""
+        moved = tuple(t.to(device, copy=copy) for t in self._tensors())
+        fresh = self._fingerprint is not None and self._versions == self._tensor_versions()
+        return MNISTTensors(*moved, _fingerprint=self._fingerprint if fresh else None,
+                            _versions=tuple(t._version for t in moved) if fresh else None)
+
+    def _tensor_versions(self) -> tuple:
+        """The four tensors' version counters, which every in-place change increments."""
+        return tuple(t._version for t in self._tensors())
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> MNISTTensors:
         """Return the first ``n_train`` training and ``n_test`` test examples (reduced-settings runs and tests)."""
         return MNISTTensors(self.train_x[:n_train], self.train_y[:n_train], self.test_x[:n_test], self.test_y[:n_test])
 
     def fingerprint(self) -> str:
-        """A short hash of the data, so the run cache never mixes results from different data (computed once)."""
-        if self._fingerprint is not None:
+        """A short hash of the data, so the run cache never mixes results from different data.
+
+        Computed once, and again after an in-place change to any of the tensors (their version counters move).
+        """
+        if self._fingerprint is not None and self._versions == self._tensor_versions():
             return self._fingerprint
         h = hashlib.sha1()
         for t in self._tensors():
             h.update(str(tuple(t.shape)).encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         self._fingerprint = h.hexdigest()[:16]
+        self._versions = self._tensor_versions()
         return self._fingerprint
 
 
@@ -376,4 +387,4 @@ def load_mnist(root: str | os.PathLike | None = None, device: torch.device | str
         except BaseException:
             _undo(root, new_folders, files, remove_files=downloading)
             raise
-    return _CACHE[key].to(device)
+    return _CACHE[key].to(device, copy=True)  # the caller's own tensors: an in-place edit stays theirs

@@ -52,11 +52,19 @@ def maybe_compile(fn: Callable, mode: bool | str) -> Callable:
         try:
             return compiled(*args)
         except Exception as exc:  # compile errors surface on the first call (no compiler, unsupported op)
+            if not _is_compile_error(exc):
+                raise  # an error of the step itself (shapes, memory) is not a compiler's: report it as it is
             warnings.warn(f"torch.compile failed ({type(exc).__name__}); using the plain step", stacklevel=2)
             state["fn"] = fn
             return fn(*args)
 
     return call
+
+
+def _is_compile_error(exc: BaseException) -> bool:
+    """True for the errors torch.compile raises when it cannot compile (Dynamo, Inductor, a missing compiler)."""
+    module = type(exc).__module__ or ""
+    return module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(exc, (ImportError, OSError))
 
 
 def train_step(state: TrainState, step_fn: Callable, x: torch.Tensor, y: torch.Tensor,

@@ -106,13 +106,20 @@ def posterior(head: torch.Tensor, k: int, covariance: str = "diag") -> Distribut
     raise ValueError(f"covariance {covariance!r} has no posterior distribution")
 
 
-@functools.lru_cache(maxsize=32)
 def prior(k: int, covariance: str = "diag", device: torch.device | str = "cpu") -> Distribution:
     """The prior r(z) = N(0, I) in the same family as the posterior, so KL has a closed form (built once)."""
-    zeros = torch.zeros(k, device=device)
-    if covariance == "full":
-        return MultivariateNormal(zeros, scale_tril=torch.eye(k, device=device), validate_args=False)
-    return Independent(Normal(zeros, torch.ones(k, device=device), validate_args=False), 1, validate_args=False)
+    return _prior(k, covariance, torch.device(device))
+
+
+@functools.lru_cache(maxsize=32)
+def _prior(k: int, covariance: str, device: torch.device) -> Distribution:
+    """:func:`prior`, cached per device. Built outside inference mode even when first asked for inside it, so the
+    cached tensors can later take part in training (inference tensors cannot be saved for backward)."""
+    with torch.inference_mode(False):
+        zeros = torch.zeros(k, device=device)
+        if covariance == "full":
+            return MultivariateNormal(zeros, scale_tril=torch.eye(k, device=device), validate_args=False)
+        return Independent(Normal(zeros, torch.ones(k, device=device), validate_args=False), 1, validate_args=False)
 
 
 def reparameterize(q: Distribution, eps: torch.Tensor) -> torch.Tensor:
@@ -279,7 +286,9 @@ class VIB(VIBStack):
         return posterior(self.encode_head(x), self.k, self.covariance)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Class logits q(y|z) for latent codes of shape (..., K)."""
+        """Class logits q(y|z) for latent codes of shape (..., K), a single code of shape (K,) included."""
+        if z.dim() == 1:
+            return self.decode(z.unsqueeze(0)).squeeze(0)
         return self.stacked_logits(z.unsqueeze(-3)).squeeze(-3)
 
     def forward(self, x: torch.Tensor, n_samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:

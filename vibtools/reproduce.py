@@ -140,10 +140,16 @@ def code_version() -> dict:
     from . import __version__
 
     commit = None
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-        commit = (out.stdout.strip() or None) if out.returncode == 0 else None
+    here = Path(__file__).resolve().parent
+    try:  # only when the package's folder is part of the checkout (not a wheel installed inside another repository)
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=10,
+                             cwd=here)
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "__init__.py"], capture_output=True,
+                                 text=True, timeout=10, cwd=here)
+        if top.returncode == 0 and tracked.returncode == 0 and Path(top.stdout.strip()) == here.parent:
+            out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                                 timeout=10, cwd=here)
+            commit = (out.stdout.strip() or None) if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         pass
     return {"vibtools": __version__, "results_version": RESULTS_VERSION, "commit": commit}
@@ -162,7 +168,12 @@ def _embedding(result, data: MNISTTensors) -> dict:
     q = result.ema_model.encode(data.test_x[:N_EMBED])
     return {"labels": data.test_y[:N_EMBED].tolist(),
             "mean": [[round(v, 4) for v in row] for row in q.mean.tolist()],
-            "covariance": [[round(v, 5) for v in row.flatten().tolist()] for row in q.covariance_matrix]}
+            "covariance": [[round(v, 5) for v in row.flatten().tolist()] for row in _covariances(q)]}
+
+
+def _covariances(q) -> torch.Tensor:
+    """(N, K, K) covariance matrices of a full-covariance or diagonal Gaussian posterior."""
+    return q.covariance_matrix if hasattr(q, "covariance_matrix") else torch.diag_embed(q.variance)
 
 
 @torch.no_grad()
@@ -336,6 +347,7 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
             if on_group is not None:
                 on_group(name, g, len(passes), [run_name(c) for c in todo])
             results = train_sweep(todo, data, device=device, cache=cache, progress=progress, compile=compile)
+            data = data.to(results[0].ema_model.dec_weight.device)  # evaluate where the models are
             for r in results:
                 path = Path(results_dir) / name / f"{run_name(r.config)}.json"
                 save_json(path, result_record(r, data, name, epochs))

@@ -304,10 +304,14 @@ def train_sweep(configs: list[TrainConfig], data: MNISTTensors | None = None, *,
             if st is not None and st["epochs_done"] >= configs[i].epochs and st.get("final") is not None:
                 results[i] = _finished(st, configs[i], dev, paths[i])
         todo = [i for i in range(len(configs)) if results[i] is None]
-        if todo:
-            trained = _train_group([configs[i] for i in todo], [stored[i] for i in todo], [paths[i] for i in todo],
-                                   data.to(dev), dev, fp, progress, on_epoch, checkpoint_every, stop_after, compile)
-            for i, r in zip(todo, trained):
+        by_epoch: dict[int, list[int]] = {}  # partial runs resume in passes of runs saved at the same epoch
+        for i in todo:
+            by_epoch.setdefault(stored[i]["epochs_done"] if stored[i] is not None else 0, []).append(i)
+        for group in by_epoch.values():
+            trained = _train_group([configs[i] for i in group], [stored[i] for i in group],
+                                   [paths[i] for i in group], data.to(dev), dev, fp, progress, on_epoch,
+                                   checkpoint_every, stop_after, compile)
+            for i, r in zip(group, trained):
                 results[i] = r
     return results  # type: ignore[return-value]
 
