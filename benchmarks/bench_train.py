@@ -28,8 +28,7 @@ from torchvision import datasets, transforms
 
 import vibtools as vt
 from vibtools.evaluation import noise
-from vibtools.loop import maybe_compile, objective, train_step
-from vibtools.state import TrainState
+from vibtools.train import TrainState, maybe_compile, objective, train_step
 
 STEPS_PER_EPOCH = 600
 

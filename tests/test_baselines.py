@@ -9,8 +9,7 @@ import pytest
 import torch
 
 import vibtools as vt
-from vibtools.loop import objective
-from vibtools.state import LossSettings, TrainState
+from vibtools.train import LossSettings, TrainState, objective
 
 TINY = vt.TrainConfig(k=8, hidden=32, epochs=2)
 

@@ -20,10 +20,10 @@ import torch
 from conftest import fake_mnist
 
 import vibtools
-import vibtools.loop as loop
-import vibtools.runs as runs
+import vibtools.train as loop
+import vibtools.train as runs
 from vibtools import TrainConfig, TrainingInterrupted
-from vibtools.checkpoint import load_checkpoint, save_checkpoint
+from vibtools.store import load_checkpoint, save_checkpoint
 
 TIMEOUT = 120  # seconds any one subprocess may take before the watchdog kills it
 CLI_EPOCHS = 3

@@ -15,10 +15,9 @@ import pytest
 import torch
 
 import vibtools as vt
-import vibtools.cache
 import vibtools.evaluation
-import vibtools.loop
-import vibtools.runs
+import vibtools.store
+import vibtools.train
 from vibtools import TrainConfig
 
 TINY = TrainConfig(k=8, hidden=32, epochs=2)
@@ -48,7 +47,7 @@ def test_train_leaves_the_global_random_state_alone(small, cache_dir):
 def test_trainer_ema_matches_its_closed_form_over_the_recorded_trajectory(small, monkeypatch):
     """The EMA model equals sum_t (1-d) d^(T-t) w_t / (1 - d^T) over the weights w_t after each step."""
     seen: list[torch.Tensor] = []
-    real = vibtools.loop.train_step
+    real = vibtools.train.train_step
 
     def record(state, step_fn, x, y, eps):
         """Run the step, then keep a copy of one weight matrix and one bias."""
@@ -56,7 +55,7 @@ def test_trainer_ema_matches_its_closed_form_over_the_recorded_trajectory(small,
         seen.append(torch.cat([state.stack.dec_weight.detach().flatten(), state.stack.enc2_bias.detach().flatten()]))
         return out
 
-    monkeypatch.setattr(vibtools.loop, "train_step", record)
+    monkeypatch.setattr(vibtools.train, "train_step", record)
     c = TINY.with_(ema_decay=0.9)
     result = fit(c, small, cache=False)
     d, t = c.ema_decay, len(seen)
@@ -94,9 +93,9 @@ def test_each_set_of_weights_is_evaluated_once(small, monkeypatch):
         return real(stacks, x, *args, **kwargs)
 
     monkeypatch.setattr(vibtools.evaluation, "evaluate_stacks", spy)
-    monkeypatch.setattr(vibtools.loop, "evaluate_stacks", spy)
+    monkeypatch.setattr(vibtools.train, "evaluate_stacks", spy)
     r = fit(TINY.with_(epochs=3), small, cache=False)
-    n_test, n_train = len(small.test_x), min(len(small.train_x), vibtools.loop.TRAIN_EVAL_SIZE)
+    n_test, n_train = len(small.test_x), min(len(small.train_x), vibtools.train.TRAIN_EVAL_SIZE)
     assert calls == [(2, n_test)] * 3 + [(1, n_train)]  # raw + EMA per epoch, then the training set once
     last = {k: v[-1] for k, v in r.history.items()}
     assert r.final["ema_test"]["avg_err"] == last["ema_test_avg_err"]  # the final line is the last epoch's
@@ -105,7 +104,7 @@ def test_each_set_of_weights_is_evaluated_once(small, monkeypatch):
 
 def test_final_training_metrics_use_the_first_images(mnist, monkeypatch):
     data = mnist.subset(12_000, 200)
-    monkeypatch.setattr(vibtools.loop, "TRAIN_EVAL_SIZE", 300)
+    monkeypatch.setattr(vibtools.train, "TRAIN_EVAL_SIZE", 300)
     r = fit(TINY.with_(epochs=1, batch_size=2000), data, cache=False)
     by_hand = vt.evaluate(r.ema_model, data.train_x[:300], data.train_y[:300])
     assert r.final["ema_train"]["izx"] == pytest.approx(by_hand["izx"], rel=1e-5)
@@ -117,7 +116,7 @@ def test_finished_runs_load_without_any_training_state(small, cache_dir, monkeyp
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished run must load without building a training state")
 
-    monkeypatch.setattr(vibtools.runs, "TrainState", forbidden)
+    monkeypatch.setattr(vibtools.train, "TrainState", forbidden)
     again = fit(TINY, small, cache=cache_dir)
     loaded = vt.load_run(first.path, device="cpu")
     assert again.from_cache and loaded.final == first.final
@@ -168,14 +167,14 @@ def test_run_files_follow_the_umask(small, cache_dir):
 def test_progress_bar_names_the_run_it_trains(small, cache_dir, monkeypatch):
     fit(TINY, small, cache=cache_dir)  # the first config is stored, so only the second trains
     names = []
-    real = vibtools.runs.tqdm
+    real = vibtools.train.tqdm
 
     def spy(*args, **kwargs):
         """Record the bars' labels."""
         names.append(kwargs.get("desc"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(vibtools.runs, "tqdm", spy)
+    monkeypatch.setattr(vibtools.train, "tqdm", spy)
     configs = [TINY, TINY.with_(beta=0.5, seed=3, data_seed=0)]
     vt.train_sweep(configs, small, device="cpu", cache=cache_dir, progress=False)
     assert "VIB K=8 beta=0.5" in names
@@ -247,7 +246,7 @@ def test_bad_input_raises_one_line_before_any_work(small, tmp_path, monkeypatch,
     folder = tmp_path / "cache"
     call, words = bad_calls(small, folder)[case]
     steps = []
-    monkeypatch.setattr(vibtools.loop, "train_step", lambda *a: steps.append(1))
+    monkeypatch.setattr(vibtools.train, "train_step", lambda *a: steps.append(1))
     with pytest.raises(ValueError) as info:
         call()
     message = str(info.value)
@@ -262,7 +261,7 @@ def test_unwritable_cache_folders_are_refused_before_any_work(small, tmp_path, m
         fit(TINY, small, cache=a_file / "runs")
     assert a_file.read_text() == "keep"
 
-    monkeypatch.setattr(vibtools.cache.shutil, "disk_usage", lambda p: SimpleNamespace(free=1000))
+    monkeypatch.setattr(vibtools.store.shutil, "disk_usage", lambda p: SimpleNamespace(free=1000))
     with pytest.raises(ValueError, match="MiB free"):
         fit(TINY, small, cache=tmp_path / "full-disk")
     assert not (tmp_path / "full-disk").exists()
@@ -313,7 +312,7 @@ def test_a_read_only_cache_serves_finished_runs_and_refuses_new_ones(small, cach
         """Deny writing to the cache folder (as root, chmod cannot)."""
         return False if str(path) == str(cache_dir) else real(path, mode)
 
-    monkeypatch.setattr(vibtools.cache.os, "access", access)
+    monkeypatch.setattr(vibtools.store.os, "access", access)
     again = fit(TINY, small, cache=cache_dir)
     assert again.from_cache and again.final == first.final
     with pytest.raises(ValueError, match="is not writable"):
@@ -321,7 +320,7 @@ def test_a_read_only_cache_serves_finished_runs_and_refuses_new_ones(small, cach
 
 
 def test_stored_runs_missing_history_or_metrics_are_retrained(small, cache_dir):
-    from vibtools.checkpoint import save_checkpoint
+    from vibtools.store import save_checkpoint
 
     r = fit(TINY, small, cache=cache_dir)
     for damage, words in ((lambda st: st["history"].pop("test_err"), "history['test_err']"),
@@ -357,14 +356,14 @@ def test_the_explorer_trains_a_new_beta_from_its_button(small, monkeypatch):
 
     runs = [fit(TINY.with_(k=2, covariance="full", epochs=1), small, cache=False)]
     trained = []
-    real = vibtools.runs.train
+    real = vibtools.train.train
 
     def record(config, data, **kwargs):
         """Train without a cache, and remember what the button asked for."""
         trained.append(config)
         return real(config, data, cache=False, progress=False, device="cpu")
 
-    monkeypatch.setattr(vibtools.runs, "train", record)
+    monkeypatch.setattr(vibtools.train, "train", record)
     box = vt.widgets.beta_explorer(runs, small.test_x[:50], small.test_y[:50], data=small, device="cpu")
     buttons = [w for w in box.children[-2].children if isinstance(w, ipywidgets.Button)]
     buttons[0].click()
@@ -390,7 +389,7 @@ def test_cli_prints_cache_notices_as_one_line(tmp_path):
 
 
 def test_a_partial_run_with_a_non_dict_ema_or_adam_is_ignored_not_a_crash(small, cache_dir):
-    from vibtools.checkpoint import save_checkpoint
+    from vibtools.store import save_checkpoint
 
     config = TINY.with_(epochs=3)
     for key in ("ema", "adam"):
@@ -427,7 +426,7 @@ def test_prior_first_built_in_inference_mode_still_trains(small):
 def test_compile_fallback_is_only_for_compiler_errors():
     """An error of the step itself (here a transient one on the first call) is raised, not hidden as a compile
     failure behind a silent retry of the plain step."""
-    from vibtools.loop import maybe_compile
+    from vibtools.train import maybe_compile
 
     calls = []
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import vibtools
-import vibtools.loop
+import vibtools.train
 from vibtools import TrainConfig, load_run, train, train_sweep
-from vibtools.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from vibtools.store import FORMAT, load_checkpoint, save_checkpoint
 
 TINY = TrainConfig(k=8, hidden=32, epochs=2)
 
@@ -48,13 +48,13 @@ def assert_close_weights(a: torch.nn.Module, b: torch.nn.Module, **tol) -> None:
 def step_spy(monkeypatch):
     """Record (epoch, learning rate the optimizer actually uses) at every training step."""
     calls: list[tuple[int, float]] = []
-    real = vibtools.loop.train_step
+    real = vibtools.train.train_step
 
     def spy(state, step_fn, x, y, eps):
         calls.append((state.epoch, state.opt.param_groups[0]["lr"]))
         return real(state, step_fn, x, y, eps)
 
-    monkeypatch.setattr(vibtools.loop, "train_step", spy)
+    monkeypatch.setattr(vibtools.train, "train_step", spy)
     return calls
 
 

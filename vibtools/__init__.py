@@ -18,7 +18,6 @@ from .bounds import (
     smoothed_class_loss_bits,
     vib_objective,
 )
-from .checkpoint import RESULTS_VERSION, CheckpointError, default_cache_dir, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import DataNotFoundError, MNISTFileError, MNISTTensors, default_data_root, load_mnist
 from .device import pick_device
@@ -37,7 +36,8 @@ from .infotheory import (
     variational_bounds,
 )
 from .model import VIB, VIBStack, posterior, prior, reparameterize
-from .runs import RunResult, TrainingInterrupted, load_run, train, train_sweep
+from .store import RESULTS_VERSION, CheckpointError, default_cache_dir, load_checkpoint, save_checkpoint
+from .train import RunResult, TrainingInterrupted, load_run, train, train_sweep
 
 __version__ = "0.2.0"
 

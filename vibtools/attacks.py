@@ -17,6 +17,8 @@ from typing import Literal, Protocol
 import torch
 import torch.nn.functional as F
 
+from .config import EVAL_CHUNK
+
 Norm = Literal["linf", "l2"]
 NORMS = ("linf", "l2")
 
@@ -85,7 +87,7 @@ def input_gradient(model: Classifier, x: torch.Tensor, y: torch.Tensor, draws: i
 
 @torch.no_grad()
 def predict(model: Classifier, x: torch.Tensor, n_samples: int = 12, generator: torch.Generator | None = None,
-            chunk: int = 2000) -> torch.Tensor:
+            chunk: int = EVAL_CHUNK) -> torch.Tensor:
     """Labels from the softmax averaged over ``n_samples`` draws of z (the book's 12-sample prediction)."""
     _check_count("n_samples", n_samples)
     out = [model(x[i:i + chunk], n_samples, generator).softmax(-1).mean(0).argmax(-1)

@@ -242,8 +242,7 @@ def results_cache_folder(url: str = RESULTS_ARCHIVE):
     import hashlib
 
     from . import __version__
-    from .checkpoint import RESULTS_VERSION
-    from .data import user_folder
+    from .store import RESULTS_VERSION, user_folder
 
     tag = hashlib.sha1(url.encode()).hexdigest()[:8]
     return user_folder("VIBTOOLS_RESULTS_CACHE", f"results-v{RESULTS_VERSION}-{__version__}-{tag}")

@@ -153,10 +153,10 @@ def _on_sigterm(signum, frame):
 
 def _reproduce(args) -> int:
     """The ``reproduce`` command."""
-    from .cache import cache_folder, check_writable
     from .data import DataNotFoundError, load_mnist
     from .device import pick_device
     from .reproduce import EXPERIMENTS, plan_passes, reproduce, run_name, select
+    from .store import cache_folder, check_writable
 
     names = args.names or list(EXPERIMENTS)
     only = [p.strip() for p in args.only.split(",") if p.strip()]
@@ -230,11 +230,11 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "reproduce":
         return _reproduce(args)
-    from .cache import cache_folder, check_writable, checkpoint_bytes
     from .data import DataNotFoundError, load_mnist
     from .device import pick_device
     from .evaluation import format_line
-    from .runs import TrainingInterrupted, check_memory, train
+    from .store import cache_folder, check_memory, check_writable, checkpoint_bytes
+    from .train import TrainingInterrupted, train
 
     out = cache_folder(args.out)
     try:  # everything that can be checked before reading the data: nothing is created if any of it fails

@@ -8,10 +8,16 @@ from dataclasses import asdict, dataclass, fields
 
 from .model import COVARIANCES
 
-MAX_SEED = 2**32 - 1  # evaluation noise is seeded with seed * 1_000_003 + salt, which must stay below 2**63
+MAX_SEED = 2**32 - 1  # streams derived from a seed use salted_seed(seed, salt), which must stay below 2**63
+EVAL_CHUNK = 2000  # examples per evaluation batch (evaluation, attacks, and the memory estimate of vibtools.store)
 # the fields the models of one stacked sweep may differ in: the loss settings and the seed
 PER_MODEL = ("beta", "seed", "dropout", "label_smoothing", "confidence_penalty")
 OPTIONAL_AT_ZERO = ("dropout", "label_smoothing", "confidence_penalty")  # left out of the run key at 0
+
+
+def salted_seed(seed: int, salt: int) -> int:
+    """The seed of a random stream derived from a run's seed (evaluation noise of an epoch, dropout masks)."""
+    return int(seed) * 1_000_003 + salt
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from .store import user_folder
+
 ENV_DATA = "VIBTOOLS_DATA"
 
 # (split, images file, labels file) in torchvision's layout; each file may also be present only as <name>.gz
@@ -37,14 +39,6 @@ class DataNotFoundError(RuntimeError):
 
 class MNISTFileError(DataNotFoundError):
     """An MNIST file is present but wrong: truncated, not an IDX file, or inconsistent with its partner file."""
-
-
-def user_folder(env: str, name: str) -> Path:
-    """$env if set, else the per-user cache folder ($XDG_CACHE_HOME or ~/.cache)/vibtools/name."""
-    if os.environ.get(env):
-        return Path(os.environ[env]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "vibtools" / name
 
 
 def default_data_root() -> Path:

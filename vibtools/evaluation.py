@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .bounds import class_loss_bits, izy_lower_bound
+from .config import EVAL_CHUNK, salted_seed
 from .model import VIB, VIBStack
 
 
@@ -15,12 +16,12 @@ def noise(gens: list[torch.Generator], shape: tuple[int, ...], device: torch.dev
 
 def eval_generators(seeds: list[int], salt: int, device: torch.device) -> list[torch.Generator]:
     """Fresh generators for evaluation noise, so evaluating never moves the training random streams."""
-    return [torch.Generator(device=device).manual_seed(int(s) * 1_000_003 + salt) for s in seeds]
+    return [torch.Generator(device=device).manual_seed(salted_seed(s, salt)) for s in seeds]
 
 
 @torch.no_grad()
 def evaluate_stacks(stacks: list[VIBStack], x: torch.Tensor, y: torch.Tensor, gens: list[torch.Generator],
-                    n_samples: int = 12, chunk: int = 2000) -> list[dict[str, torch.Tensor]]:
+                    n_samples: int = 12, chunk: int = EVAL_CHUNK) -> list[dict[str, torch.Tensor]]:
     """Bounds and errors of every model of some stacks of one shape, under the same draws of the noise.
 
     Drawing the noise costs more than the encoder on a CPU (about 3 300 normal draws per image at K=256), so
@@ -68,7 +69,7 @@ def evaluate_stacks(stacks: list[VIBStack], x: torch.Tensor, y: torch.Tensor, ge
 
 
 def evaluate_stack(stack: VIBStack, x: torch.Tensor, y: torch.Tensor, gens: list[torch.Generator],
-                   n_samples: int = 12, chunk: int = 2000) -> dict[str, torch.Tensor]:
+                   n_samples: int = 12, chunk: int = EVAL_CHUNK) -> dict[str, torch.Tensor]:
     """Bounds and errors of every model in a stack (see :func:`evaluate_stacks`), each an (M,) tensor."""
     return evaluate_stacks([stack], x, y, gens, n_samples, chunk)[0]
 

@@ -8,9 +8,8 @@ from typing import NamedTuple
 import torch
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
+from .bounds import LN2
 from .model import reparameterize
-
-LN2 = math.log(2.0)
 
 
 def _check_distribution(p: torch.Tensor, dim: int | tuple[int, ...], what: str) -> None:

@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 
 from .baselines import model_config, model_name
-from .checkpoint import RESULTS_VERSION, save_json
 from .config import TrainConfig, sweep_shared_fields
 from .data import MNISTTensors
 from .evaluation import evaluate
+from .store import RESULTS_VERSION, save_json
 
 PAPER_EPOCHS = 200  # the paper's protocol (Alemi et al. 2017, section 4.1)
 SEEDS = (0, 1, 2)
@@ -329,7 +329,7 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
     Returns:
         The results files written.
     """
-    from .runs import train_sweep
+    from .train import train_sweep
 
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:

@@ -1,0 +1,497 @@
+"""The run store: where runs are kept, their file format, and the checks made before any work.
+
+Dicts in, dicts out: this module knows paths, bytes and configs, not how training works (it imports nothing of
+:mod:`vibtools.train`, and nothing of the MNIST loader).
+
+**The file format.** A run file holds plain data only (tensors, numbers, strings, lists, dicts), so it is read with
+``torch.load(..., weights_only=True)`` and never unpickles code. Its payload:
+
+- ``format``, ``version`` (:data:`RESULTS_VERSION`), ``checksum`` (SHA-256 of everything else, see :func:`digest`);
+- ``config`` (``TrainConfig.as_dict()``), ``data`` (the data fingerprint), ``epochs_done``, ``device``;
+- ``model`` and ``ema_model``: the raw and the debiased EMA weights, by parameter name, (in, out) layout;
+- ``history`` (per-epoch metrics) and ``final`` (final evaluation, None until the run is finished);
+- ``training``: what resuming needs (Adam moments, schedule, EMA shadow, random-stream states and the device type
+  they belong to). A finished run drops it: loading a finished run needs only the two models and their record.
+
+**The cache.** A run is stored as ``<folder>/<key>.pt``; the key hashes the normalised config, the data fingerprint
+and :data:`RESULTS_VERSION`, so a change in numerics never serves an old result. A stored run is used only after
+its checksum and the keys and shapes the loader needs are verified; anything else is reported in one line and
+retrained. A lock file beside each run (``filelock``) makes a second process wait for the first and then load its
+run instead of training it again.
+
+**Checks before any work** (:func:`preflight`): the sweep, the options, the memory and the folder, each failing
+with a one-line ``ValueError`` before anything is read or created; :func:`check_data` once the data is there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock, Timeout
+
+from .config import EVAL_CHUNK, TrainConfig, sweep_shared_fields
+from .model import head_dim, parameter_shapes
+
+FORMAT = "vibtools-run"
+# The version of the numbers a run produces. Bump it whenever training or evaluation numerics change: stored runs
+# of another version are never served (the run-cache key includes it). tests/test_results_version.py fails when
+# the training trajectory changes while this stays the same.
+RESULTS_VERSION = 2
+ENV_CACHE = "VIBTOOLS_CACHE"
+TMP_SUFFIX = ".tmp"
+METRICS = ("izy", "izx", "err", "avg_err", "acc", "avg_acc")  # what every evaluation records
+HISTORY_KEYS = ("epoch", "lr", "seconds", "train_class_bits", "train_info_bits", "train_err",
+                *(f"{tag}_{m}" for tag in ("test", "ema_test") for m in METRICS))  # per-epoch columns
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+class CheckpointError(RuntimeError):
+    """A stored run could not be read, is damaged, or does not belong to the configuration asked for."""
+
+
+def user_folder(env: str, name: str) -> Path:
+    """$env if set, else the per-user cache folder ($XDG_CACHE_HOME or ~/.cache)/vibtools/name."""
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "vibtools" / name
+
+
+
+# ----------------------------------------------------------------------------- the file format
+def default_cache_dir() -> Path:
+    """The run cache: $VIBTOOLS_CACHE if set, else ~/.cache/vibtools/runs."""
+    return user_folder(ENV_CACHE, "runs")
+
+
+def digest(obj: Any) -> str:
+    """SHA-256 of a nested payload: keys, numbers, strings, and every tensor's dtype, shape and bytes."""
+    h = hashlib.sha256()
+
+    def walk(o: Any) -> None:
+        """Feed one value to the hash, recursively, in a canonical order."""
+        if isinstance(o, torch.Tensor):
+            t = o.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(o, Mapping):
+            h.update(b"{")
+            for k in sorted(o, key=str):
+                h.update(json.dumps(str(k)).encode())
+                walk(o[k])
+            h.update(b"}")
+        elif isinstance(o, (list, tuple)):
+            h.update(b"[")
+            for v in o:
+                walk(v)
+            h.update(b"]")
+        else:
+            h.update(json.dumps(o).encode())
+
+    walk(obj)
+    return h.hexdigest()
+
+
+def _umask() -> int:
+    """The process's current file-creation mask: from /proc (no side effect), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: briefly set, then restored
+    os.umask(mask)
+    return mask
+
+
+def tmp_prefix(path: Path) -> str:
+    """The name prefix of the temporary files an atomic write of ``path`` creates beside it."""
+    return f".{path.name}."
+
+
+def atomic_write(path: str | os.PathLike, write: Callable) -> None:
+    """Write a file through a temporary file beside it and a rename, so a reader never sees half a file.
+
+    The file gets the usual permissions (0666 less the umask); the temporary file is removed on any error,
+    Ctrl-C and SIGTERM included (a SIGKILL leaves it behind: :func:`remove_stale_tmp` clears it later).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path), suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def remove_stale_tmp(path: str | os.PathLike) -> list[Path]:
+    """Delete temporary files left beside ``path`` by a killed writer; call only while holding the run's lock."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = [p for p in path.parent.glob(f"{tmp_prefix(path)}*{TMP_SUFFIX}") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """Write ``payload`` (tensors, numbers, strings, lists, dicts only) with format, version and checksum."""
+    body = {"format": FORMAT, "version": RESULTS_VERSION, **payload}
+    body.pop("checksum", None)
+    body["checksum"] = digest(body)
+    atomic_write(path, lambda fh: torch.save(body, fh))
+
+
+def save_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write(path, lambda fh: fh.write(json.dumps(obj, indent=1).encode()))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a run file written by :func:`save_checkpoint` without unpickling code, and verify its checksum.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        CheckpointError: the file is unreadable, damaged, of another format or results version.
+    """
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise CheckpointError(f"{path} is not a readable vibtools checkpoint ({type(exc).__name__}: {first})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"{path} has format {found!r}, expected {FORMAT!r}")
+    if payload.get("version") != RESULTS_VERSION:
+        raise CheckpointError(f"{path} holds results version {payload.get('version')!r}, this vibtools makes "
+                              f"version {RESULTS_VERSION}")
+    body = {k: v for k, v in payload.items() if k != "checksum"}
+    if payload.get("checksum") != digest(body):
+        raise CheckpointError(f"{path} is damaged: its checksum does not match its contents")
+    return payload
+
+
+def check_run_payload(payload: dict[str, Any], shapes: dict[str, tuple[int, ...]], path: str | os.PathLike,
+                      need_training: bool = False) -> None:
+    """Raise CheckpointError naming the first key or tensor shape a loader needs that the payload lacks.
+
+    Args:
+        payload: a loaded run file.
+        shapes: the parameter shapes of one model of the run's configuration.
+        path: the file, for the message.
+        need_training: also require the training state (to resume).
+    """
+
+    def fail(what: str) -> None:
+        """Raise the one-line error."""
+        raise CheckpointError(f"{path} {what}")
+
+    for key, kind in (("config", dict), ("data", str), ("epochs_done", int), ("model", dict), ("ema_model", dict),
+                      ("history", dict)):
+        if not isinstance(payload.get(key), kind):
+            fail(f"lacks {key!r} (or it is not a {kind.__name__})")
+    for part in ("model", "ema_model"):
+        tensors = payload[part]
+        for name, shape in shapes.items():
+            t = tensors.get(name)
+            if not isinstance(t, torch.Tensor):
+                fail(f"lacks the tensor {part}[{name!r}]")
+            if tuple(t.shape) != tuple(shape):
+                fail(f"has {part}[{name!r}] of shape {tuple(t.shape)}, expected {tuple(shape)}")
+    done = payload["epochs_done"]
+    for key in HISTORY_KEYS:
+        column = payload["history"].get(key)
+        if not isinstance(column, list) or len(column) != done:
+            fail(f"has no history[{key!r}] of {done} epochs")
+    final = payload.get("final")
+    if final is not None:
+        for split in ("raw_test", "ema_test", "ema_train"):
+            if not isinstance(final, dict) or not isinstance(final.get(split), dict):
+                fail(f"lacks final[{split!r}]")
+            missing = [k for k in METRICS if not isinstance(final[split].get(k), (int, float))]
+            if missing:
+                fail(f"lacks final[{split!r}][{missing[0]!r}]")
+    if need_training:
+        tr = payload.get("training")
+        if not isinstance(tr, dict):
+            fail("lacks the training state needed to resume")
+        for key in ("adam", "scheduler", "ema", "rng", "device_type"):
+            if key not in tr:
+                fail(f"lacks training[{key!r}]")
+        for key in ("noise", "batches", "dropout"):
+            if key == "dropout" and isinstance(tr["rng"], dict) and key not in tr["rng"]:
+                continue  # saved before dropout existed: its models use none
+            if not isinstance(tr["rng"], dict) or not isinstance(tr["rng"].get(key), torch.Tensor):
+                fail(f"lacks training['rng'][{key!r}]")
+            if tr["rng"][key].dtype != torch.uint8:
+                fail(f"has a training['rng'][{key!r}] that is not a generator state")
+        for key in ("adam", "ema"):
+            if not isinstance(tr[key], dict):
+                fail(f"has a training[{key!r}] that is not a dict")
+        if not isinstance(tr["scheduler"], dict) or not isinstance(tr["ema"].get("steps"), int):
+            fail("has no usable schedule or EMA step count")
+        if tr["adam"] and not isinstance(tr["adam"].get("step"), torch.Tensor):
+            fail("has no usable training['adam']['step']")
+        for key in ("exp_avg", "exp_avg_sq"):
+            moments = tr["adam"].get(key) if tr["adam"] else None
+            for name, shape in shapes.items():
+                t = moments.get(name) if isinstance(moments, dict) else None
+                if tr["adam"] and (not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(shape)):
+                    fail(f"has no usable training['adam'][{key!r}][{name!r}]")
+        shadow = tr["ema"].get("shadow")
+        for name, shape in shapes.items():
+            t = shadow.get(name) if isinstance(shadow, dict) else None
+            if not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(shape):
+                fail(f"has no usable training['ema']['shadow'][{name!r}]")
+
+
+# ----------------------------------------------------------------------------- the cache
+def run_key(config: TrainConfig, data_fingerprint: str) -> str:
+    """A stable file name for a run: the first 20 hex digits of a SHA-1 of config, data and results version."""
+    blob = json.dumps({"format": FORMAT, "version": RESULTS_VERSION, "config": config.key_dict(),
+                       "data": data_fingerprint}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:20]
+
+
+def cache_folder(cache: bool | str | os.PathLike | None) -> Path | None:
+    """The folder a ``cache=`` argument names: True for the default, a path (``~`` expanded), False/None for none."""
+    if cache is False or cache is None:
+        return None
+    if cache is True:
+        return default_cache_dir()
+    return Path(cache).expanduser()
+
+
+def check_writable(folder: Path, needed_bytes: int, what: str = "cache folder") -> None:
+    """Raise ValueError (one line) unless ``folder`` can be created or written and has room; creates nothing.
+
+    Args:
+        folder: the folder files will be written to (it may not exist yet).
+        needed_bytes: the space the files need; twice that must be free (a new file is written beside the old).
+        what: how the message names the folder.
+    """
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{what} {str(folder)!r} cannot be created: {str(probe)!r} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {str(folder)!r} is not writable (no write permission on {str(probe)!r}): "
+                         f"choose another folder")
+    free = shutil.disk_usage(probe).free
+    if free < 2 * needed_bytes:
+        raise ValueError(f"{what} {str(folder)!r} has {free / 2**20:.0f} MiB free, the run needs about "
+                         f"{2 * needed_bytes / 2**20:.0f} MiB: free some space or choose another folder")
+
+
+def checkpoint_bytes(config: TrainConfig) -> int:
+    """About how large a partial run's file is: five float32 copies of the weights (raw, EMA, shadow, 2 moments)."""
+    n = sum(math.prod(s) for s in parameter_shapes(config.k, config.covariance, config.hidden).values())
+    return 5 * 4 * n + 2**20
+
+
+
+class RunCache:
+    """The run files of one cache folder: paths, locks, verified reads.
+
+    Args:
+        folder: the cache folder (created on the first write, not before).
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def path(self, config: TrainConfig, data_fingerprint: str) -> Path:
+        """Where the run of ``config`` on this data is stored."""
+        return self.folder / f"{run_key(config, data_fingerprint)}.pt"
+
+    @contextlib.contextmanager
+    def locked(self, paths: Sequence[Path]) -> Iterator[None]:
+        """Hold the lock of every run in ``paths`` (taken in sorted order, so two sweeps never deadlock).
+
+        While the locks are held no other process trains or writes these runs, so temporary files left beside
+        them are stale and are removed.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as stack:
+            for path in sorted(set(paths)):
+                lock = FileLock(str(path.with_name(f".{path.name}.lock")))
+                try:
+                    lock.acquire(timeout=1)
+                except Timeout:
+                    warnings.warn(f"waiting for another process that is training {path.name} in {self.folder}",
+                                  stacklevel=4)
+                    lock.acquire()
+                stack.callback(lock.release)
+                remove_stale_tmp(path)
+                remove_stale_tmp(path.with_suffix(".json"))  # the command line's history file beside the run
+            yield
+
+    def read(self, path: Path, config: TrainConfig, data_fingerprint: str) -> dict | None:
+        """The verified stored run at ``path``, or None; a file that fails any check is reported in one line."""
+        if not path.exists():
+            return None
+        try:
+            payload = load_checkpoint(path)
+            check_run_payload(payload, parameter_shapes(config.k, config.covariance, config.hidden), path)
+            try:
+                same = TrainConfig.from_dict(payload["config"]).key_dict() == config.key_dict()
+            except (TypeError, ValueError):
+                same = False
+            if not same or payload["data"] != data_fingerprint:
+                raise CheckpointError(f"{path} holds a different configuration or data set")
+            if payload["epochs_done"] < config.epochs:  # to resume, the training state must be whole too
+                check_run_payload(payload, parameter_shapes(config.k, config.covariance, config.hidden), path,
+                                  need_training=True)
+            return payload
+        except CheckpointError as exc:
+            warnings.warn(f"ignoring stored run: {exc}; it will be retrained and overwritten", stacklevel=3)
+            return None
+
+
+# ----------------------------------------------------------------------------- checks before any work
+def check_sweep(configs: Sequence[TrainConfig]) -> None:
+    """Raise ValueError unless the configs can share one stacked pass (they differ only in beta and seed)."""
+    if not isinstance(configs, (list, tuple)) or not configs:
+        raise ValueError("train_sweep needs a non-empty list of TrainConfig")
+    for c in configs:
+        if not isinstance(c, TrainConfig):
+            raise ValueError(f"train_sweep takes TrainConfig objects, got {type(c).__name__}")
+    first = configs[0]
+    for c in configs[1:]:
+        for name in sweep_shared_fields():
+            if getattr(c, name) != getattr(first, name):
+                raise ValueError(f"models in one sweep must share {name}: {getattr(first, name)!r} vs "
+                                 f"{getattr(c, name)!r}; split them into separate sweeps")
+
+
+def memory_needed(configs: Sequence[TrainConfig]) -> int:
+    """About how many bytes training and evaluating these models needs on the device, beside the data."""
+    c, m = configs[0], len(configs)
+    n_params = sum(math.prod(s) for s in parameter_shapes(c.k, c.covariance, c.hidden).values())
+    weights = 6 * 4 * n_params * m  # weights, gradients, two Adam moments, EMA shadow, EMA model
+    width = 2 * c.hidden + head_dim(c.k, c.covariance)
+    draws = (c.n_eval_samples + 1) * m * max(EVAL_CHUNK, c.batch_size)
+    latent = 3 * draws * c.k * 4  # noise, codes and their temporaries
+    if c.covariance == "full":
+        latent += 3 * m * EVAL_CHUNK * c.k * c.k * 4  # a Cholesky factor per example
+    activations = 4 * m * EVAL_CHUNK * width * 4
+    return weights + latent + activations
+
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Free memory on the device in bytes (CPU: MemAvailable), or None when it cannot be told."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cpu":
+        free = None
+        try:
+            with open("/proc/meminfo") as fh:
+                for line in fh:
+                    if line.startswith("MemAvailable:"):
+                        free = int(line.split()[1]) * 1024
+        except OSError:
+            try:
+                free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            except (ValueError, OSError, AttributeError):
+                pass
+        limit = _cgroup_room()
+        return limit if free is None else free if limit is None else min(free, limit)
+    return None
+
+
+def _cgroup_room() -> int | None:
+    """Bytes left under this process's cgroup (v2) memory limit, or None without a limit."""
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        used = int(open("/sys/fs/cgroup/memory.current").read().strip())
+    except (OSError, ValueError):
+        return None
+    return None if limit == "max" else max(int(limit) - used, 0)
+
+
+def check_memory(configs: Sequence[TrainConfig], device: torch.device) -> None:
+    """Raise ValueError (one line) when training these models would need more memory than the device has free."""
+    c = configs[0]
+    need = memory_needed(configs)
+    free = available_memory(device)
+    if free is not None and need > free:
+        raise ValueError(f"{len(configs)} model(s) with K={c.k}, hidden={c.hidden} need about {need / 2**30:.1f} GiB "
+                         f"on {device.type}, more than the {free / 2**30:.1f} GiB free: use a smaller K or hidden "
+                         f"width, or fewer models per sweep")
+
+
+def check_options(configs: Sequence[TrainConfig], device: torch.device, folder: Path | None, checkpoint_every: int,
+                  stop_after: int | None, compile: bool | str) -> ValueError | None:
+    """Raise ValueError (one line) on a bad option, before the data is read; creates nothing.
+
+    Returns:
+        None when the cache folder can be written, else the error to raise unless every run is already stored
+        there (a read-only folder of finished runs can still serve them).
+    """
+    for name, v in (("checkpoint_every", checkpoint_every), ("stop_after", stop_after)):
+        if v is None and name == "stop_after":
+            continue
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    if not (isinstance(compile, bool) or compile in COMPILE_MODES):
+        raise ValueError(f"compile must be True, False or a torch.compile mode ({', '.join(COMPILE_MODES)}), "
+                         f"got {compile!r}")
+    check_memory(configs, device)
+    if folder is None:
+        return None
+    try:
+        check_writable(folder, checkpoint_bytes(configs[0]) * len(configs))
+    except ValueError as exc:
+        if not folder.is_dir():
+            raise  # nothing can be stored in a folder that does not exist
+        return exc
+    return None
+
+
+def check_data(configs: Sequence[TrainConfig], data) -> None:
+    """Raise ValueError (one line) when the data cannot serve these configs (shapes, counts, batch size)."""
+    c = configs[0]
+    if not all(isinstance(getattr(data, n, None), torch.Tensor) for n in ("train_x", "train_y", "test_x", "test_y")):
+        raise ValueError(f"data must be MNISTTensors (from vibtools.load_mnist), got {type(data).__name__}")
+    n_train, n_test = len(data.train_x), len(data.test_x)
+    if data.train_x.shape[1:] != (784,) or data.test_x.shape[1:] != (784,):
+        raise ValueError(f"images must have shape (N, 784), got {tuple(data.train_x.shape)} and "
+                         f"{tuple(data.test_x.shape)}")
+    if len(data.train_y) != n_train or len(data.test_y) != n_test:
+        raise ValueError(f"data holds {len(data.train_y)} labels for {n_train} training images and "
+                         f"{len(data.test_y)} for {n_test} test images: pass matching images and labels")
+    if n_test < 1:
+        raise ValueError("the test set is empty: the run evaluates on it after every epoch")
+    if c.batch_size > n_train:
+        raise ValueError(f"batch_size {c.batch_size} is larger than the {n_train} training images: "
+                         f"use batch_size <= {n_train}")
+
+

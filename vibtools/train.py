@@ -1,0 +1,653 @@
+"""Training, top to bottom: the state of M models trained together, one step, one epoch, the loop, and the API.
+
+Read in order:
+
+1. :class:`TrainState`: the stacked weights of M models, one fused Adam, the learning-rate schedule, the weight
+   average (EMA), one noise generator per model and a shared batch-order generator, and the histories; it turns
+   into stored payloads and back (:meth:`TrainState.payloads`, :meth:`TrainState.restore`), exactly.
+2. :func:`objective` and :func:`train_step`: the VIB loss of every model, backward, Adam, EMA.
+3. :func:`train_sweep`: check everything, serve finished runs from the store, then per pass the loop:
+   build the state or resume it; for each epoch, for each batch, step; evaluate, then save; the final evaluation.
+4. :func:`train`, :func:`load_run`: one model; a stored run.
+
+Files, keys, locks and the checks made before any work live in :mod:`vibtools.store`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .bounds import prediction_entropy_bits, smoothed_class_loss_bits, vib_objective
+from .config import TrainConfig, salted_seed
+from .data import MNISTTensors, load_mnist
+from .device import configure_fast_math, describe_device, pick_device
+from .ema import EMA
+from .evaluation import eval_generators, evaluate_stack, evaluate_stacks, noise, to_floats
+from .model import VIB, VIBStack, parameter_shapes
+from .store import (
+    CheckpointError,
+    RunCache,
+    cache_folder,
+    check_data,
+    check_options,
+    check_run_payload,
+    check_sweep,
+    load_checkpoint,
+    save_checkpoint,
+    save_json,
+)
+
+TRAIN_EVAL_SIZE = 10_000  # training images the final evaluation measures (the first ones; as many as the test set)
+FINAL_SALT = 10_000  # evaluation-noise salt of the training-set evaluation (per-epoch records use the epoch)
+DROPOUT_SALT = 7_919  # dropout masks come from generators seeded apart from the noise
+
+
+# ----------------------------------------------------------------------------- the training state
+@dataclass(frozen=True)
+class LossSettings:
+    """Per-model loss settings of a stack, as (M,) tensors; a regularizer nobody uses is None (no extra work)."""
+
+    betas: torch.Tensor
+    label_smoothing: torch.Tensor | None = None
+    confidence_penalty: torch.Tensor | None = None
+    dropout: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, configs: Sequence[TrainConfig], device: torch.device) -> LossSettings:
+        """The settings of these configs on ``device``."""
+        def column(name: str) -> torch.Tensor:
+            """One field of every config as an (M,) tensor."""
+            return torch.tensor([float(getattr(c, name)) for c in configs], device=device)
+
+        def used(name: str) -> torch.Tensor | None:
+            """The column, or None when every model has it at 0."""
+            return column(name) if any(getattr(c, name) for c in configs) else None
+
+        return cls(column("beta"), used("label_smoothing"), used("confidence_penalty"), used("dropout"))
+
+
+def make_adam(params, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
+    """Adam with the config's learning rate and betas; fused (one kernel for all tensors) on CPU and CUDA."""
+    # fused Adam is the fastest measured on CPU and CUDA; foreach elsewhere (MPS).
+    kw = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
+    return torch.optim.Adam(params, lr=config.lr, betas=tuple(config.adam_betas), **kw)
+
+
+class DeviceMismatch(CheckpointError):
+    """A stored training state belongs to another device type, whose random-stream states cannot continue here."""
+
+    def __init__(self, saved_on: str, here: str):
+        super().__init__(f"its training state was saved on {saved_on}, and random-stream states of that device "
+                         f"cannot continue on {here}")
+        self.saved_on = saved_on
+
+
+class TrainState:
+    """The mutable training state of M models of one shape that share a batch order.
+
+    Args:
+        configs: one config per model; they differ only in beta and seed (see :func:`vibtools.config.PER_MODEL`).
+        device: where the state lives.
+    """
+
+    def __init__(self, configs: Sequence[TrainConfig], device: torch.device):
+        c = configs[0]
+        self.configs, self.device = list(configs), device
+        # initial weights come from per-model CPU generators, so PyTorch's global random state is never touched
+        self.stack = VIBStack(c.k, c.covariance, c.hidden, seeds=[ci.seed for ci in configs]).to(device)
+        self.opt = make_adam(self.stack.parameters(), c, device)
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=c.decay_epochs, gamma=c.decay_rate)
+        self.ema = EMA(self.stack.parameters(), c.ema_decay)
+        self.noise = [torch.Generator(device=device).manual_seed(ci.seed) for ci in configs]
+        self.batches = torch.Generator(device=device).manual_seed(c.batch_seed)
+        self.settings = LossSettings.of(configs, device)
+        self.dropout_gens = [torch.Generator(device=device).manual_seed(salted_seed(ci.seed, DROPOUT_SALT))
+                             for ci in configs]
+        self.histories: list[dict[str, list]] = [{} for _ in configs]
+        self.epoch = 0
+        self.trained_on = describe_device(device)
+        self._fixed_ema: list[torch.Tensor] | None = None  # stored averages of a run restored without its shadow
+        self._ema_stack: VIBStack | None = None
+
+    @property
+    def m(self) -> int:
+        """Number of models."""
+        return len(self.configs)
+
+    def dropout_masks(self, batch: int) -> list[torch.Tensor] | None:
+        """Two (M, B, hidden) keep-masks for the hidden layers, scaled by 1 / (1 - rate); None without dropout."""
+        rates = self.settings.dropout
+        if rates is None:
+            return None
+        hidden = self.configs[0].hidden
+        u = torch.stack([torch.rand((2, batch, hidden), generator=g, device=self.device) for g in self.dropout_gens], 1)
+        r = rates.view(1, -1, 1, 1)
+        keep = (u >= r).to(u.dtype) / (1 - r)
+        return [keep[0], keep[1]]
+
+    def seeds(self) -> list[int]:
+        """Each model's seed (its evaluation noise derives from it)."""
+        return [c.seed for c in self.configs]
+
+    def ema_averages(self) -> list[torch.Tensor]:
+        """The debiased weight averages, one stacked tensor per parameter."""
+        return self._fixed_ema if self._fixed_ema is not None else self.ema.averaged()
+
+    def ema_stack(self) -> VIBStack:
+        """A stack holding the current debiased averages (built once, refreshed on every call)."""
+        if self._ema_stack is None:
+            self._ema_stack = VIBStack(*self.stack.shape_args, seeds=[None] * self.m, init=False).to(self.device)
+        with torch.no_grad():
+            torch._foreach_copy_(list(self._ema_stack.parameters()), self.ema_averages())
+        return self._ema_stack
+
+    # ----- to and from stored payloads -----
+    def payloads(self, data_fingerprint: str, finals: Sequence[dict | None], training: bool) -> list[dict]:
+        """One run payload per model (CPU tensors); ``training`` adds what resuming needs."""
+        names = [n for n, _ in self.stack.named_parameters()]
+        params = list(self.stack.parameters())
+        averages = self.ema_averages()
+
+        def model_i(tensors, i: int) -> dict[str, torch.Tensor]:
+            """Model i's slice of stacked tensors, by parameter name, on the CPU."""
+            return {n: t[i].detach().cpu().clone() for n, t in zip(names, tensors)}
+
+        out = []
+        for i, c in enumerate(self.configs):
+            p = {"config": c.as_dict(), "data": data_fingerprint, "epochs_done": self.epoch,
+                 "device": self.trained_on, "model": model_i(params, i), "ema_model": model_i(averages, i),
+                 "history": self.histories[i], "final": finals[i]}
+            if training:
+                adam = {}
+                if self.opt.state:
+                    for key in ("exp_avg", "exp_avg_sq"):
+                        adam[key] = model_i([self.opt.state[q][key] for q in params], i)
+                    adam["step"] = self.opt.state[params[0]]["step"].detach().cpu().clone()
+                p["training"] = {
+                    "device_type": self.device.type, "adam": adam, "scheduler": self.sched.state_dict(),
+                    "ema": {"shadow": model_i(self.ema.shadow, i), "steps": self.ema.steps, "decay": self.ema.decay},
+                    "rng": {"noise": self.noise[i].get_state(), "batches": self.batches.get_state(),
+                            "dropout": self.dropout_gens[i].get_state()},
+                }
+            out.append(p)
+        return out
+
+    def restore(self, payloads: Sequence[dict], training: bool) -> None:
+        """Load stored payloads of these configs (all at the same epoch).
+
+        Args:
+            payloads: one verified payload per model, in order.
+            training: restore the optimizer, schedule, EMA shadow and random streams too (to continue
+                training); without it only the weights, the stored averages and the histories are loaded.
+        Raises:
+            CheckpointError: the training state was saved on another device type, whose random-stream
+                states cannot continue here.
+        """
+        dev = self.device
+        names = [n for n, _ in self.stack.named_parameters()]
+        self.stack.load_model_states([p["model"] for p in payloads])
+        self.histories = [{k: list(v) for k, v in p["history"].items()} for p in payloads]
+        self.epoch = int(payloads[0]["epochs_done"])
+        self.trained_on = str(payloads[0].get("device", ""))
+
+        def stacked(parts: Sequence[dict]) -> list[torch.Tensor]:
+            """Per-model tensor dicts stacked in parameter order, on the device."""
+            return [torch.stack([d[n] for d in parts]).to(dev) for n in names]
+
+        if not training:
+            self._fixed_ema = stacked([p["ema_model"] for p in payloads])
+            return
+        tr = [p["training"] for p in payloads]
+        saved_on = {t["device_type"] for t in tr}
+        if saved_on != {dev.type}:
+            raise DeviceMismatch("/".join(sorted(saved_on)), dev.type)
+        try:
+            self._restore_training(tr, stacked)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a state that passed the checksum but not torch
+            raise CheckpointError(f"its training state cannot be restored ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+    def _restore_training(self, tr: Sequence[dict], stacked) -> None:
+        """Restore the optimizer, schedule, EMA shadow and random streams from stored training states."""
+        dev = self.device
+        self._fixed_ema = None
+        with torch.no_grad():
+            torch._foreach_copy_(self.ema.shadow, stacked([t["ema"]["shadow"] for t in tr]))
+        self.ema.steps = int(tr[0]["ema"]["steps"])
+        if tr[0]["adam"]:
+            moments = {key: stacked([t["adam"][key] for t in tr]) for key in ("exp_avg", "exp_avg_sq")}
+            for j, q in enumerate(self.stack.parameters()):
+                self.opt.state[q] = {"step": tr[0]["adam"]["step"].to(dev).clone(),  # one counter per tensor
+                                     "exp_avg": moments["exp_avg"][j], "exp_avg_sq": moments["exp_avg_sq"][j]}
+        self.sched.load_state_dict(tr[0]["scheduler"])
+        for pg, lr in zip(self.opt.param_groups, self.sched.get_last_lr()):
+            pg["lr"] = lr  # the scheduler's state holds the decayed lr, the fresh optimizer still has the initial one
+        for g, d, t in zip(self.noise, self.dropout_gens, tr):
+            g.set_state(t["rng"]["noise"])
+            if "dropout" in t["rng"]:  # absent from runs saved before dropout existed (which use none)
+                d.set_state(t["rng"]["dropout"])
+        self.batches.set_state(tr[0]["rng"]["batches"])
+
+
+# ----------------------------------------------------------------------------- one step, one epoch
+def objective(stack: VIBStack, settings: LossSettings, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
+              keep: list[torch.Tensor] | None = None):
+    """The training loss summed over the M models, and their (3, M) class bits, info bits and error counts.
+
+    Each model's loss is the VIB objective, class loss + beta * info loss in bits, where the class loss is taken
+    against label-smoothed targets for models with ``label_smoothing`` and the entropy of q(y|z) is subtracted,
+    times ``confidence_penalty``, for models with a confidence penalty (the Table 1 baselines). The models
+    share no weights, so the gradient of the sum gives each model the gradient of its own loss.
+    """
+    class_bits, info_bits, wrong, logits = stack.loss_terms(x, y, eps, keep)
+    fit_bits = class_bits
+    if settings.label_smoothing is not None:
+        fit_bits = smoothed_class_loss_bits(logits, y, settings.label_smoothing)
+    loss = vib_objective(fit_bits, info_bits, settings.betas)
+    if settings.confidence_penalty is not None:
+        loss = loss - settings.confidence_penalty * prediction_entropy_bits(logits)
+    return loss.sum(), torch.stack([class_bits.detach(), info_bits.detach(), wrong.to(class_bits.dtype)])
+
+
+def maybe_compile(fn: Callable, mode: bool | str) -> Callable:
+    """``torch.compile(fn)`` that falls back to the plain ``fn``, with a warning, if compiling fails."""
+    if not mode:
+        return fn
+    compiled = torch.compile(fn, mode=None if mode is True else mode)
+    state = {"fn": compiled, "tried": False}
+
+    def call(*args):
+        """Run the compiled function; on its first failure, switch to the plain one for good."""
+        if state["tried"]:
+            return state["fn"](*args)
+        state["tried"] = True
+        try:
+            return compiled(*args)
+        except Exception as exc:  # compile errors surface on the first call (no compiler, unsupported op)
+            if not _is_compile_error(exc):
+                raise  # an error of the step itself (shapes, memory) is not a compiler's: report it as it is
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}); using the plain step", stacklevel=2)
+            state["fn"] = fn
+            return fn(*args)
+
+    return call
+
+
+def _is_compile_error(exc: BaseException) -> bool:
+    """True for the errors torch.compile raises when it cannot compile (Dynamo, Inductor, a missing compiler)."""
+    module = type(exc).__module__ or ""
+    return module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(exc, (ImportError, OSError))
+
+
+def train_step(state: TrainState, step_fn: Callable, x: torch.Tensor, y: torch.Tensor,
+               eps: torch.Tensor) -> torch.Tensor:
+    """One optimisation step of every model (loss, backward, Adam, EMA); returns the (3, M) batch statistics.
+
+    Dropout masks, where a model uses dropout, are drawn here from the models' own dropout generators.
+    """
+    loss, stats = step_fn(state.stack, state.settings, x, y, eps, state.dropout_masks(len(x)))
+    state.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    state.opt.step()
+    state.ema.update()
+    return stats
+
+
+def run_epoch(state: TrainState, data: MNISTTensors, step_fn: Callable, bar=None) -> dict[str, torch.Tensor]:
+    """One pass over the training set in the shared random batch order; returns each model's running means."""
+    c = state.configs[0]
+    n = len(data.train_x)
+    steps = n // c.batch_size
+    perm = torch.randperm(n, generator=state.batches, device=state.device)
+    sums = torch.zeros(3, state.m, device=state.device)
+    state.stack.train()
+    for s in range(steps):
+        idx = perm[s * c.batch_size:(s + 1) * c.batch_size]
+        eps = noise(state.noise, (c.batch_size, c.k), state.device)
+        sums += train_step(state, step_fn, data.train_x[idx], data.train_y[idx], eps)
+        if bar is not None:
+            bar.update(1)
+    sums /= steps
+    sums[2] /= c.batch_size
+    return {"train_class_bits": sums[0], "train_info_bits": sums[1], "train_err": sums[2]}
+
+
+def record_epoch(state: TrainState, data: MNISTTensors, epoch_metrics: dict, lr: float, seconds: float) -> None:
+    """Evaluate raw and EMA weights on the test set and append one history row per model.
+
+    ``seconds`` is the epoch's training time; the row also records the evaluation's own time (``eval_seconds``).
+    """
+    c = state.configs[0]
+    t0 = time.perf_counter()
+    raw, ema = evaluate_stacks([state.stack, state.ema_stack()], data.test_x, data.test_y,
+                               eval_generators(state.seeds(), state.epoch, state.device), c.n_eval_samples)
+    if state.device.type == "cuda":
+        torch.cuda.synchronize()
+    eval_seconds = time.perf_counter() - t0
+    for i, h in enumerate(state.histories):
+        row = {"epoch": state.epoch, "lr": lr, "seconds": seconds, "eval_seconds": eval_seconds}
+        row.update({k: float(v[i]) for k, v in epoch_metrics.items()})
+        row.update({f"test_{k}": v for k, v in to_floats(raw, i).items()})
+        row.update({f"ema_test_{k}": v for k, v in to_floats(ema, i).items()})
+        for k, v in row.items():
+            h.setdefault(k, []).append(v)
+
+
+def final_evaluation(state: TrainState, data: MNISTTensors) -> list[dict]:
+    """Each model's final metrics: raw and EMA weights on the test set, EMA weights on training images.
+
+    The test-set metrics are the last epoch's record (the same weights, already evaluated): each set of weights is
+    evaluated once, and the per-epoch lines and the final ones agree. The training-set metrics are measured on the
+    first :data:`TRAIN_EVAL_SIZE` training images, as many as the test set holds, so that train and test numbers
+    carry the same sampling noise. (On a CPU the noise draws cost more than the network: all 60 000 images took
+    longer than a third of a training epoch, measured at K=256.)
+    """
+    c = state.configs[0]
+    x, y = data.train_x[:TRAIN_EVAL_SIZE], data.train_y[:TRAIN_EVAL_SIZE]
+    train = evaluate_stack(state.ema_stack(), x, y, eval_generators(state.seeds(), FINAL_SALT, state.device),
+                           c.n_eval_samples)
+    out: list[dict] = []
+    for i, row in enumerate(last_rows(state)):
+        out.append({"raw_test": {k[len("test_"):]: v for k, v in row.items() if k.startswith("test_")},
+                    "ema_test": {k[len("ema_test_"):]: v for k, v in row.items() if k.startswith("ema_test_")},
+                    "ema_train": to_floats(train, i)})
+    return out
+
+
+def last_rows(state: TrainState, epoch: int | None = None) -> list[dict]:
+    """Each model's history row of one epoch (the last by default)."""
+    j = -1 if epoch is None else epoch
+    return [{k: v[j] for k, v in h.items()} for h in state.histories]
+
+
+# ----------------------------------------------------------------------------- runs
+@dataclass
+class RunResult:
+    """A trained run: raw and EMA-averaged models, per-epoch history and final evaluations."""
+
+    config: TrainConfig
+    model: VIB
+    ema_model: VIB
+    history: dict[str, list]
+    final: dict[str, dict[str, float]] = field(default_factory=dict)
+    from_cache: bool = False
+    path: Path | None = None
+    device: str = ""  # where it was trained, e.g. "cpu (x86_64, 2 threads)" or "cuda (NVIDIA H100 80GB HBM3)"
+    timing: dict[str, float] = field(default_factory=dict)  # final_eval_seconds (per-epoch times are in history)
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        """Where the run's time went: training, per-epoch evaluation, final evaluation (seconds, summed)."""
+        h = self.history
+        return {"training": float(sum(h.get("seconds", []))), "epoch_eval": float(sum(h.get("eval_seconds", []))),
+                "final_eval": float(self.timing.get("final_eval_seconds", 0.0))}
+
+    def save_history(self, path: str | Path) -> None:
+        """Write config, history and final metrics as JSON (atomically)."""
+        save_json(path, {"config": self.config.as_dict(), "history": self.history, "final": self.final})
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on Ctrl-C or SIGTERM; the finished epochs are saved and rerunning resumes."""
+
+
+# ----------------------------------------------------------------------------- building results
+def _results(state: TrainState, finals: list[dict], paths: list[Path | None]) -> list[RunResult]:
+    """Every model of a training state as a RunResult (copies of its raw and EMA weights; averages built once)."""
+    ema = state.ema_stack()
+    return [RunResult(c, state.stack.model(i), ema.model(i), state.histories[i], finals[i], False, paths[i],
+                      state.trained_on) for i, c in enumerate(state.configs)]
+
+
+def _model(c: TrainConfig, tensors: dict, device: torch.device) -> VIB:
+    """A VIB of config ``c`` holding stored per-model tensors, on ``device``, in eval mode."""
+    model = VIB(c.k, c.covariance, c.hidden, init=False)
+    model.load_model_states([tensors])
+    return model.to(device).eval()
+
+
+def _finished(payload: dict, c: TrainConfig, device: torch.device, path: Path | None) -> RunResult:
+    """A stored finished run: only its raw and EMA models and its record (no optimizer, no random streams)."""
+    return RunResult(c, _model(c, payload["model"], device), _model(c, payload["ema_model"], device),
+                     {k: list(v) for k, v in payload["history"].items()}, payload.get("final") or {}, True, path,
+                     str(payload.get("device", "")), dict(payload.get("timing") or {}))
+
+
+def load_run(path: str | Path, device: str | None = None) -> RunResult:
+    """Load a stored run from its file, on any device (safe: ``weights_only=True``, checksum verified).
+
+    Args:
+        path: a run file written by :func:`train_sweep` (``<cache>/<key>.pt``).
+        device: where to put the models (None: the best available).
+    Returns:
+        The RunResult with the raw and EMA models, history and final metrics (empty if unfinished).
+    Raises:
+        CheckpointError: the file is unreadable, damaged, or lacks what the loader needs.
+    """
+    payload = load_checkpoint(path)
+    try:
+        config = TrainConfig.from_dict(payload.get("config") or {})
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} holds an unusable config ({exc})") from None
+    check_run_payload(payload, parameter_shapes(config.k, config.covariance, config.hidden), path)
+    return _finished(payload, config, pick_device(device), Path(path))
+
+
+# ----------------------------------------------------------------------------- training
+@contextlib.contextmanager
+def _interrupts_held():
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver the first one (main thread only).
+
+    A save and the count of saved epochs then always agree: an interrupt never discards a finished epoch
+    half-written, nor lands between the file's rename and the bookkeeping of what is saved. (Swapping the Python
+    handlers, not pthread_sigmask: the kernel may deliver a blocked-here signal to a torch or tqdm thread.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        if pending:
+            signal.raise_signal(pending[0])  # the restored handler raises KeyboardInterrupt (or the CLI's SIGTERM)
+
+
+def train_sweep(configs: list[TrainConfig], data: MNISTTensors | None = None, *, device: str | None = None,
+                cache: bool | str | Path = True, progress: bool = True,
+                on_epoch: Callable[[int, list[dict]], None] | None = None,
+                checkpoint_every: int = 1, stop_after: int | None = None,
+                compile: bool | str = False) -> list[RunResult]:
+    """Train M models that differ in beta and/or seed in one pass, with stacked weights.
+
+    Every model sees the same batch order (``batch_seed`` of the first config) and draws its own noise from
+    its own seed, so model i equals ``train(configs[i])`` with the same batch order, up to float rounding.
+    Runs already in the cache are loaded, unfinished ones resumed, the rest trained. Every input is checked
+    before any work; a bad one raises ValueError (or DataNotFoundError for the data) and writes nothing.
+
+    Args:
+        configs: one TrainConfig per model; all fields but beta and seed must agree.
+        data: MNIST tensors (moved to the device); None loads the default data folder.
+        device: "cpu", "cuda", "cuda:N", "mps" or None for the best available.
+        cache: True for the default run cache, a folder, or False to train without storing.
+        progress: show tqdm bars (widgets in notebooks, text in terminals).
+        on_epoch: called after each epoch with (epoch, [history row of each model]); a resumed run first
+            replays its stored epochs, so the calls equal those of an uninterrupted run.
+        checkpoint_every: store the state every this many epochs (and always before the final evaluation).
+        stop_after: stop after this many epochs in total (to simulate an interruption).
+        compile: compile the forward and backward with ``torch.compile`` (True, or a mode such as
+            "reduce-overhead", which captures CUDA graphs on a GPU); falls back to the plain step on failure.
+    Returns:
+        One RunResult per config, in order.
+    Raises:
+        TrainingInterrupted: on Ctrl-C; its message says how many epochs are saved (rerun to resume).
+    """
+    check_sweep(configs)  # every input is checked before any work (vibtools.store)
+    dev = pick_device(device)
+    folder = cache_folder(cache)
+    unwritable = check_options(configs, dev, folder, checkpoint_every, stop_after, compile)
+    data = load_mnist(device=dev) if data is None else data
+    check_data(configs, data)
+    configure_fast_math(dev)
+    fp = data.fingerprint()
+    store = RunCache(folder) if folder is not None else None
+    paths = [store.path(c, fp) if store else None for c in configs]
+    with store.locked(paths) if store and unwritable is None else contextlib.nullcontext():
+        stored = [store.read(p, c, fp) if store else None for p, c in zip(paths, configs)]
+        results = [_finished(st, c, dev, p) if _done(st, c) else None for st, c, p in zip(stored, configs, paths)]
+        if unwritable is not None and None in results:
+            raise unwritable  # a read-only store can serve finished runs, not train new ones
+        passes: dict[int, list[int]] = {}  # runs saved at the same epoch resume together
+        for i in (i for i, r in enumerate(results) if r is None):
+            passes.setdefault(stored[i]["epochs_done"] if stored[i] else 0, []).append(i)
+        for todo in passes.values():
+            trained = _train_pass([configs[i] for i in todo], [stored[i] for i in todo], [paths[i] for i in todo],
+                                  data.to(dev), fp, progress, on_epoch, checkpoint_every, stop_after, compile)
+            for i, r in zip(todo, trained):
+                results[i] = r
+    return results  # type: ignore[return-value]
+
+
+def _train_pass(configs, stored, paths, data, fp, progress, on_epoch, checkpoint_every, stop_after,
+                compile) -> list[RunResult]:
+    """The training loop of one stacked pass (see :func:`train_sweep`), top to bottom."""
+    c = configs[0]
+    state = _start(configs, stored, paths, data.device)  # 1. build the state, or resume it from the store
+    for e in range(state.epoch if on_epoch else 0):
+        on_epoch(e, last_rows(state, e))  # a resumed run replays its stored epochs first
+    step_fn = maybe_compile(objective, compile)
+    end = c.epochs if stop_after is None else min(c.epochs, stop_after)
+    save = _saver(state, paths, fp)
+    bars, saved = _Bars(state, len(data.train_x) // c.batch_size, progress), state.epoch
+    try:
+        while state.epoch < end:  # 2. for each epoch, for each batch, step
+            t0, lr = time.perf_counter(), state.sched.get_last_lr()[0]
+            metrics = run_epoch(state, data, step_fn, bars.steps)
+            state.sched.step()
+            _synchronize(state.device)
+            record_epoch(state, data, metrics, lr, time.perf_counter() - t0)  # 3. evaluate, then save
+            state.epoch += 1
+            if state.epoch in (c.epochs, end) or state.epoch % checkpoint_every == 0:
+                with _interrupts_held():  # an interrupt during the save is delivered once it is done
+                    save(None, training=True)  # the last epoch is safe before the final evaluation
+                    saved = state.epoch
+            bars.epoch_done(last_rows(state)[0])
+            if on_epoch is not None:  # after the save: an epoch reported is an epoch kept
+                on_epoch(state.epoch - 1, last_rows(state))
+        finals, timing = [{} for _ in configs], {}
+        if state.epoch == c.epochs:  # 4. the final evaluation
+            t0 = time.perf_counter()
+            finals = final_evaluation(state, data)
+            timing = {"final_eval_seconds": time.perf_counter() - t0}
+            save(finals, training=False, timing=timing)  # a finished run keeps only what loading it needs
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(_interrupted(saved, c.epochs, paths[0] is not None)) from None
+    finally:
+        bars.close()
+    results = _results(state, finals, paths)
+    for r in results:
+        r.timing = dict(timing)
+    return results
+
+
+def _start(configs: list[TrainConfig], stored: list[dict | None], paths: list[Path | None],
+           dev: torch.device) -> TrainState:
+    """A fresh training state, or the stored partial runs restored when they can continue here."""
+    state = TrainState(configs, dev)
+    if all(st is None for st in stored):
+        return state
+    epochs = {st["epochs_done"] if st is not None else 0 for st in stored}
+    if any(st is None for st in stored) or len(epochs) != 1:
+        warnings.warn("stored partial runs of this sweep stopped at different epochs; training the sweep from "
+                      "scratch (train them separately to keep their progress)", stacklevel=3)
+        return state
+    done = epochs.pop()
+    try:
+        state.restore(stored, training=done < configs[0].epochs)  # type: ignore[arg-type]
+    except DeviceMismatch as exc:
+        raise ValueError(f"stored partial run {paths[0]} (epoch {done} of {configs[0].epochs}) was saved on "
+                         f"{exc.saved_on} and can only resume there: rerun with device={exc.saved_on!r}, or delete "
+                         f"it to train from scratch on {dev.type}") from None
+    except CheckpointError as exc:
+        warnings.warn(f"ignoring stored run: {paths[0]} cannot resume ({exc}); training from scratch",
+                      stacklevel=3)
+        return TrainState(configs, dev)
+    return state
+
+
+def _done(stored: dict | None, c: TrainConfig) -> bool:
+    """True for a stored run that is finished: all its epochs and its final evaluation."""
+    return stored is not None and stored["epochs_done"] >= c.epochs and stored.get("final") is not None
+
+
+def _saver(state: TrainState, paths: list[Path | None], fp: str) -> Callable:
+    """``save(finals, training, timing)``: store every model's state (nothing without a store)."""
+    def save(finals: list[dict] | None, training: bool, timing: dict | None = None) -> None:
+        for p, payload in zip(paths, state.payloads(fp, finals or [None] * state.m, training)):
+            if p is not None:
+                save_checkpoint(p, {**payload, "timing": timing or {}})
+
+    return save
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for the device, so that an epoch's time is its own (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _interrupted(saved: int, epochs: int, stored: bool) -> str:
+    """The one line of an interrupted run: how many epochs are kept, and what to do."""
+    if not stored:
+        return f"interrupted after epoch {saved} of {epochs}; no run cache was used, so nothing was saved"
+    kept = "epoch 1 is saved" if saved == 1 else f"epochs 1-{saved} are saved"
+    return f"interrupted after epoch {saved} of {epochs}; " + (
+        f"{kept}; rerun the same command to resume" if saved else "nothing was saved")
+
+
+class _Bars:
+    """The pass's progress bars (tqdm): epochs, with an ETA and the first model's test error, and steps."""
+
+    def __init__(self, state: TrainState, steps: int, progress: bool):
+        c, m = state.configs[0], state.m
+        label = f"beta={c.beta:g}" if m == 1 else f"{m} models"
+        self.epochs = tqdm(total=c.epochs, initial=state.epoch, desc=f"VIB K={c.k} {label}", disable=not progress,
+                           unit="epoch")
+        self.steps = tqdm(total=steps, desc="steps", leave=False, disable=not progress, unit="step")
+
+    def epoch_done(self, row: dict) -> None:
+        self.epochs.update(1)
+        self.epochs.set_postfix(err=f"{row['test_err']:.4f}", izx=f"{row['test_izx']:.1f}")
+        self.steps.reset()
+
+    def close(self) -> None:
+        self.steps.close()
+        self.epochs.close()
+
+
+def train(config: TrainConfig | None = None, data: MNISTTensors | None = None, **kwargs) -> RunResult:
+    """Train one VIB model with the reference recipe (or load it from the run cache); see :func:`train_sweep`.
+
+    Args:
+        config: the run's settings; None uses the reference defaults (K=256, beta=1e-3, 10 epochs).
+        data: MNIST tensors; None loads the default data folder.
+        **kwargs: device, cache, progress, on_epoch, checkpoint_every, stop_after, compile as in
+            :func:`train_sweep`.
+    Returns:
+        The RunResult with raw and EMA models, history and final evaluations.
+    """
+    return train_sweep([config or TrainConfig()], data, **kwargs)[0]
