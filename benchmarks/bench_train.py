@@ -28,7 +28,7 @@ from torchvision import datasets, transforms
 
 import vibtools as vt
 from vibtools.evaluation import noise
-from vibtools.train import TrainState, maybe_compile, objective, train_step
+from vibtools.training import TrainState, maybe_compile, objective, train_step
 
 STEPS_PER_EPOCH = 600
 

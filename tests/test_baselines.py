@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import vibtools as vt
-from vibtools.train import LossSettings, TrainState, objective
+from vibtools.training import LossSettings, TrainState, objective
 
 TINY = vt.TrainConfig(k=8, hidden=32, epochs=2)
 

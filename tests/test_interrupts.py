@@ -20,8 +20,8 @@ import torch
 from conftest import fake_mnist
 
 import vibtools
-import vibtools.train as loop
-import vibtools.train as runs
+import vibtools.training as loop
+import vibtools.training as runs
 from vibtools import TrainConfig, TrainingInterrupted
 from vibtools.store import load_checkpoint, save_checkpoint
 

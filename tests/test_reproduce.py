@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import vibtools as vt
-import vibtools.train
+import vibtools.training
 from vibtools.reproduce import ResultsError, load_experiment, load_results, reproduce, run_name, summarize
 
 SMALL = {"hidden": 32}
@@ -47,7 +47,7 @@ def test_table1_writes_every_run_and_summarizes_over_seeds(small, tmp_path):
 
 def test_interrupted_experiment_resumes_and_finished_runs_are_skipped(small, tmp_path, monkeypatch):
     steps = []
-    real = vibtools.train.train_step
+    real = vibtools.training.train_step
 
     def counting(*args):
         """Count steps; interrupt in the second epoch when asked."""
@@ -56,7 +56,7 @@ def test_interrupted_experiment_resumes_and_finished_runs_are_skipped(small, tmp
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(vibtools.train, "train_step", counting)
+    monkeypatch.setattr(vibtools.training, "train_step", counting)
     interrupt = True
     with pytest.raises(vt.TrainingInterrupted):
         reproduce(["k2"], small, epochs=2, device="cpu", results_dir=tmp_path / "results", cache=tmp_path / "cache",

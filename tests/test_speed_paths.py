@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch._dynamo
 
-from vibtools.train import maybe_compile, objective
+from vibtools.training import maybe_compile, objective
 
 
 def test_compile_off_returns_the_plain_step():

@@ -17,7 +17,7 @@ import torch
 import vibtools as vt
 import vibtools.evaluation
 import vibtools.store
-import vibtools.train
+import vibtools.training
 from vibtools import TrainConfig
 
 TINY = TrainConfig(k=8, hidden=32, epochs=2)
@@ -47,7 +47,7 @@ def test_train_leaves_the_global_random_state_alone(small, cache_dir):
 def test_trainer_ema_matches_its_closed_form_over_the_recorded_trajectory(small, monkeypatch):
     """The EMA model equals sum_t (1-d) d^(T-t) w_t / (1 - d^T) over the weights w_t after each step."""
     seen: list[torch.Tensor] = []
-    real = vibtools.train.train_step
+    real = vibtools.training.train_step
 
     def record(state, step_fn, x, y, eps):
         """Run the step, then keep a copy of one weight matrix and one bias."""
@@ -55,7 +55,7 @@ def test_trainer_ema_matches_its_closed_form_over_the_recorded_trajectory(small,
         seen.append(torch.cat([state.stack.dec_weight.detach().flatten(), state.stack.enc2_bias.detach().flatten()]))
         return out
 
-    monkeypatch.setattr(vibtools.train, "train_step", record)
+    monkeypatch.setattr(vibtools.training, "train_step", record)
     c = TINY.with_(ema_decay=0.9)
     result = fit(c, small, cache=False)
     d, t = c.ema_decay, len(seen)
@@ -93,9 +93,9 @@ def test_each_set_of_weights_is_evaluated_once(small, monkeypatch):
         return real(stacks, x, *args, **kwargs)
 
     monkeypatch.setattr(vibtools.evaluation, "evaluate_stacks", spy)
-    monkeypatch.setattr(vibtools.train, "evaluate_stacks", spy)
+    monkeypatch.setattr(vibtools.training, "evaluate_stacks", spy)
     r = fit(TINY.with_(epochs=3), small, cache=False)
-    n_test, n_train = len(small.test_x), min(len(small.train_x), vibtools.train.TRAIN_EVAL_SIZE)
+    n_test, n_train = len(small.test_x), min(len(small.train_x), vibtools.training.TRAIN_EVAL_SIZE)
     assert calls == [(2, n_test)] * 3 + [(1, n_train)]  # raw + EMA per epoch, then the training set once
     last = {k: v[-1] for k, v in r.history.items()}
     assert r.final["ema_test"]["avg_err"] == last["ema_test_avg_err"]  # the final line is the last epoch's
@@ -104,7 +104,7 @@ def test_each_set_of_weights_is_evaluated_once(small, monkeypatch):
 
 def test_final_training_metrics_use_the_first_images(mnist, monkeypatch):
     data = mnist.subset(12_000, 200)
-    monkeypatch.setattr(vibtools.train, "TRAIN_EVAL_SIZE", 300)
+    monkeypatch.setattr(vibtools.training, "TRAIN_EVAL_SIZE", 300)
     r = fit(TINY.with_(epochs=1, batch_size=2000), data, cache=False)
     by_hand = vt.evaluate(r.ema_model, data.train_x[:300], data.train_y[:300])
     assert r.final["ema_train"]["izx"] == pytest.approx(by_hand["izx"], rel=1e-5)
@@ -116,7 +116,7 @@ def test_finished_runs_load_without_any_training_state(small, cache_dir, monkeyp
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished run must load without building a training state")
 
-    monkeypatch.setattr(vibtools.train, "TrainState", forbidden)
+    monkeypatch.setattr(vibtools.training, "TrainState", forbidden)
     again = fit(TINY, small, cache=cache_dir)
     loaded = vt.load_run(first.path, device="cpu")
     assert again.from_cache and loaded.final == first.final
@@ -167,14 +167,14 @@ def test_run_files_follow_the_umask(small, cache_dir):
 def test_progress_bar_names_the_run_it_trains(small, cache_dir, monkeypatch):
     fit(TINY, small, cache=cache_dir)  # the first config is stored, so only the second trains
     names = []
-    real = vibtools.train.tqdm
+    real = vibtools.training.tqdm
 
     def spy(*args, **kwargs):
         """Record the bars' labels."""
         names.append(kwargs.get("desc"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(vibtools.train, "tqdm", spy)
+    monkeypatch.setattr(vibtools.training, "tqdm", spy)
     configs = [TINY, TINY.with_(beta=0.5, seed=3, data_seed=0)]
     vt.train_sweep(configs, small, device="cpu", cache=cache_dir, progress=False)
     assert "VIB K=8 beta=0.5" in names
@@ -246,7 +246,7 @@ def test_bad_input_raises_one_line_before_any_work(small, tmp_path, monkeypatch,
     folder = tmp_path / "cache"
     call, words = bad_calls(small, folder)[case]
     steps = []
-    monkeypatch.setattr(vibtools.train, "train_step", lambda *a: steps.append(1))
+    monkeypatch.setattr(vibtools.training, "train_step", lambda *a: steps.append(1))
     with pytest.raises(ValueError) as info:
         call()
     message = str(info.value)
@@ -356,14 +356,14 @@ def test_the_explorer_trains_a_new_beta_from_its_button(small, monkeypatch):
 
     runs = [fit(TINY.with_(k=2, covariance="full", epochs=1), small, cache=False)]
     trained = []
-    real = vibtools.train.train
+    real = vibtools.training.train
 
     def record(config, data, **kwargs):
         """Train without a cache, and remember what the button asked for."""
         trained.append(config)
         return real(config, data, cache=False, progress=False, device="cpu")
 
-    monkeypatch.setattr(vibtools.train, "train", record)
+    monkeypatch.setattr(vibtools.training, "train", record)
     box = vt.widgets.beta_explorer(runs, small.test_x[:50], small.test_y[:50], data=small, device="cpu")
     buttons = [w for w in box.children[-2].children if isinstance(w, ipywidgets.Button)]
     buttons[0].click()
@@ -426,7 +426,7 @@ def test_prior_first_built_in_inference_mode_still_trains(small):
 def test_compile_fallback_is_only_for_compiler_errors():
     """An error of the step itself (here a transient one on the first call) is raised, not hidden as a compile
     failure behind a silent retry of the plain step."""
-    from vibtools.train import maybe_compile
+    from vibtools.training import maybe_compile
 
     calls = []
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import vibtools
-import vibtools.train
+import vibtools.training
 from vibtools import TrainConfig, load_run, train, train_sweep
 from vibtools.store import FORMAT, load_checkpoint, save_checkpoint
 
@@ -48,13 +48,13 @@ def assert_close_weights(a: torch.nn.Module, b: torch.nn.Module, **tol) -> None:
 def step_spy(monkeypatch):
     """Record (epoch, learning rate the optimizer actually uses) at every training step."""
     calls: list[tuple[int, float]] = []
-    real = vibtools.train.train_step
+    real = vibtools.training.train_step
 
     def spy(state, step_fn, x, y, eps):
         calls.append((state.epoch, state.opt.param_groups[0]["lr"]))
         return real(state, step_fn, x, y, eps)
 
-    monkeypatch.setattr(vibtools.train, "train_step", spy)
+    monkeypatch.setattr(vibtools.training, "train_step", spy)
     return calls
 
 

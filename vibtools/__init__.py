@@ -37,7 +37,7 @@ from .infotheory import (
 )
 from .model import VIB, VIBStack, posterior, prior, reparameterize
 from .store import RESULTS_VERSION, CheckpointError, default_cache_dir, load_checkpoint, save_checkpoint
-from .train import RunResult, TrainingInterrupted, load_run, train, train_sweep
+from .training import RunResult, TrainingInterrupted, load_run, train, train_sweep
 
 __version__ = "0.2.0"
 

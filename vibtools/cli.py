@@ -234,7 +234,7 @@ def _main(argv: list[str] | None) -> int:
     from .device import pick_device
     from .evaluation import format_line
     from .store import cache_folder, check_memory, check_writable, checkpoint_bytes
-    from .train import TrainingInterrupted, train
+    from .training import TrainingInterrupted, train
 
     out = cache_folder(args.out)
     try:  # everything that can be checked before reading the data: nothing is created if any of it fails

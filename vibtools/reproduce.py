@@ -329,7 +329,7 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
     Returns:
         The results files written.
     """
-    from .train import train_sweep
+    from .training import train_sweep
 
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:

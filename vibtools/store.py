@@ -1,7 +1,7 @@
 """The run store: where runs are kept, their file format, and the checks made before any work.
 
 Dicts in, dicts out: this module knows paths, bytes and configs, not how training works (it imports nothing of
-:mod:`vibtools.train`, and nothing of the MNIST loader).
+:mod:`vibtools.training`, and nothing of the MNIST loader).
 
 **The file format.** A run file holds plain data only (tensors, numbers, strings, lists, dicts), so it is read with
 ``torch.load(..., weights_only=True)`` and never unpickles code. Its payload:

@@ -66,7 +66,7 @@ def beta_explorer(results, x: torch.Tensor, y: torch.Tensor, data=None, device: 
 
         def train_new(_):
             """Train the β on the second slider and add it to the explorer."""
-            from .train import train
+            from .training import train
 
             button.disabled = True
             try:
