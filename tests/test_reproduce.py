@@ -251,7 +251,7 @@ def test_repository_constant_matches_the_book_config():
 
 def test_explorer_models_are_the_k2_experiments_seed_zero_runs(monkeypatch):
     """The explorer chapter must show the same K=2 models whose stored results the embeddings chapter draws."""
-    from vibtools.reproduce import EXPERIMENTS
+    from vibtools.experiments import EXPERIMENTS
 
     monkeypatch.delenv("VIBTOOLS_QUICK", raising=False)
     configs = vt.book.embed_configs()
@@ -295,7 +295,7 @@ def test_markdown_table_escapes_pipes_inside_cells():
 
 
 def test_paper_protocol_gives_each_seed_its_own_batch_order_and_shorter_protocols_keep_theirs():
-    from vibtools.reproduce import EXPERIMENTS, PAPER_EPOCHS
+    from vibtools.experiments import EXPERIMENTS, PAPER_EPOCHS
 
     for name, e in EXPERIMENTS.items():
         long, short = e.runs(PAPER_EPOCHS), e.runs(20)
@@ -307,7 +307,7 @@ def test_paper_protocol_gives_each_seed_its_own_batch_order_and_shorter_protocol
 
 
 def test_passes_follow_the_priority_order_and_stay_within_the_size_limit():
-    from vibtools.reproduce import EXPERIMENTS, PASS_MODEL_EPOCHS, plan_passes
+    from vibtools.experiments import EXPERIMENTS, PASS_MODEL_EPOCHS, plan_passes
     from vibtools.store import check_sweep
 
     runs = EXPERIMENTS["table1"].runs(200)
@@ -323,7 +323,7 @@ def test_passes_follow_the_priority_order_and_stay_within_the_size_limit():
 
 
 def test_only_selects_runs_by_pattern_and_a_pattern_matching_nothing_is_an_error():
-    from vibtools.reproduce import EXPERIMENTS, select
+    from vibtools.experiments import EXPERIMENTS, select
 
     runs = EXPERIMENTS["k2"].runs(200)
     picked = select(runs, ["*-beta0.1-*", "*-beta1-*"])

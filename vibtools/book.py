@@ -92,7 +92,7 @@ def provenance(device: torch.device | str, epochs: int | str, seconds: float, wh
         what: what ``seconds`` measures: "wall time" of the notebook, or "training time" summed over the
             epochs of the runs shown (:func:`training_seconds`), which stays true when the runs come from the cache.
     """
-    from . import __version__
+    from ._version import __version__
     from .device import describe_device
 
     where = device if isinstance(device, str) and "(" in device else describe_device(device)
@@ -241,7 +241,7 @@ def results_cache_folder(url: str = RESULTS_ARCHIVE):
     newer vibtools never serves results fetched for an older one ($VIBTOOLS_RESULTS_CACHE overrides)."""
     import hashlib
 
-    from . import __version__
+    from ._version import __version__
     from .store import RESULTS_VERSION, user_folder
 
     tag = hashlib.sha1(url.encode()).hexdigest()[:8]

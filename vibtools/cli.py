@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``vibtools`` argument parser."""
     from .baselines import MODELS
     from .config import MAX_SEED
-    from .reproduce import EXPERIMENTS, PAPER_EPOCHS, PASS_MODEL_EPOCHS
+    from .experiments import EXPERIMENTS, PAPER_EPOCHS, PASS_MODEL_EPOCHS
 
     p = _Parser(prog=PROG, description="Deep Variational Information Bottleneck on MNIST.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -152,11 +152,8 @@ def _on_sigterm(signum, frame):
 
 
 def _reproduce(args) -> int:
-    """The ``reproduce`` command."""
-    from .data import DataNotFoundError, load_mnist
-    from .device import pick_device
-    from .reproduce import EXPERIMENTS, plan_passes, reproduce, run_name, select
-    from .store import cache_folder, check_writable
+    """The ``reproduce`` command (names, patterns and --list are answered before torch is imported)."""
+    from .experiments import EXPERIMENTS, plan_passes, run_name, select
 
     names = args.names or list(EXPERIMENTS)
     only = [p.strip() for p in args.only.split(",") if p.strip()]
@@ -172,6 +169,11 @@ def _reproduce(args) -> int:
                 for g, group in enumerate(planned[n]):
                     print(f"  pass {g + 1}: {', '.join(run_name(c) for c in group)}")
             return 0
+        from .data import DataNotFoundError, load_mnist
+        from .device import pick_device
+        from .reproduce import reproduce
+        from .store import cache_folder, check_writable
+
         device = pick_device(args.device)
         _check_data_folder(args.data)
         results = Path(args.results).expanduser()
@@ -230,6 +232,11 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "reproduce":
         return _reproduce(args)
+    try:  # the options alone, before torch is imported
+        config = _config(args)
+        _check_data_folder(args.data)
+    except ValueError as exc:
+        return _fail(str(exc))
     from .data import DataNotFoundError, load_mnist
     from .device import pick_device
     from .evaluation import format_line
@@ -239,9 +246,7 @@ def _main(argv: list[str] | None) -> int:
     out = cache_folder(args.out)
     try:  # everything that can be checked before reading the data: nothing is created if any of it fails
         device = pick_device(args.device)
-        config = _config(args)
         check_memory([config], device)
-        _check_data_folder(args.data)
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {args.out!r} is a file, not a folder")
         if not out.exists():  # an existing folder is checked by train(): a read-only one may hold the finished run

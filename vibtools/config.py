@@ -6,8 +6,7 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, fields
 
-from .model import COVARIANCES
-
+COVARIANCES = ("diag", "full", "none")  # q(z|x): diagonal, full (the paper's K=2 encoder), none (z = mu)
 MAX_SEED = 2**32 - 1  # streams derived from a seed use salted_seed(seed, salt), which must stay below 2**63
 EVAL_CHUNK = 2000  # examples per evaluation batch (evaluation, attacks, and the memory estimate of vibtools.store)
 # the fields the models of one stacked sweep may differ in: the loss settings and the seed

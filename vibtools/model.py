@@ -20,8 +20,8 @@ from torch import nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
 from .bounds import class_loss_bits, info_loss_bits
+from .config import COVARIANCES
 
-COVARIANCES = ("diag", "full", "none")
 N_PIXELS = 784
 LAYERS = ("enc1", "enc2", "enc3", "dec")
 

@@ -12,26 +12,23 @@ redrawn.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import statistics
 import subprocess
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .baselines import model_config, model_name
-from .config import TrainConfig, sweep_shared_fields
+from .baselines import model_name
+from .config import TrainConfig
 from .data import MNISTTensors
 from .evaluation import evaluate
+from .experiments import EXPERIMENTS, PAPER_EPOCHS, PASS_MODEL_EPOCHS, plan_passes, run_name, select
 from .store import RESULTS_VERSION, save_json
 
-PAPER_EPOCHS = 200  # the paper's protocol (Alemi et al. 2017, section 4.1)
-SEEDS = (0, 1, 2)
 NOISE_DRAWS = 5  # draws of the evaluation noise per run (each on the whole test set)
 N_EMBED = 1000  # test images whose K=2 posteriors are stored
 MI_DRAWS = 2  # independent draws of the codes for the I(Z;X) bounds on the test set
@@ -42,102 +39,9 @@ class ResultsError(ValueError):
     """A results file is unreadable, of another format, or lacks what a reader needs."""
 
 
-PASS_MODEL_EPOCHS = 400  # at most this many model-epochs per stacked pass: about 47 min at 7 s each on 2 CPU cores
-
-
-def batch_order(epochs: int, seed: int) -> int:
-    """The ``data_seed`` of a run of an experiment: its own seed under the paper's protocol, else 0.
-
-    Under the paper's protocol (:data:`PAPER_EPOCHS`) training seeds differ in initialization, noise *and* batch
-    order, so the spread over seeds contains all three. The shorter CPU protocols (10 and 20 epochs, and the
-    book's quick mode) were made with one shared batch order (``data_seed=0``) and keep it, so that their stored
-    results and cached runs stay what they are: their spread over seeds leaves batch order out.
-    """
-    return seed if epochs >= PAPER_EPOCHS else 0
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """A named set of runs, listed in the order they are trained (what decides the most comes first)."""
-
-    name: str
-    description: str
-    runs: Callable[[int], list[TrainConfig]]  # epochs -> configs, in priority order
-
-
-def _table1(epochs: int) -> list[TrainConfig]:
-    """VIB (K=256, beta=1e-3) and the deterministic net seed by seed, then dropout, label smoothing, confidence."""
-    first = [model_config(name, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
-             for s in SEEDS for name in ("vib", "deterministic")]
-    rest = [model_config(name, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
-            for s in SEEDS for name in ("dropout", "label-smoothing", "confidence-penalty")]
-    return first + rest
-
-
-def _k2(epochs: int) -> list[TrainConfig]:
-    """K=2 with the paper's full-covariance encoder: beta 1e-1 and 1 seed by seed first, then 1e-3 and 1e-2."""
-    return [TrainConfig(beta=b, k=2, covariance="full", epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
-            for betas in ((1e-1, 1.0), (1e-3, 1e-2)) for s in SEEDS for b in betas]
-
-
-def _beta_sweep(epochs: int) -> list[TrainConfig]:
-    """The information-plane grid: K=256, beta = 1e-9 ... 1 (ten values), three seeds, seed by seed."""
-    return [TrainConfig(beta=10.0 ** e, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
-            for s in SEEDS for e in range(-9, 1)]
-
-
-EXPERIMENTS = {e.name: e for e in (
-    Experiment("table1", "VIB K=256 beta=1e-3 and the four baselines of the paper's Table 1, 3 seeds", _table1),
-    Experiment("k2", "K=2 full-covariance VIB at beta 1e-3, 1e-2, 1e-1, 1, 3 seeds", _k2),
-    Experiment("beta-sweep", "K=256 VIB at beta 1e-9 ... 1 (the information plane), 3 seeds", _beta_sweep),
-)}
-
-
-def plan_passes(configs: Sequence[TrainConfig], max_model_epochs: int = PASS_MODEL_EPOCHS) -> list[list[TrainConfig]]:
-    """Split configs, in order, into stacked passes: consecutive runs that can share one pass (same shape, batch
-    order and recipe), at most ``max_model_epochs`` model-epochs each, so that results land pass by pass."""
-    passes: list[list[TrainConfig]] = []
-    for c in configs:
-        last = passes[-1] if passes else None
-        if (last is not None and _pass_key(last[0]) == _pass_key(c)
-                and (len(last) + 1) * c.epochs <= max_model_epochs):
-            last.append(c)
-        else:
-            passes.append([c])
-    return passes
-
-
-def _pass_key(c: TrainConfig) -> tuple:
-    """What every model of one stacked pass shares."""
-    return tuple(getattr(c, name) for name in sweep_shared_fields())
-
-
-def select(configs: Sequence[TrainConfig], only: Sequence[str] | None) -> list[TrainConfig]:
-    """The configs whose run name matches one of the shell patterns in ``only`` (all when ``only`` is empty).
-
-    Raises:
-        ValueError: a pattern that matches none of them (a typo would otherwise train nothing, silently).
-    """
-    if not only:
-        return list(configs)
-    names = [run_name(c) for c in configs]
-    for pattern in only:
-        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
-            raise ValueError(f"--only {pattern!r} matches no run (runs are named like {names[0]!r}); "
-                             f"see python -m vibtools reproduce --list")
-    return [c for c, n in zip(configs, names) if any(fnmatch.fnmatchcase(n, p) for p in only)]
-
-
-def run_name(c: TrainConfig) -> str:
-    """A results file's name: model, beta for VIB, K, epochs and seed ("vib-beta0.001-k256-e200-seed0")."""
-    name = model_name(c)
-    beta = f"-beta{c.beta:g}" if name in ("vib", "custom") else ""
-    return f"{name}{beta}-k{c.k}-e{c.epochs}-seed{c.seed}"
-
-
 def code_version() -> dict:
     """vibtools' version, the results version, and the git commit when the package runs from a checkout."""
-    from . import __version__
+    from ._version import __version__
 
     commit = None
     here = Path(__file__).resolve().parent

@@ -1,0 +1,73 @@
+"""The package face: ``import vibtools`` and ``python -m vibtools --help`` load what they name and nothing more,
+and no module of the package imports the face itself."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import vibtools
+
+PACKAGE = Path(vibtools.__file__).parent
+
+
+def loaded_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
+    probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_import_vibtools_loads_neither_torch_nor_the_chapter_helpers():
+    mods = loaded_after("import vibtools")
+    assert "torch" not in mods and "matplotlib" not in mods
+    assert {m for m in mods if m.startswith("vibtools.")} == {"vibtools._version"}
+
+
+def test_help_and_argument_errors_answer_without_torch(tmp_path):
+    probe = ("import sys, json\nsys.argv = ['vibtools'] + sys.argv[1:]\nfrom vibtools.cli import main\n"
+             "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+             "mods = sorted(m for m in sys.modules if m.startswith('vibtools'))\n"
+             "print(json.dumps([code, 'torch' in sys.modules, mods]))")
+    for args in (["--help"], ["train", "--help"], ["reproduce", "--help"], ["train", "--beta", "-1"],
+                 ["train", "--k", "0"], ["reproduce", "nope"], ["reproduce", "--only", "zzz-*"],
+                 ["reproduce", "--list", "--epochs", "200"]):
+        out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120,
+                             cwd=tmp_path)
+        code, torch_loaded, mods = json.loads(out.stdout.strip().splitlines()[-1])
+        assert code in (0, 2) and not torch_loaded, (args, mods)
+        assert not {"vibtools.book", "vibtools.plots", "vibtools.training"} & set(mods), (args, mods)
+
+
+def test_the_face_names_resolve_and_vt_train_loads_only_the_training_core():
+    for name in vibtools.__all__:
+        assert getattr(vibtools, name) is not None, name
+    import vibtools.training  # importing the module never hides the function of the same face name
+
+    assert callable(vibtools.train) and vibtools.train is vibtools.training.train
+    mods = loaded_after("import vibtools as vt\nvt.train")
+    assert "torch" in mods and "vibtools.training" in mods
+    assert not {"vibtools.book", "vibtools.plots", "vibtools.attacks", "vibtools.widgets", "matplotlib"} & mods
+
+
+def test_no_module_imports_the_package_face():
+    """Modules import each other directly (``from .train import ...``), never ``from . import`` or ``vibtools``."""
+    for path in PACKAGE.glob("*.py"):
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module is None:
+                names = {a.name for a in node.names} - {p.stem for p in PACKAGE.glob("*.py")}
+                assert not names, f"{path.name} imports the package face: from . import {', '.join(names)}"
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "vibtools":
+                raise AssertionError(f"{path.name} imports the package face: from vibtools import ...")
+
+
+def test_version_is_written_once():
+    """The version is written in vibtools/_version.py alone; pyproject.toml and the package face read it there."""
+    text = (PACKAGE.parent / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in text and 'version = { attr = "vibtools._version.__version__" }' in text
+    assert [p.name for p in PACKAGE.glob("*.py") if "__version__ = " in p.read_text()] == ["_version.py"]
