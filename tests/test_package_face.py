@@ -4,6 +4,7 @@ and no module of the package imports the face itself."""
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import subprocess
 import sys
@@ -45,9 +46,8 @@ def test_help_and_argument_errors_answer_without_torch(tmp_path):
 def test_the_face_names_resolve_and_vt_train_loads_only_the_training_core():
     for name in vibtools.__all__:
         assert getattr(vibtools, name) is not None, name
-    import vibtools.training  # importing the module never hides the function of the same face name
-
-    assert callable(vibtools.train) and vibtools.train is vibtools.training.train
+    training = importlib.import_module("vibtools.training")  # importing the module never hides the face's function
+    assert callable(vibtools.train) and vibtools.train is training.train
     mods = loaded_after("import vibtools as vt\nvt.train")
     assert "torch" in mods and "vibtools.training" in mods
     assert not {"vibtools.book", "vibtools.plots", "vibtools.attacks", "vibtools.widgets", "matplotlib"} & mods
