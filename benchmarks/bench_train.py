@@ -269,7 +269,7 @@ def main() -> None:
                   f"{r['evaluation_s']:.1f} | {r['rest_s']:.1f} | {100 * r['evaluation_share']:.1f}% | "
                   f"{r['start_to_exit_over_training']:.2f}x |")
     if args.json:
-        vt.checkpoint.save_json(args.json, {"device": name, "torch": torch.__version__, "rows": table,
+        vt.store.save_json(args.json, {"device": name, "torch": torch.__version__, "rows": table,
                                             "end_to_end": runs})
 
 

@@ -2,7 +2,7 @@
 
 Stored runs are keyed on :data:`vibtools.RESULTS_VERSION`, so a run made by older numerics is never served as a
 result of newer code. This test pins a short training trajectory on synthetic data for the current version; when
-it fails, the numbers the package produces have changed: bump ``RESULTS_VERSION`` in vibtools/checkpoint.py and
+it fails, the numbers the package produces have changed: bump ``RESULTS_VERSION`` in vibtools/store.py and
 update GOLDEN below (run this file's ``trajectories()`` and paste the output).
 """
 
@@ -122,7 +122,7 @@ def test_training_numerics_match_the_results_version():
             # numbers by far more than the tolerance
             assert got[name][key] == pytest.approx(value, rel=1e-4, abs=1e-5), (
                 f"{name} {key}: {got[name][key]} != {value}: the training numerics changed; bump RESULTS_VERSION "
-                f"in vibtools/checkpoint.py and update GOLDEN in this file")
+                f"in vibtools/store.py and update GOLDEN in this file")
 
 
 if __name__ == "__main__":

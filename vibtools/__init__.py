@@ -29,7 +29,7 @@ _NAMES = {  # name -> module that defines it
     **dict.fromkeys(("VIB", "VIBStack", "posterior", "prior", "reparameterize"), "model"),
     **dict.fromkeys(("RunResult", "TrainingInterrupted", "load_run", "train", "train_sweep"), "training"),
 }
-_MODULES = ("attacks", "book", "experiments", "plots", "reproduce", "stats", "widgets")  # vt.<module>
+_MODULES = ("attacks", "book", "experiments", "plots", "reproduce", "stats", "store", "widgets")  # vt.<module>
 
 __all__ = [*_NAMES, *_MODULES, "__version__"]
 

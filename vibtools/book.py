@@ -163,8 +163,6 @@ REFERENCE_EPOCHS = {  # per-epoch test metrics of the raw weights, epochs 0-9
     "avg_err": [0.0503, 0.0340, 0.0292, 0.0268, 0.0260, 0.0232, 0.0227, 0.0197, 0.0190, 0.0190],
 }
 REFERENCE_EMA = {"izy": 3.228585, "izx": 71.078026, "err": 0.0202, "avg_err": 0.0161}
-REFERENCE_RAW_FINAL = {"izy": 3.1953857, "izx": 62.871254, "err": 0.0251, "avg_err": 0.0179}
-PAPER_K256_ERR = 0.0113  # 12-sample test error, K=256, beta=1e-3, 200 epochs
 PAPER_K2 = {  # beta -> (1-sample error, 12-sample error), K=2, full covariance
     1e-3: (0.0324, 0.0318), 1e-1: (0.0432, 0.0344), 1.0: (0.6281, 0.3382),
 }

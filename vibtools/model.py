@@ -11,7 +11,6 @@ and the run cache serves whichever of the two was stored first.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 
 import torch
@@ -23,7 +22,6 @@ from .bounds import class_loss_bits, info_loss_bits
 from .config import COVARIANCES
 
 N_PIXELS = 784
-LAYERS = ("enc1", "enc2", "enc3", "dec")
 
 # The weights are stacked by hand rather than through torch.func.stack_module_state + vmap: with every model in
 # one tensor per layer, torch.optim's fused Adam and one foreach EMA update serve all M models in single kernels,
@@ -302,13 +300,3 @@ class VIB(VIBStack):
             return self.stacked_logits(z.expand(n_samples, *z.shape))[:, 0]
         eps = torch.randn(n_samples, 1, len(x), self.k, generator=generator, device=x.device, dtype=head.dtype)
         return self.stacked_logits(self.latent(head, eps)[0])[:, 0]
-
-
-def n_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def log2_classes(n_classes: int = 10) -> float:
-    """H(Y) in bits for balanced classes: the ceiling of I(Z;Y)."""
-    return math.log2(n_classes)
