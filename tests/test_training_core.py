@@ -8,7 +8,6 @@ import math
 import os
 import subprocess
 import sys
-from dataclasses import fields
 from types import SimpleNamespace
 
 import pytest
@@ -138,13 +137,6 @@ def test_equal_configs_share_one_key_and_one_file(small, cache_dir):
     second = fit(TINY.with_(beta=-0.0, data_seed=0), small, cache=cache_dir)
     assert second.from_cache and second.path == first.path
     assert len(list(cache_dir.glob("*.pt"))) == 1
-
-
-def test_sweep_shared_fields_derive_from_the_config():
-    shared = set(vibtools.config.sweep_shared_fields())
-    names = {f.name for f in fields(TrainConfig)}
-    per_model = {"beta", "seed", "dropout", "label_smoothing", "confidence_penalty"}
-    assert shared == (names - per_model - {"data_seed"}) | {"batch_seed"}
 
 
 def test_cache_argument_expands_the_home_folder(small, tmp_path, monkeypatch):
