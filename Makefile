@@ -39,9 +39,10 @@ package-check: setup  ## wheel + sdist build and pass twine check; CITATION.cff 
 unit: setup
 	$(PY) -m pytest -q tests --ignore=tests/test_site.py
 
+# The notebooks' cell timeout is for hangs, not speed: a loaded machine took over 300 s for one quick-mode cell.
 notebooks: setup  ## execute every chapter in reduced settings (VIBTOOLS_QUICK=1), outputs not written back
 	rm -rf $(TEST_CACHE)
-	VIBTOOLS_QUICK=1 VIBTOOLS_CACHE=$(TEST_CACHE) $(PY) -m pytest -q --durations=0 --nbmake book
+	VIBTOOLS_QUICK=1 VIBTOOLS_CACHE=$(TEST_CACHE) $(PY) -m pytest -q --durations=0 --nbmake --nbmake-timeout=1800 book
 
 build-check: book  ## the book must build with warnings as errors
 

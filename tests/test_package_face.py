@@ -71,3 +71,20 @@ def test_version_is_written_once():
     text = (PACKAGE.parent / "pyproject.toml").read_text()
     assert 'dynamic = ["version"]' in text and 'version = { attr = "vibtools._version.__version__" }' in text
     assert [p.name for p in PACKAGE.glob("*.py") if "__version__ = " in p.read_text()] == ["_version.py"]
+
+
+def test_every_name_the_chapters_use_resolves():
+    """Each ``vt.<name>`` in the notebooks' code is a name of the face or a submodule, and so is each
+    ``vt.<module>.<name>``."""
+    import re
+
+    used = set()
+    for path in (PACKAGE.parent / "book").glob("*.ipynb"):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                used |= set(re.findall(r"\bvt\.([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?", "".join(cell["source"])))
+    assert used
+    for name, attr in sorted(used):
+        value = getattr(vibtools, name)
+        if attr:
+            assert hasattr(value, attr), f"vt.{name}.{attr}"

@@ -29,7 +29,8 @@ _NAMES = {  # name -> module that defines it
     **dict.fromkeys(("VIB", "VIBStack", "posterior", "prior", "reparameterize"), "model"),
     **dict.fromkeys(("RunResult", "TrainingInterrupted", "load_run", "train", "train_sweep"), "training"),
 }
-_MODULES = ("attacks", "book", "experiments", "plots", "reproduce", "stats", "store", "widgets")  # vt.<module>
+_MODULES = ("attacks", "book", "experiments", "plots", "reproduce", "stats", "store", "widgets")  # listed in __all__;
+# every other submodule (vt.infotheory, vt.model, ...) is reachable too
 
 __all__ = [*_NAMES, *_MODULES, "__version__"]
 
@@ -40,8 +41,12 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
         globals()[name] = value  # later lookups skip this function
         return value
-    if name in _MODULES:
-        return importlib.import_module(f".{name}", __name__)
+    if not name.startswith("_"):  # any submodule: vt.plots, vt.infotheory, vt.model, ...
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise  # the submodule exists but something it imports does not
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
