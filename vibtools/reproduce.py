@@ -271,7 +271,8 @@ def _stored(path: Path, config: TrainConfig, fingerprint: str) -> bool:
     except ResultsError as exc:
         warnings.warn(f"remaking {path.name}: {exc}", stacklevel=3)
         return False
-    made_on = (record.get("data") or {}).get("fingerprint") if isinstance(record.get("data"), dict) else None
+    data = record.get("data")
+    made_on = data.get("fingerprint") if isinstance(data, dict) else None
     if record["config"] != config.as_dict():
         differ = sorted(k for k in config.as_dict() if record["config"].get(k) != config.as_dict()[k])
         warnings.warn(f"remaking {path.name}: it was made with another config (differs in {', '.join(differ)})",

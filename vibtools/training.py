@@ -568,14 +568,9 @@ def _start(configs: list[TrainConfig], stored: list[dict | None], paths: list[Pa
            dev: torch.device) -> TrainState:
     """A fresh training state, or the stored partial runs restored when they can continue here."""
     state = TrainState(configs, dev)
-    if all(st is None for st in stored):
+    if any(st is None for st in stored):  # train_sweep groups runs by saved epoch: a fresh pass has none stored
         return state
-    epochs = {st["epochs_done"] if st is not None else 0 for st in stored}
-    if any(st is None for st in stored) or len(epochs) != 1:
-        warnings.warn("stored partial runs of this sweep stopped at different epochs; training the sweep from "
-                      "scratch (train them separately to keep their progress)", stacklevel=3)
-        return state
-    done = epochs.pop()
+    done = stored[0]["epochs_done"]
     try:
         state.restore(stored, training=done < configs[0].epochs)  # type: ignore[arg-type]
     except DeviceMismatch as exc:
