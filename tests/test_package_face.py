@@ -53,6 +53,13 @@ def test_the_face_names_resolve_and_vt_train_loads_only_the_training_core():
     assert not {"vibtools.book", "vibtools.plots", "vibtools.attacks", "vibtools.widgets", "matplotlib"} & mods
 
 
+def test_plots_import_no_chapter_settings():
+    """The figures need the paper's numbers (``report``) and stored results (``results``), never the chapters'
+    settings (``book``)."""
+    mods = loaded_after("import vibtools.plots, vibtools.widgets")
+    assert "vibtools.book" not in mods and "vibtools.plots" in mods
+
+
 def test_no_module_imports_the_package_face():
     """Modules import each other directly (``from .train import ...``), never ``from . import`` or ``vibtools``."""
     for path in PACKAGE.glob("*.py"):

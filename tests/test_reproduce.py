@@ -127,25 +127,25 @@ def fake_record(model: str, avg_err: float, noise: list[float], beta: float = 1e
 def test_table_rows_call_a_paper_number_reproduced_only_inside_the_t_interval_of_our_mean():
     near = [fake_record("vib", e, [e, e + 0.0002]) for e in (0.0112, 0.0115, 0.0113)]
     far = [fake_record("deterministic", e, [e, e]) for e in (0.0160, 0.0161, 0.0159)]
-    rows = {r["model"]: r for r in vt.book.table1_rows(near + far)}
+    rows = {r["model"]: r for r in vt.results.table1_rows(near + far)}
     assert rows["vib"]["reproduced"] and not rows["deterministic"]["reproduced"]
     # each run counts with its mean over the noise draws
     assert rows["vib"]["n_seeds"] == 3 and rows["vib"]["mean"] == pytest.approx(0.0114333, rel=1e-4)
     assert rows["deterministic"]["sd_noise"] == 0.0
     assert rows["vib"]["per_seed"] == {0: pytest.approx(0.0113), 1: pytest.approx(0.0116), 2: pytest.approx(0.0114)}
     assert rows["vib"]["half"] == pytest.approx(4.3026527 * rows["vib"]["sd"] / 3**0.5, rel=1e-6)
-    k2 = vt.book.k2_rows([fake_record("vib", e, [e, e], beta=0.1) for e in (0.0340, 0.0345, 0.0350)]
+    k2 = vt.results.k2_rows([fake_record("vib", e, [e, e], beta=0.1) for e in (0.0340, 0.0345, 0.0350)]
                          + [fake_record("vib", 0.30, [0.30, 0.30], beta=1.0) for _ in range(3)])
     assert [r["beta"] for r in k2] == [0.1, 1.0]
     assert k2[0]["reproduced"]  # 3.45% ± 0.05 over seeds: the paper's 3.44% is inside the interval
     assert not k2[1]["reproduced"]  # 30% against the paper's 33.8% with no spread over seeds
-    one = vt.book.table1_rows([fake_record("vib", 0.0113, [0.0113, 0.0114])])
-    assert one[0]["reproduced"] is None and vt.book.verdict_text(one[0]) == "no spread (one seed)"
-    assert vt.book.verdict_text(rows["deterministic"]) == "no: ours above; 20 of 200 epochs"
+    one = vt.results.table1_rows([fake_record("vib", 0.0113, [0.0113, 0.0114])])
+    assert one[0]["reproduced"] is None and vt.report.verdict_text(one[0]) == "no spread (one seed)"
+    assert vt.report.verdict_text(rows["deterministic"]) == "no: ours above; 20 of 200 epochs"
     # an interval reaching further than half the paper's number on each side decides nothing
-    wide = vt.book.k2_rows([fake_record("vib", e, [e, e], beta=0.1) for e in (0.27, 0.12, 0.16)])
+    wide = vt.results.k2_rows([fake_record("vib", e, [e, e], beta=0.1) for e in (0.27, 0.12, 0.16)])
     assert wide[0]["reproduced"] is None
-    assert vt.book.verdict_text(wide[0]).startswith("undecided: interval too wide (± 19.3 points)")
+    assert vt.report.verdict_text(wide[0]).startswith("undecided: interval too wide (± 19.3 points)")
 
 
 def test_protocols_are_kept_apart_and_incomplete_ones_refused(small, tmp_path):
@@ -176,7 +176,7 @@ def test_protocols_are_kept_apart_and_incomplete_ones_refused(small, tmp_path):
 def test_seed_means_average_each_configuration_over_its_seeds():
     import statistics
 
-    from vibtools import book
+    from vibtools import results
 
     def rec(beta, seed, err):
         c = vt.TrainConfig(beta=beta, epochs=1, seed=seed, data_seed=0)
@@ -185,7 +185,7 @@ def test_seed_means_average_each_configuration_over_its_seeds():
                 "final": {s: dict(metrics) for s in ("raw_test", "ema_test", "ema_train")}}
 
     records = [rec(0.1, s, 0.1 + 0.01 * s) for s in range(3)] + [rec(1e-3, s, 0.02) for s in range(2)]
-    groups = book.seed_means(records)
+    groups = results.seed_means(records)
     assert [g.config.beta for g in groups] == [1e-3, 0.1]
     assert [g.n_seeds for g in groups] == [2, 3]
     assert groups[1].final["ema_test"]["avg_err"] == pytest.approx(0.11)
@@ -207,7 +207,7 @@ def _archive(tmp_path, files: dict[str, bytes]):
 
 
 def test_fetch_results_writes_only_the_results_files_once(tmp_path):
-    from vibtools import book
+    from vibtools import results
 
     archive = _archive(tmp_path, {
         "vib-book-main/results/table1/a.json": b"{}",
@@ -217,36 +217,36 @@ def test_fetch_results_writes_only_the_results_files_once(tmp_path):
         "vib-book-main/results/../escape.json": b"{}",
     })
     dest = tmp_path / "cache" / "results"
-    out = book.fetch_results(archive.as_uri(), dest)
+    out = results.fetch_results(archive.as_uri(), dest)
     assert out == dest
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert files == [".complete", "README.md", "table1/a.json"]
     assert not (tmp_path / "cache" / "escape.json").exists()
     archive.unlink()
-    assert book.fetch_results(archive.as_uri(), dest) == dest  # complete: not fetched again
+    assert results.fetch_results(archive.as_uri(), dest) == dest  # complete: not fetched again
 
 
 def test_fetch_results_failure_is_one_line_and_creates_nothing(tmp_path):
-    from vibtools import book
+    from vibtools import results
 
     dest = tmp_path / "cache" / "results"
     with pytest.raises(ResultsError, match="could not fetch the stored results") as info:
-        book.fetch_results((tmp_path / "missing.tar.gz").as_uri(), dest)
+        results.fetch_results((tmp_path / "missing.tar.gz").as_uri(), dest)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "cache").exists()
     empty = _archive(tmp_path, {"vib-book-main/README.md": b"x"})
     with pytest.raises(ResultsError, match="holds no results"):
-        book.fetch_results(empty.as_uri(), dest)
+        results.fetch_results(empty.as_uri(), dest)
     assert not (tmp_path / "cache").exists()
 
 
 def test_repository_constant_matches_the_book_config():
     import yaml
 
-    from vibtools import book
+    from vibtools import results
 
     cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "_config.yml").read_text())
-    assert cfg["repository"]["url"].rstrip("/") == book.REPOSITORY
+    assert cfg["repository"]["url"].rstrip("/") == results.REPOSITORY
 
 
 def test_explorer_models_are_the_k2_experiments_seed_zero_runs(monkeypatch):
@@ -264,13 +264,13 @@ def test_page_note_holds_the_provenance_and_adds_loaded_training_to_the_colab_es
 
     monkeypatch.delenv("VIBTOOLS_QUICK", raising=False)
     watch = vt.book.Stopwatch()
-    note = vt.book.how_made(watch, torch.device("cpu"), 10, 95.0, trained_on="cpu (x, 2 threads)",
+    note = vt.report.how_made(watch, torch.device("cpu"), 10, 95.0, trained_on="cpu (x, 2 threads)",
                             loaded_seconds=600, colab_work="trains <the> run")
     text, page = repr(note), note._repr_html_()
     assert "provenance: vibtools" in text and "mode=full" in text and "epochs=10" in text
     assert "about 10 min" in text  # 600 s loaded + a moment of wall time
     assert page.startswith("<details") and "trains &lt;the&gt; run" in page and "<the>" not in page
-    assert "under a minute" in repr(vt.book.how_made(watch, torch.device("cpu"), "n/a", 1.0, "wall time"))
+    assert "under a minute" in repr(vt.report.how_made(watch, torch.device("cpu"), "n/a", 1.0, "wall time"))
 
 
 def test_cold_training_seconds_charges_each_cached_run_its_share_of_its_pass():
@@ -282,14 +282,14 @@ def test_cold_training_seconds_charges_each_cached_run_its_share_of_its_pass():
     stored = [{"history": {"seconds": [10.0, 20.0]}} for _ in range(3)]  # one pass of three models: 30 s
     used = [run([10.0, 20.0]), run([10.0, 20.0]), run([5.0, 5.0]), run([5.0, 5.0]), run([7.0], cached=False)]
     # two thirds of the stored pass, and the unknown 10 s pass once; the run trained now costs nothing extra
-    assert vt.book.cold_training_seconds(used, stored) == pytest.approx(20.0 + 10.0)
-    assert vt.book.cold_training_seconds(used) == pytest.approx(30.0 + 10.0)
+    assert vt.results.cold_training_seconds(used, stored) == pytest.approx(20.0 + 10.0)
+    assert vt.results.cold_training_seconds(used) == pytest.approx(30.0 + 10.0)
 
 
 def test_markdown_table_escapes_pipes_inside_cells():
     import re
 
-    table = vt.book.markdown_table(["decoder", "E KL(p(y|z)‖q)"], [["q = p(y|z), r = p(z)", "0.1"]])
+    table = vt.report.markdown_table(["decoder", "E KL(p(y|z)‖q)"], [["q = p(y|z), r = p(z)", "0.1"]])
     for line in table.splitlines():
         assert len(re.findall(r"(?<!\\)\|", line)) == 3, line  # two cells: three unescaped pipes per row
 
@@ -400,8 +400,7 @@ def test_quick_mode_leaves_no_temporary_folders(small, monkeypatch, tmp_path):
 
     monkeypatch.setenv("VIBTOOLS_QUICK", "1")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(vt.book, "book_data", lambda device=None: small.subset(200, 100))
-    records, source = vt.book.experiment_records("k2", "cpu")
+    records, source = vt.results.experiment_records("k2", "cpu", small.subset(200, 100))
     assert len(records) == 12 and "quick" in source
     assert list(tmp_path.iterdir()) == []
 
@@ -409,9 +408,9 @@ def test_quick_mode_leaves_no_temporary_folders(small, monkeypatch, tmp_path):
 def test_fetched_results_are_kept_per_results_version(monkeypatch, tmp_path):
     monkeypatch.delenv("VIBTOOLS_RESULTS_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    folder = vt.book.results_cache_folder("https://example.org/a.tar.gz")
+    folder = vt.results.results_cache_folder("https://example.org/a.tar.gz")
     assert f"v{vt.RESULTS_VERSION}-{vt.__version__}" in folder.name and folder.parent == tmp_path / "vibtools"
-    assert folder != vt.book.results_cache_folder("https://example.org/b.tar.gz")
+    assert folder != vt.results.results_cache_folder("https://example.org/b.tar.gz")
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA: data on the CPU, models on it")

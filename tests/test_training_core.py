@@ -436,7 +436,7 @@ def test_compile_fallback_is_only_for_compiler_errors():
 def test_the_page_note_on_a_gpu_does_not_also_say_no_gpu_was_available(monkeypatch):
     monkeypatch.delenv("VIBTOOLS_QUICK", raising=False)
     monkeypatch.setattr("vibtools.device.describe_device", lambda device: "cuda (NVIDIA H200)")
-    note = vt.book.how_made(vt.book.Stopwatch(), "cuda", 10, 30.0)
+    note = vt.report.how_made(vt.book.Stopwatch(), "cuda", 10, 30.0)
     text = " ".join(v for _, v in note.items)
     assert "no GPU was available" not in text and "On a GPU runtime expect" in text and "NVIDIA H200" in text
 

@@ -2,7 +2,8 @@
 
 The names below are the package's face. Each is imported from its module on first use (PEP 562), so
 ``import vibtools`` and ``python -m vibtools --help`` load neither torch nor the chapters' helpers; ``vt.train``
-loads the training core, ``vt.book``, ``vt.plots``, ``vt.stats`` or ``vt.attacks`` their own modules.
+loads the training core, ``vt.book``, ``vt.results``, ``vt.report``, ``vt.plots``, ``vt.stats`` or ``vt.attacks``
+their own modules.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ _NAMES = {  # name -> module that defines it
     **dict.fromkeys(("VIB", "VIBStack", "posterior", "prior", "reparameterize"), "model"),
     **dict.fromkeys(("RunResult", "TrainingInterrupted", "load_run", "train", "train_sweep"), "training"),
 }
-_MODULES = ("attacks", "book", "experiments", "plots", "reproduce", "stats", "store", "widgets")  # listed in __all__;
-# every other submodule (vt.infotheory, vt.model, ...) is reachable too
+# listed in __all__; every other submodule (vt.infotheory, vt.model, ...) is reachable too
+_MODULES = ("attacks", "book", "experiments", "plots", "report", "reproduce", "results", "stats", "store", "widgets")
 
 __all__ = [*_NAMES, *_MODULES, "__version__"]
 

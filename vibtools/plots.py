@@ -16,6 +16,11 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 CEILING = math.log2(10)
 
 
+def nearest(results, beta: float):
+    """The run among ``results`` whose β is nearest to ``beta`` on a log scale (β = 0 counts as the smallest)."""
+    return min(results, key=lambda r: abs(math.log10(max(r.config.beta, 1e-30)) - math.log10(max(beta, 1e-30))))
+
+
 def use_style() -> None:
     """Apply the book's matplotlib style: colour-blind-safe cycle, readable sizes, light grid."""
     mpl.rcParams.update({
@@ -93,7 +98,6 @@ def plot_information_plane(results, ax=None, marker_for: float | None = None):
         sc = ax.scatter(x, y, c=betas, norm=norm, cmap="viridis", marker=mk, zorder=2, label=split,
                         edgecolors="k", linewidths=0.4)
     if marker_for is not None:
-        from .book import nearest  # log-distance with beta = 0 treated as the smallest beta
 
         r = nearest(results, marker_for)
         ax.scatter([r.final["ema_test"]["izx"]], [r.final["ema_test"]["izy"]], s=220, facecolors="none",
@@ -367,7 +371,7 @@ def plot_table1_curves(records: list[dict], ax=None):
     Returns:
         The axes.
     """
-    from .book import PAPER_TABLE1, TABLE1_LABELS
+    from .report import PAPER_TABLE1, TABLE1_LABELS
 
     groups = {TABLE1_LABELS[n]: [r for r in records if r["model"] == n] for n in PAPER_TABLE1}
     paper = {TABLE1_LABELS[n]: v for n, v in PAPER_TABLE1.items()}
@@ -432,7 +436,7 @@ def plot_plane_trajectories(groups, ax=None):
     Each path is the mean over the seeds of one β.
 
     Args:
-        groups: entries of :func:`vibtools.book.seed_means` (their ``runs`` hold the stored histories).
+        groups: entries of :func:`vibtools.results.seed_means` (their ``runs`` hold the stored histories).
         ax: axes (a new figure if None).
     Returns:
         The axes.
@@ -472,12 +476,12 @@ def plot_izx_readings(groups, axes=None):
     info loss (square) and at its lower bound (diamond), joined by a line. Means over seeds; bars span ± 1 sd.
 
     Args:
-        groups: entries of :func:`vibtools.book.seed_means` whose runs hold ``mi_bounds``.
+        groups: entries of :func:`vibtools.results.seed_means` whose runs hold ``mi_bounds``.
         axes: two axes (a new figure if None).
     Returns:
         The figure.
     """
-    from .book import mi_summary
+    from .results import mi_summary
 
     if axes is None:
         fig, axes = plt.subplots(2, 1, figsize=(7.0, 8.8))

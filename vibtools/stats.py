@@ -95,6 +95,14 @@ class Interval:
         return self.mean + self.half
 
 
+def mean_and_sd(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation of some numbers (sd NaN for fewer than two; both NaN if one is NaN)."""
+    values = [float(v) for v in values]
+    if any(v != v for v in values):
+        return math.nan, math.nan
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else math.nan)
+
+
 def interval_of(mean: float, sd: float, n: int, level: float = LEVEL) -> Interval:
     """The t-interval of a mean from its summary: mean, sample sd and number of seeds."""
     if n < 2 or sd != sd:
@@ -107,8 +115,7 @@ def mean_interval(values: Iterable[float], level: float = LEVEL) -> Interval:
     values = [float(v) for v in values]
     if not values:
         raise ValueError("mean_interval needs at least one value")
-    sd = statistics.stdev(values) if len(values) > 1 else math.nan
-    return interval_of(statistics.mean(values), sd, len(values), level)
+    return interval_of(*mean_and_sd(values), len(values), level)
 
 
 def against_paper(ours: Interval, paper: float) -> bool | None:

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from . import plots
-from .book import nearest
+from .plots import nearest
 
 
 def beta_explorer(results, x: torch.Tensor, y: torch.Tensor, data=None, device: torch.device | None = None):

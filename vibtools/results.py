@@ -1,0 +1,263 @@
+"""The stored results the chapters read: where they are (the checkout, or a download of the repository's), the
+records of an experiment, their grouping over seeds, each row's verdict against the paper, and training times."""
+
+from __future__ import annotations
+
+import os
+import statistics
+
+from .book import book_data, settings
+from .report import PAPER_K2, PAPER_TABLE1, TABLE1_LABELS
+from .stats import mean_and_sd
+
+ENV_RESULTS = "VIBTOOLS_RESULTS"
+
+
+REPOSITORY = "https://github.com/vib-book/vib-book"  # the book's repository, as in _config.yml and the install cells
+
+
+RESULTS_ARCHIVE = f"{REPOSITORY}/archive/refs/heads/main.tar.gz"
+
+
+def results_dir():
+    """The results folder the chapters read.
+
+    $VIBTOOLS_RESULTS if set; else ``results/`` of the repository checkout; else (a package installed with pip,
+    as in Colab) the repository's committed ``results/``, downloaded once by :func:`fetch_results`.
+    """
+    from pathlib import Path
+
+    if os.environ.get(ENV_RESULTS):
+        return Path(os.environ[ENV_RESULTS]).expanduser()
+    local = Path(__file__).resolve().parents[1] / "results"
+    return local if local.is_dir() else fetch_results()
+
+
+def results_cache_folder(url: str = RESULTS_ARCHIVE):
+    """Where :func:`fetch_results` keeps a download: one folder per results version, vibtools version and URL, so a
+    newer vibtools never serves results fetched for an older one ($VIBTOOLS_RESULTS_CACHE overrides)."""
+    import hashlib
+
+    from ._version import __version__
+    from .store import RESULTS_VERSION, user_folder
+
+    tag = hashlib.sha1(url.encode()).hexdigest()[:8]
+    return user_folder("VIBTOOLS_RESULTS_CACHE", f"results-v{RESULTS_VERSION}-{__version__}-{tag}")
+
+
+def fetch_results(url: str = RESULTS_ARCHIVE, dest=None):
+    """Download the repository's committed ``results/`` once, into :func:`results_cache_folder`.
+
+    Only ``results/**.json`` and ``.md`` files of the archive are written, under their relative paths; the
+    folder appears complete or not at all (it is assembled beside its place and renamed).
+
+    Args:
+        url: a .tar.gz of the repository (GitHub's archive of the main branch by default).
+        dest: where the results go (default: the user cache).
+    Returns:
+        The folder.
+    Raises:
+        ResultsError: the archive could not be read (one line saying what to do instead).
+    """
+    import shutil
+    import tarfile
+    import tempfile
+    import urllib.request
+    from pathlib import Path, PurePosixPath
+
+    from .reproduce import ResultsError
+
+    dest = Path(dest) if dest is not None else results_cache_folder(url)
+    if (dest / ".complete").is_file():
+        return dest
+    hint = f"set ${ENV_RESULTS} to a folder holding the results, or run python -m vibtools reproduce"
+    try:
+        with tempfile.TemporaryDirectory(prefix="vib-results-") as tmp:
+            archive = Path(tmp) / "repo.tar.gz"
+            with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
+                shutil.copyfileobj(response, out)
+            staged = Path(tmp) / "results"
+            with tarfile.open(archive, "r:gz") as tar:
+                for member in tar.getmembers():
+                    parts = PurePosixPath(member.name).parts
+                    inside = parts[2:] if len(parts) > 2 and parts[1] == "results" else ()
+                    if (not member.isfile() or not inside or any(p in ("", ".", "..") for p in inside)
+                            or PurePosixPath(*inside).suffix not in (".json", ".md")):
+                        continue
+                    target = staged.joinpath(*inside)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(tar.extractfile(member).read())
+            if not staged.is_dir():
+                raise ResultsError(f"{url} holds no results/ folder: {hint}")
+            (staged / ".complete").write_text(url + "\n")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.exists():  # an incomplete earlier copy
+                shutil.rmtree(dest)
+            shutil.move(str(staged), str(dest))
+    except (OSError, tarfile.TarError, ValueError) as exc:
+        if isinstance(exc, ResultsError):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ResultsError(f"could not fetch the stored results from {url} ({first}): {hint}") from None
+    return dest
+
+
+def experiment_records(name: str, device=None, data=None) -> tuple[list[dict], str]:
+    """An experiment's runs: the stored full results, or in quick mode a reduced run of the same code (and its source).
+
+    Args:
+        name: an experiment of ``python -m vibtools reproduce`` ("table1", "k2", "beta-sweep").
+        device: where a quick-mode run trains.
+        data: the MNIST a quick-mode run trains on (default: :func:`vibtools.book.book_data`).
+    Returns:
+        (results records, a sentence saying where they come from).
+    """
+    import tempfile
+
+    from .reproduce import load_experiment, reproduce
+
+    if settings().mode == "full":
+        folder = results_dir()
+        return load_experiment(folder, name), f"stored results in {folder.name}/{name}"
+    with tempfile.TemporaryDirectory(prefix=f"vib-{name}-") as tmp:  # the records are read into memory
+        data = data if data is not None else book_data(device)
+        reproduce([name], data, epochs=settings().reference_epochs, device=device,
+                  results_dir=tmp, progress=False)
+        return load_experiment(tmp, name), "a reduced run made now (quick mode)"
+
+
+def table1_records(device=None) -> tuple[list[dict], str]:
+    """The Table 1 runs (see :func:`experiment_records`)."""
+    return experiment_records("table1", device)
+
+
+def seed_means(records: list[dict]) -> list:
+    """One entry per configuration (runs differing only in seed): its config and seed-averaged final metrics.
+
+    Each entry has ``config`` (of the first seed), ``final`` (every final metric averaged over seeds, so the
+    plotting functions that take RunResults accept it), ``final_sd`` (their sd over seeds), ``runs`` and
+    ``n_seeds``; entries are sorted by β.
+    """
+    from types import SimpleNamespace
+
+    from .config import TrainConfig
+
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(r["run"].rsplit("-seed", 1)[0], []).append(r)
+    out = []
+    for runs in groups.values():
+        final, final_sd = {}, {}
+        for split, metrics in runs[0]["final"].items():
+            stats = {k: mean_and_sd(r["final"][split][k] for r in runs) for k in metrics}
+            final[split] = {k: m for k, (m, _) in stats.items()}
+            final_sd[split] = {k: sd for k, (_, sd) in stats.items()}
+        out.append(SimpleNamespace(config=TrainConfig.from_dict(runs[0]["config"]), final=final, final_sd=final_sd,
+                                   runs=runs, n_seeds=len(runs)))
+    return sorted(out, key=lambda e: e.config.beta)
+
+
+def table1_rows(records: list[dict]) -> list[dict]:
+    """One row per Table 1 model: ours (each seed, mean, sd over seeds, sd over noise draws, the half-width of the
+    mean's 95% t-interval), the paper's, and the verdict of :func:`vibtools.stats.against_paper`."""
+    by_model: dict[str, list[dict]] = {}
+    for r in records:
+        by_model.setdefault(r["model"], []).append(r)
+    return [{"model": name, "label": TABLE1_LABELS[name], **_judged(by_model[name], "avg_err", PAPER_TABLE1[name])}
+            for name in PAPER_TABLE1 if name in by_model]
+
+
+def _judged(runs: list[dict], key: str, paper: float) -> dict:
+    """The fields every verdict row shares: each seed's number, the 95% t-interval of their mean, the verdict."""
+    from .reproduce import summarize
+    from .stats import against_paper, interval_of
+
+    s = summarize(runs, key)
+    ours = interval_of(s["mean"], s["sd_seeds"], s["n_seeds"])
+    per_seed = {r["config"].get("seed", i): statistics.mean(r["eval_noise"][key]) for i, r in enumerate(runs)}
+    return {**s, "sd": s["sd_seeds"], "half": ours.half, "per_seed": dict(sorted(per_seed.items())),
+            "paper": paper, "epochs": runs[0]["protocol"]["epochs"], "reproduced": against_paper(ours, paper)}
+
+
+def k2_rows(records: list[dict]) -> list[dict]:
+    """One row per β of the paper's K=2 figures: ours (1- and 12-sample error, mean and sd over seeds) and the paper's.
+
+    Args:
+        records: results records of the ``k2`` experiment.
+    """
+    from .reproduce import summarize
+
+    rows = []
+    for beta, (p1, p12) in PAPER_K2.items():
+        runs = [r for r in records if abs(r["config"]["beta"] - beta) <= 1e-12 * max(beta, 1.0)]
+        if not runs:
+            continue
+        one, avg = summarize(runs, "err"), summarize(runs, "avg_err")
+        rows.append({"beta": beta, "paper_err": p1, "paper_avg_err": p12, "err": one, "avg_err": avg,
+                     **_judged(runs, "avg_err", p12)})
+    return rows
+
+
+def mi_summary(group) -> dict:
+    """The stored I(Z;X) readings of one seed group on the test set, each as (mean, sd over seeds), in bits.
+
+    Per run, each bound is first averaged over its draws of the codes. ``lower`` is Poole et al.'s minibatch
+    bound, which is also the exact I(Z;X) for X uniform over the N test images; ``upper`` the leave-one-out
+    bound; ``bound`` the info loss (the variational bound); ``slack`` = bound - lower, an estimate of
+    KL(p(z) || r(z)) for the test set's aggregate posterior p(z).
+
+    Args:
+        group: an entry of :func:`seed_means` whose runs hold ``mi_bounds``.
+    Returns:
+        A dict with those four keys, plus ``ceiling`` (log2 N) and ``n`` (N).
+    """
+    runs = group.runs
+    if any("mi_bounds" not in r for r in runs):
+        raise ValueError(f"{runs[0]['run']}: the stored runs hold no I(Z;X) bounds (deterministic encoder, or "
+                         f"results written before they were recorded: rerun python -m vibtools reproduce)")
+    lower = [mean_and_sd(r["mi_bounds"]["lower"])[0] for r in runs]
+    upper = [mean_and_sd(r["mi_bounds"]["upper"])[0] for r in runs]
+    bound = [r["final"]["ema_test"]["izx"] for r in runs]
+    return {"lower": mean_and_sd(lower), "upper": mean_and_sd(upper), "bound": mean_and_sd(bound),
+            "slack": mean_and_sd(b - lo for b, lo in zip(bound, lower)),
+            "ceiling": runs[0]["mi_bounds"]["ceiling"], "n": runs[0]["mi_bounds"]["n"]}
+
+
+def training_seconds(results) -> float:
+    """Total training wall time recorded in the histories of some runs (what the provenance line reports)."""
+    results = results if isinstance(results, (list, tuple)) else [results]
+    seen, total = set(), 0.0
+    for r in results:
+        key = tuple(r.history.get("seconds", []))
+        if key not in seen:  # models of one sweep share their epoch times
+            seen.add(key)
+            total += sum(key)
+    return total
+
+
+def stored_training_seconds(records: list[dict]) -> float:
+    """Total training time of stored runs (results records), counting each stacked pass once."""
+    return sum({tuple(r["history"]["seconds"]): r["seconds"]["training"] for r in records}.values())
+
+
+def cold_training_seconds(results, records=()) -> float:
+    """About how long training the cached runs among ``results`` again would take, from their recorded times.
+
+    A run trained in a stacked pass shares its recorded epoch times with every model of that pass. Where the
+    pass's other runs are among ``records`` (stored results), the run is charged its share of the pass (the
+    pass's time divided by the runs in it); otherwise the pass's full time is charged once.
+
+    Args:
+        results: RunResults a page used; those with ``from_cache`` are counted.
+        records: results records (``reproduce``) that may hold the other runs of the same passes.
+    Returns:
+        Seconds, on the device the runs were trained on.
+    """
+    passes: dict[tuple, int] = {}
+    for r in records:
+        key = tuple(r["history"]["seconds"])
+        passes[key] = passes.get(key, 0) + 1
+    cached = [r for r in (results if isinstance(results, (list, tuple)) else [results]) if r.from_cache]
+    keys = [tuple(r.history.get("seconds", [])) for r in cached]
+    shares = sum(sum(k) / passes[k] for k in keys if k in passes)
+    return shares + training_seconds([r for r, k in zip(cached, keys) if k not in passes])
