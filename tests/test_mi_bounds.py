@@ -89,7 +89,7 @@ def test_float32_posteriors_with_narrow_widths_stay_exact():
 def test_bad_inputs_fail_in_one_line():
     with pytest.raises(ValueError, match="at least 2 inputs"):
         encoder_mi_bounds(diag(torch.zeros(1, 2), torch.ones(1, 2)))
-    with pytest.raises(ValueError, match="draws and chunk"):
+    with pytest.raises(ValueError, match="draws must be an integer >= 1"):
         encoder_mi_bounds(diag(torch.zeros(5, 2), torch.ones(5, 2)), draws=0)
     with pytest.raises(ValueError, match="Gaussian posterior"):
         encoder_mi_bounds(torch.distributions.Categorical(probs=torch.ones(5, 3) / 3))

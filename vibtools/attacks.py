@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 import torch
 import torch.nn.functional as F
 
-from .config import EVAL_CHUNK
+from .config import EVAL_CHUNK, check_int, check_number
 
 Norm = Literal["linf", "l2"]
 NORMS = ("linf", "l2")
@@ -38,18 +38,6 @@ def _check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError(f"y must hold one label per image: expected shape ({len(x)},), got {tuple(y.shape)}")
     if len(x) and (x.min() < 0 or x.max() > 1):
         raise ValueError("x must hold pixel values in [0, 1] (vibtools' MNIST tensors do)")
-
-
-def _check_eps(eps: float, name: str = "eps") -> None:
-    """Raise ValueError unless eps (or the argument ``name``) is a finite number >= 0."""
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {eps!r}")
-
-
-def _check_count(name: str, value) -> None:
-    """Raise ValueError unless value is an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def attack_loss(model: Classifier, x: torch.Tensor, y: torch.Tensor, draws: int = 1,
@@ -89,7 +77,7 @@ def input_gradient(model: Classifier, x: torch.Tensor, y: torch.Tensor, draws: i
 def predict(model: Classifier, x: torch.Tensor, n_samples: int = 12, generator: torch.Generator | None = None,
             chunk: int = EVAL_CHUNK) -> torch.Tensor:
     """Labels from the softmax averaged over ``n_samples`` draws of z (the book's 12-sample prediction)."""
-    _check_count("n_samples", n_samples)
+    check_int("n_samples", n_samples)
     out = [model(x[i:i + chunk], n_samples, generator).softmax(-1).mean(0).argmax(-1)
            for i in range(0, len(x), chunk)]
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
@@ -107,8 +95,8 @@ def fgsm(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: float, *, dra
         The adversarial images, inside the eps ball around x and inside [0, 1].
     """
     _check_batch(x, y)
-    _check_eps(eps)
-    _check_count("draws", draws)
+    check_number("eps", eps)
+    check_int("draws", draws)
     if eps == 0:
         return x.clone()
     grad, _ = input_gradient(model, x, y, draws, generator, targeted)
@@ -154,13 +142,13 @@ def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm
         The adversarial images, inside the eps ball around x and inside [0, 1].
     """
     _check_batch(x, y)
-    _check_eps(eps)
+    check_number("eps", eps)
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    _check_count("steps", steps)
-    _check_count("draws", draws)
+    check_int("steps", steps)
+    check_int("draws", draws)
     if step_size is not None:
-        _check_eps(step_size, "step_size")
+        check_number("step_size", step_size)
     if eps == 0:
         return x.clone()
     alpha = 2.5 * eps / steps if step_size is None else step_size
@@ -217,9 +205,9 @@ def cw_l2(model: Classifier, x: torch.Tensor, y: torch.Tensor, *, targeted: bool
     """
     _check_batch(x, y)
     for name, v in (("c", c), ("lr", lr), ("kappa", kappa)):
-        _check_eps(v, name)
+        check_number(name, v)
     for name, v in (("steps", steps), ("search_steps", search_steps), ("draws", draws)):
-        _check_count(name, v)
+        check_int(name, v)
     x = x.detach()
     w0 = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6))
     lo = torch.zeros(len(x), device=x.device, dtype=x.dtype)
@@ -256,7 +244,7 @@ def cw_l2(model: Classifier, x: torch.Tensor, y: torch.Tensor, *, targeted: bool
 def random_noise(x: torch.Tensor, eps: float, norm: Norm = "linf",
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """A control: random perturbations of size eps (random signs for L-inf, a random direction for L2), clipped."""
-    _check_eps(eps)
+    check_number("eps", eps)
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     if norm == "linf":

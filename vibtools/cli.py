@@ -9,13 +9,15 @@ equals an uninterrupted run's.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+
+from .config import check_int, check_number
 
 PROG = "python -m vibtools"
 
@@ -28,32 +30,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _parsed(name: str, cast: Callable, check: Callable, *bounds):
+    """An argparse type: ``cast`` the text (int or float), then the package's own check of ``name`` (its message)."""
+
+    def parse(text: str):
+        """Parse one value."""
+        try:
+            value = cast(text)
+        except ValueError:
+            value = text  # not a number: the check rejects the text itself, saying what was wanted
+        try:
+            return check(name, value, *bounds)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
 def _beta(text: str) -> float:
     """Parse --beta: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"beta must be a number >= 0, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"beta must be a finite number >= 0, got {text!r}")
-    return value
+    return _parsed("beta", float, check_number)(text)
 
 
 def _integer(name: str, low: int, high: int | None = None):
     """A parser of integers in [low, high] for the option ``name``."""
-    span = f">= {low}" if high is None else f"from {low} to {high}"
-
-    def parse(text: str) -> int:
-        """Parse one value."""
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer {span}, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"{name} must be an integer {span}, got {text!r}")
-        return value
-
-    return parse
+    return _parsed(name, int, check_int, low, high)
 
 
 def build_parser() -> argparse.ArgumentParser:

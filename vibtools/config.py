@@ -106,34 +106,46 @@ def _is_real(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def check_int(name: str, v, low: int = 1, high: int | None = None) -> int:
+    """``v`` when it is an integer (not a bool) in [low, high]; else ValueError in one line naming ``name``.
+
+    The package's one integer check: configs, training options, attacks, evaluation and the command line use it.
+    """
+    if not (_is_int(v) and v >= low and (high is None or v <= high)):
+        span = f">= {low}" if high is None else f"from {low} to {high}"
+        raise ValueError(f"{name} must be an integer {span}, got {v!r}")
+    return v
+
+
+def check_number(name: str, v, low: float = 0.0, high: float | None = None, *, low_open: bool = False,
+                 high_open: bool = True) -> float:
+    """``v`` when it is a finite real (not a bool) in the interval from ``low`` to ``high`` (None: no upper end;
+    each end open or closed); else ValueError in one line naming ``name``. The package's one number check."""
+    inside = _is_real(v) and (v > low if low_open else v >= low)
+    inside = inside and (high is None or (v < high if high_open else v <= high))
+    if not inside:
+        span = (f"{'>' if low_open else '>='} {low:g}" if high is None else
+                f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
+        raise ValueError(f"{name} must be a finite number {span}, got {v!r}")
+    return v
+
+
 def check_config(c: TrainConfig) -> None:
     """Raise ValueError with a one-line message naming the first config value that is out of range."""
-    if not (_is_real(c.beta) and c.beta >= 0):
-        raise ValueError(f"beta must be a finite number >= 0, got {c.beta!r}")
+    check_number("beta", c.beta)
     for name in ("k", "epochs", "batch_size", "decay_epochs", "hidden", "n_eval_samples"):
-        v = getattr(c, name)
-        if not _is_int(v) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-    for name in ("seed", "data_seed"):
-        v = getattr(c, name)
-        if v is None and name == "data_seed":
-            continue
-        if not _is_int(v) or not 0 <= v <= MAX_SEED:
-            raise ValueError(f"{name} must be an integer from 0 to {MAX_SEED}, got {v!r}")
-    if not (_is_real(c.lr) and c.lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {c.lr!r}")
-    betas = c.adam_betas
-    if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(_is_real(b) and 0 <= b < 1 for b in betas)):
-        raise ValueError(f"adam_betas must be two numbers in [0, 1), got {betas!r}")
-    if not (_is_real(c.decay_rate) and 0 < c.decay_rate <= 1):
-        raise ValueError(f"decay_rate must be in (0, 1], got {c.decay_rate!r}")
-    if not (_is_real(c.ema_decay) and 0 <= c.ema_decay < 1):
-        raise ValueError(f"ema_decay must be in [0, 1), got {c.ema_decay!r}")
-    for name in ("dropout", "label_smoothing"):
-        v = getattr(c, name)
-        if not (_is_real(v) and 0 <= v < 1):
-            raise ValueError(f"{name} must be a number in [0, 1), got {v!r}")
-    if not (_is_real(c.confidence_penalty) and c.confidence_penalty >= 0):
-        raise ValueError(f"confidence_penalty must be a finite number >= 0, got {c.confidence_penalty!r}")
+        check_int(name, getattr(c, name))
+    check_int("seed", c.seed, 0, MAX_SEED)
+    if c.data_seed is not None:
+        check_int("data_seed", c.data_seed, 0, MAX_SEED)
+    check_number("lr", c.lr, low_open=True)
+    if not (isinstance(c.adam_betas, (tuple, list)) and len(c.adam_betas) == 2):
+        raise ValueError(f"adam_betas must be two numbers in [0, 1), got {c.adam_betas!r}")
+    for b in c.adam_betas:
+        check_number("adam_betas", b, 0, 1)
+    check_number("decay_rate", c.decay_rate, 0, 1, low_open=True, high_open=False)
+    for name in ("ema_decay", "dropout", "label_smoothing"):
+        check_number(name, getattr(c, name), 0, 1)
+    check_number("confidence_penalty", c.confidence_penalty)
     if c.covariance not in COVARIANCES:
         raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)}, got {c.covariance!r}")

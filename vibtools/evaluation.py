@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .bounds import class_loss_bits, izy_lower_bound
-from .config import EVAL_CHUNK, salted_seed
+from .config import EVAL_CHUNK, check_int, salted_seed
 from .model import VIB, VIBStack
 
 
@@ -32,7 +32,7 @@ def evaluate_stacks(stacks: list[VIBStack], x: torch.Tensor, y: torch.Tensor, ge
         Per stack: izy (I(Z;Y) lower bound, bits), izx (I(Z;X) upper bound, bits), err (1-sample error) and
         avg_err (error of the softmax averaged over ``n_samples`` draws of z), each an (M,) tensor on the device.
     """
-    check_n_samples(n_samples)
+    check_int("n_samples", n_samples)
     first, dev = stacks[0], x.device
     modes = [s.training for s in stacks]
     for s in stacks:
@@ -41,17 +41,10 @@ def evaluate_stacks(stacks: list[VIBStack], x: torch.Tensor, y: torch.Tensor, ge
     for start in range(0, len(x), chunk):
         xb, yb = x[start:start + chunk], y[start:start + chunk]
         n = len(xb)
-        if first.covariance == "none":  # z = mu: no noise to draw
-            eps = None
-        else:
-            eps = noise(gens, (n_samples + 1, n, first.k), dev).transpose(0, 1)  # (S+1, M, n, K)
+        # (S+1, M, n, K): draw 0 for the 1-sample numbers, the others for the S-sample prediction
+        eps = None if first.deterministic else noise(gens, (n_samples + 1, n, first.k), dev).transpose(0, 1)
         for stack, acc in zip(stacks, sums):
-            head = stack.stacked_head(xb)
-            if eps is None:
-                mu = head[..., : stack.k]
-                z, q = mu.expand(n_samples + 1, *mu.shape), None
-            else:
-                z, q = stack.latent(head, eps)
+            z, q = stack.latent(stack.stacked_head(xb), eps, n_samples + 1)
             logits = stack.stacked_logits(z)
             one = logits[0]
             acc[0] += class_loss_bits(one, yb) * n
@@ -94,20 +87,13 @@ def evaluate(model: VIB, x: torch.Tensor, y: torch.Tensor, n_samples: int = 12, 
     Returns:
         A dict with izy, izx, err, avg_err, acc, avg_acc.
     """
-    check_n_samples(n_samples)
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= 2**32 - 1:
-        raise ValueError(f"seed must be an integer from 0 to {2**32 - 1}, got {seed!r}")
+    check_int("n_samples", n_samples)
+    check_int("seed", seed, 0, 2**32 - 1)
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"x and y must hold the same number (>= 1) of examples, got {len(x)} and {len(y)}")
     if model.m != 1:
         raise ValueError(f"evaluate takes one model; this stack holds {model.m}: use evaluate_stack")
     return to_floats(evaluate_stack(model, x, y, eval_generators([seed], 0, x.device), n_samples))
-
-
-def check_n_samples(n_samples) -> None:
-    """Raise ValueError unless ``n_samples`` (draws of z averaged for a prediction) is an integer >= 1."""
-    if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 1:
-        raise ValueError(f"n_samples must be an integer >= 1 (draws of z to average), got {n_samples!r}")
 
 
 def format_line(prefix: str, m: dict[str, float]) -> str:

@@ -9,6 +9,7 @@ import torch
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
 from .bounds import LN2
+from .config import check_int, check_number
 from .model import reparameterize
 
 
@@ -152,10 +153,8 @@ def discrete_ib_example(n_x: int = 6, n_y: int = 2, n_z: int = 3, noise: float =
     Returns:
         The :class:`DiscreteIB` tables, in float64.
     """
-    if not 0.0 <= noise <= 1.0:
-        raise ValueError(f"noise must be in [0, 1], got {noise}")
-    if n_y < 2:
-        raise ValueError("n_y must be at least 2")
+    check_number("noise", noise, 0, 1, high_open=False)
+    check_int("n_y", n_y, 2)
     p_x = torch.full((n_x,), 1.0 / n_x, dtype=torch.float64)
     clean = torch.nn.functional.one_hot(torch.arange(n_x) % n_y, n_y).to(torch.float64)
     p_y_given_x = (1.0 - noise) * clean + noise * (1.0 - clean) / (n_y - 1)
@@ -317,8 +316,8 @@ def encoder_mi_bounds(q: Distribution, draws: int = 1, generator: torch.Generato
     """
     if len(q.batch_shape) != 1 or q.batch_shape[0] < 2:
         raise ValueError(f"need posteriors of at least 2 inputs with batch shape (N,), got {tuple(q.batch_shape)}")
-    if draws < 1 or chunk < 1:
-        raise ValueError(f"draws and chunk must be positive, got draws={draws}, chunk={chunk}")
+    check_int("draws", draws)
+    check_int("chunk", chunk)
     n = q.batch_shape[0]
     lower, upper = [], []
     for _ in range(draws):

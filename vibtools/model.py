@@ -193,11 +193,22 @@ class VIBStack(nn.Module):
         """Logits (..., M, B, classes) of the decoder q(y|z) for codes z of shape (..., M, B, K)."""
         return z @ self.dec_weight + self.dec_bias.unsqueeze(1)
 
-    def latent(self, head: torch.Tensor, eps: torch.Tensor | None):
-        """(z, q) for encoder outputs: z = mu + L eps (z = mu for the deterministic variant, q = None)."""
-        if self.covariance == "none":
+    @property
+    def deterministic(self) -> bool:
+        """True for the deterministic baseline (z = mu, no info loss, no noise to draw)."""
+        return self.covariance == "none"
+
+    def latent(self, head: torch.Tensor, eps: torch.Tensor | None, n_samples: int | None = None):
+        """(z, q) for encoder outputs (..., head): z = mu + L eps, of the shape of ``eps``; the mean if ``eps`` is None.
+
+        The deterministic variant has z = mu and q = None: it takes no noise, and ``n_samples`` (with ``eps`` None)
+        repeats mu along a new leading dimension, as the draws of a stochastic encoder would be.
+        """
+        if self.deterministic:
             mu = head[..., : self.k]
-            return (mu if eps is None else mu.expand(*eps.shape)), None
+            if eps is not None:
+                return mu.expand(*eps.shape), None
+            return (mu if n_samples is None else mu.expand(n_samples, *mu.shape)), None
         q = posterior(head, self.k, self.covariance)
         return (q.mean if eps is None else reparameterize(q, eps)), q
 
@@ -270,11 +281,6 @@ class VIB(VIBStack):
                  seed: int | None = None, init: bool = True):
         super().__init__(k, covariance, hidden, n_classes, seeds=(seed,), init=init)
 
-    @property
-    def deterministic(self) -> bool:
-        """True for the deterministic baseline (z = mu, no info loss)."""
-        return self.covariance == "none"
-
     def encode_head(self, x: torch.Tensor) -> torch.Tensor:
         """Raw encoder output (B, head) for images x in [0, 1] of shape (B, 784)."""
         return self.stacked_head(x)[0]
@@ -295,8 +301,6 @@ class VIB(VIBStack):
         The noise comes from ``generator`` (PyTorch's global one if None); the arithmetic is the stack's.
         """
         head = self.stacked_head(x)
-        if self.deterministic:
-            z, _ = self.latent(head, None)
-            return self.stacked_logits(z.expand(n_samples, *z.shape))[:, 0]
-        eps = torch.randn(n_samples, 1, len(x), self.k, generator=generator, device=x.device, dtype=head.dtype)
-        return self.stacked_logits(self.latent(head, eps)[0])[:, 0]
+        eps = None if self.deterministic else torch.randn(n_samples, 1, len(x), self.k, generator=generator,
+                                                          device=x.device, dtype=head.dtype)
+        return self.stacked_logits(self.latent(head, eps, n_samples)[0])[:, 0]

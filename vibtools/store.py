@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from filelock import FileLock, Timeout
 
-from .config import EVAL_CHUNK, TrainConfig, sweep_shared_fields
+from .config import EVAL_CHUNK, TrainConfig, check_int, sweep_shared_fields
 from .model import head_dim, parameter_shapes
 
 FORMAT = "vibtools-run"
@@ -456,11 +456,9 @@ def check_options(configs: Sequence[TrainConfig], device: torch.device, folder: 
         None when the cache folder can be written, else the error to raise unless every run is already stored
         there (a read-only folder of finished runs can still serve them).
     """
-    for name, v in (("checkpoint_every", checkpoint_every), ("stop_after", stop_after)):
-        if v is None and name == "stop_after":
-            continue
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    check_int("checkpoint_every", checkpoint_every)
+    if stop_after is not None:
+        check_int("stop_after", stop_after)
     if not (isinstance(compile, bool) or compile in COMPILE_MODES):
         raise ValueError(f"compile must be True, False or a torch.compile mode ({', '.join(COMPILE_MODES)}), "
                          f"got {compile!r}")
