@@ -4,12 +4,13 @@
     python scripts/clean_notebooks.py --check    # list the dirty notebooks, exit 1 if any, write nothing
     python scripts/clean_notebooks.py a.ipynb …  # other notebooks
 
-Removed: each cell's ``metadata.execution`` and ``metadata.colab``; the notebook's ``metadata.colab``;
+Removed: each cell's ``metadata.execution`` and ``metadata.colab``; the notebook's ``metadata.colab`` and
+``metadata.widgets`` with the widget views that refer to it (a widget needs a live kernel, so the site draws
+none, and the explorer's state alone was 187 kB);
 ``metadata.language_info.version``; every ``metadata.kernelspec`` field other than
 display_name, language and name.  Merged: consecutive stream outputs of one cell and stream (a kernel sends one
 per flush; a frontend shows them as one block).  Kept: ``metadata.accelerator`` (Colab opens the notebook on a
-GPU runtime), sources, outputs, execution counts, ``metadata.widgets`` (the stored
-widget state the site renders) and everything else.  A notebook is rewritten only when something was removed,
+GPU runtime), sources, other outputs, execution counts and everything else.  A notebook is rewritten only when something was removed,
 in nbformat's layout (one-space indent, non-ASCII kept as is, trailing newline) and in the key order it was
 read in, so a clean notebook is left byte for byte and the diff of a dirty one shows only the removed keys.
 """
@@ -24,7 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GLOB = "book/*.ipynb"
-NOTEBOOK_KEYS = ("colab",)  # notebook-level metadata written by Colab ("accelerator" is a setting: kept)
+NOTEBOOK_KEYS = ("colab", "widgets")  # written by Colab, and the kernel's widget state ("accelerator": kept)
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 CELL_KEYS = ("execution", "colab")  # cell-level metadata: execution timestamps, Colab's per-cell state
 KERNELSPEC_KEEP = ("display_name", "language", "name")
 
@@ -55,13 +57,15 @@ def _strip(nb: dict) -> list[str]:
                 hits += 1
         if hits:
             removed.append(f"cells[*].metadata.{key} ({hits} cell{'s' if hits > 1 else ''})")
-    merged = 0
+    merged = views = 0
     for cell in nb.get("cells", []):
         outputs = cell.get("outputs")
         if not outputs:
             continue
+        kept = [o for o in outputs if WIDGET_VIEW not in o.get("data", {})]
+        views += len(outputs) - len(kept)
         joined: list[dict] = []
-        for out in outputs:  # a kernel sends one stream message per flush; a frontend shows them as one block
+        for out in kept:  # a kernel sends one stream message per flush; a frontend shows them as one block
             prev = joined[-1] if joined else None
             if (prev is not None and out.get("output_type") == "stream" and prev.get("output_type") == "stream"
                     and out.get("name") == prev.get("name")):
@@ -70,6 +74,8 @@ def _strip(nb: dict) -> list[str]:
             else:
                 joined.append(out)
         cell["outputs"] = joined
+    if views:
+        removed.append(f"widget views ({views})")
     if merged:
         removed.append(f"split stream outputs ({merged} merged into the one before)")
     return removed

@@ -3,9 +3,6 @@
 # no page of _build/html loads anything from a CDN at view time.
 #
 #   MathJax 3 ............................ math typesetting (Sphinx `mathjax_path`)
-#   require.js ........................... AMD loader needed by the widgets embed bundle
-#   @jupyter-widgets/html-manager ........ embed-amd.js, renders stored ipywidgets state in static pages
-#                                          (myst-nb `nb_ipywidgets_js`)
 #   Font Awesome 4 ....................... icon font of the matplotlib `FuncAnimation.to_jshtml()` controls
 #                                          (matplotlib/_animation_data.py links font-awesome 4.4.0 from
 #                                          maxcdn; book/_ext/offline_assets.py points that link here)
@@ -21,14 +18,12 @@
 set -euo pipefail
 
 MATHJAX_VERSION=3.2.2
-REQUIREJS_VERSION=2.3.8
-HTML_MANAGER_VERSION=1.0.15   # ipywidgets 8.1 embeds with @jupyter-widgets/html-manager ^1.0
 FONT_AWESOME_VERSION=4.7.0    # the 4.x icon names used by matplotlib's jshtml controls
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENDOR="$ROOT/book/_static/vendor"
 STAMP="$VENDOR/VERSIONS"
-WANT="mathjax@$MATHJAX_VERSION requirejs@$REQUIREJS_VERSION @jupyter-widgets/html-manager@$HTML_MANAGER_VERSION font-awesome@$FONT_AWESOME_VERSION"
+WANT="mathjax@$MATHJAX_VERSION font-awesome@$FONT_AWESOME_VERSION"
 
 if [[ "${FORCE:-0}" != 1 && -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
     echo "fetch_site_assets: $VENDOR is up to date ($WANT)"
@@ -58,26 +53,14 @@ for d in a11y adaptors input output sre ui; do
 done
 cp "$NM/mathjax/LICENSE" "$VENDOR/mathjax/"
 
-# require.js
-mkdir -p "$VENDOR/requirejs"
-cp "$NM/requirejs/require.js" "$VENDOR/requirejs/"
-
-# Widgets HTML manager: embed-amd.js plus the font files webpack emitted next to it
-# (it resolves them relative to its own URL).
-mkdir -p "$VENDOR/html-manager"
-find "$NM/@jupyter-widgets/html-manager/dist" -maxdepth 1 -type f \
-    \( -name 'embed-amd.js' -o -name '*.woff' -o -name '*.woff2' -o -name '*.ttf' -o -name '*.eot' -o -name '*.svg' \) \
-    -exec cp {} "$VENDOR/html-manager/" \;
-cp "$NM/@jupyter-widgets/html-manager/package.json" "$VENDOR/html-manager/"
-
 # Font Awesome 4 (css/ + fonts/, the layout its CSS expects)
 mkdir -p "$VENDOR/font-awesome/css"
 cp "$NM/font-awesome/css/font-awesome.min.css" "$VENDOR/font-awesome/css/"
 cp -r "$NM/font-awesome/fonts" "$VENDOR/font-awesome/"
 
 # Sanity checks: every file the config references exists.
-for f in mathjax/tex-mml-chtml.js mathjax/output/chtml/fonts/woff-v2 requirejs/require.js \
-         html-manager/embed-amd.js font-awesome/css/font-awesome.min.css font-awesome/fonts/fontawesome-webfont.woff2; do
+for f in mathjax/tex-mml-chtml.js mathjax/output/chtml/fonts/woff-v2 \
+         font-awesome/css/font-awesome.min.css font-awesome/fonts/fontawesome-webfont.woff2; do
     [[ -e "$VENDOR/$f" ]] || { echo "fetch_site_assets: missing $VENDOR/$f" >&2; exit 1; }
 done
 

@@ -63,6 +63,17 @@ def _dirty_notebook() -> dict:
                              "output_type": "execute_result"}],
                 "source": ["1 + 1"],
             },
+            {
+                "cell_type": "code",
+                "execution_count": 3,
+                "id": "code3",
+                "metadata": {"tags": ["remove-output"]},
+                "outputs": [{"data": {"application/vnd.jupyter.widget-view+json": {"model_id": "abc",
+                                      "version_major": 2, "version_minor": 0}, "text/plain": ["VBox()"]},
+                             "metadata": {}, "output_type": "display_data"},
+                            {"name": "stdout", "output_type": "stream", "text": ["kept\n"]}],
+                "source": ["box = explorer()\nbox"],
+            },
         ],
         "metadata": {
             "accelerator": "GPU",
@@ -110,12 +121,13 @@ def test_cleaner_removes_each_volatile_key_and_nothing_else(tmp_path):
     assert "version" not in meta["language_info"]
     assert meta["language_info"] == {"name": "python", "pygments_lexer": "ipython3"}
     assert meta["kernelspec"] == {"display_name": "Python 3", "language": "python", "name": "python3"}
-    assert meta["widgets"] == WIDGETS, "the stored widget state must be kept"
+    assert "widgets" not in meta, "the kernel's widget state is dropped: the site draws no widget"
+    assert nb["cells"][3]["outputs"] == [original["cells"][3]["outputs"][1]], "only the widget view is dropped"
     for cell in nb["cells"]:
         assert "execution" not in cell["metadata"] and "colab" not in cell["metadata"]
     assert nb["cells"][1]["metadata"] == {"tags": ["hide-input"]}
     assert nb["cells"][2]["metadata"] == {"mystnb": {"figure": {"caption": "c"}}}
-    for got, want in zip(nb["cells"], original["cells"]):
+    for got, want in zip(nb["cells"][:3], original["cells"]):
         for key in ("cell_type", "id", "source", "outputs", "execution_count"):
             assert got.get(key) == want.get(key), f"cell {want['id']}: {key} changed"
     assert (nb["nbformat"], nb["nbformat_minor"]) == (4, 5)

@@ -332,6 +332,37 @@ def test_device_names_must_be_canonical():
             vt.pick_device(name)
 
 
+def test_one_number_check_serves_configs_options_attacks_evaluation_and_the_cli():
+    """check_int and check_number: one message format wherever a number is checked, bools and NaN refused."""
+    from vibtools.cli import _beta, _integer
+    from vibtools.config import check_int, check_number
+
+    assert check_int("k", 3) == 3 and check_number("beta", 0.0) == 0.0
+    for bad in (0, True, 2.0, "3", None):
+        with pytest.raises(ValueError, match=r"^k must be an integer >= 1, got "):
+            check_int("k", bad)
+    with pytest.raises(ValueError, match=r"^seed must be an integer from 0 to 9, got 10$"):
+        check_int("seed", 10, 0, 9)
+    for bad, span in ((math.nan, ">= 0"), (math.inf, ">= 0"), (-1.0, ">= 0"), (False, ">= 0")):
+        with pytest.raises(ValueError, match=f"^beta must be a finite number {span}, got "):
+            check_number("beta", bad)
+    with pytest.raises(ValueError, match=r"decay_rate must be a finite number in \(0, 1\], got 0"):
+        TINY.with_(decay_rate=0)
+    with pytest.raises(ValueError, match=r"^lr must be a finite number > 0, got 0$"):
+        check_number("lr", 0, low_open=True)
+    x, y = torch.rand(4, 784), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="^draws must be an integer >= 1, got 0$"):
+        vt.attacks.fgsm(vt.VIB(k=2, hidden=8, seed=0), x, y, 0.1, draws=0)
+    with pytest.raises(ValueError, match="^n_samples must be an integer >= 1, got 0$"):
+        vt.evaluate(vt.VIB(k=2, hidden=8, seed=0), x, y, n_samples=0)
+    import argparse
+
+    for parse, text, words in ((_beta, "abc", "beta must be a finite number >= 0, got 'abc'"),
+                               (_integer("k", 1), "2.5", "k must be an integer >= 1, got '2.5'")):
+        with pytest.raises(argparse.ArgumentTypeError, match=words):
+            parse(text)
+
+
 def test_numpy_numbers_are_accepted_in_configs():
     import numpy as np
 
@@ -339,27 +370,23 @@ def test_numpy_numbers_are_accepted_in_configs():
     assert c.beta == 0.5 and type(c.beta) is float and type(c.k) is int
 
 
-def test_the_explorer_trains_a_new_beta_from_its_button(small, monkeypatch):
+def test_the_explorer_trains_a_new_beta_from_its_button(small, monkeypatch, tmp_path, capsys):
+    """The widget is returned, not displayed; its button trains the chosen β and adds it to the slider."""
     pytest.importorskip("ipywidgets")
     import matplotlib
 
     matplotlib.use("Agg")
-    import ipywidgets
 
+    monkeypatch.setenv("VIBTOOLS_CACHE", str(tmp_path / "runs"))
     runs = [fit(TINY.with_(k=2, covariance="full", epochs=1), small, cache=False)]
-    trained = []
-    real = vibtools.training.train
-
-    def record(config, data, **kwargs):
-        """Train without a cache, and remember what the button asked for."""
-        trained.append(config)
-        return real(config, data, cache=False, progress=False, device="cpu")
-
-    monkeypatch.setattr(vibtools.training, "train", record)
     box = vt.widgets.beta_explorer(runs, small.test_x[:50], small.test_y[:50], data=small, device="cpu")
-    buttons = [w for w in box.children[-2].children if isinstance(w, ipywidgets.Button)]
-    buttons[0].click()
-    assert len(trained) == 1 and trained[0].k == 2 and trained[0].beta != TINY.beta
+    assert "VBox" not in capsys.readouterr().out, "the explorer displayed itself as well as returning its box"
+    slider = box.children[0]
+    new_beta, button = box.children[-2].children
+    new_beta.value = 0.01
+    button.click()
+    assert [b for _, b in slider.options] == sorted([TINY.beta, 0.01]) and slider.value == 0.01
+    assert len(list((tmp_path / "runs").glob("*.pt"))) == 1, "the new β was trained and stored"
 
 
 def test_cli_prints_cache_notices_as_one_line(tmp_path):
