@@ -303,16 +303,6 @@ def test_damaged_file_is_named_before_any_work(data_root, tmp_path, offline, fre
     assert data._CACHE == {}
 
 
-def test_loaded_data_is_checked_again():
-    raw = Path("somewhere") / "MNIST" / "raw"
-    images = torch.zeros(3, 28, 28, dtype=torch.uint8)
-    data._check_loaded(images, torch.tensor([0, 9, 4]), raw, "train")
-    with pytest.raises(MNISTFileError, match="outside 0-9 .found 10."):
-        data._check_loaded(images, torch.tensor([0, 10, 4]), raw, "train")
-    with pytest.raises(MNISTFileError, match="3 labels"):
-        data._check_loaded(torch.zeros(4, 28, 28, dtype=torch.uint8), torch.tensor([0, 1, 2]), raw, "t10k")
-
-
 def test_gzipped_only_copy_loads_the_same_data_and_writes_nothing(data_root, mnist, tmp_path, offline, fresh_cache):
     raw = copy_mnist(data_root, tmp_path, gz=True)
     before = tree(tmp_path)
