@@ -101,11 +101,11 @@ def test_each_set_of_weights_is_evaluated_once(small, monkeypatch):
     assert r.final["raw_test"]["izx"] == last["test_izx"]
 
 
-def test_final_training_metrics_use_the_first_images(mnist, monkeypatch):
-    data = mnist.subset(12_000, 200)
-    monkeypatch.setattr(vibtools.training, "TRAIN_EVAL_SIZE", 300)
+def test_final_training_metrics_use_the_first_images(mnist):
+    n = vibtools.training.TRAIN_EVAL_SIZE
+    data = mnist.subset(n + 2000, 200)
     r = fit(TINY.with_(epochs=1, batch_size=2000), data, cache=False)
-    by_hand = vt.evaluate(r.ema_model, data.train_x[:300], data.train_y[:300])
+    by_hand = vt.evaluate(r.ema_model, data.train_x[:n], data.train_y[:n])
     assert r.final["ema_train"]["izx"] == pytest.approx(by_hand["izx"], rel=1e-5)
 
 
@@ -156,20 +156,15 @@ def test_run_files_follow_the_umask(small, cache_dir):
     assert r.path.stat().st_mode & 0o777 == 0o640
 
 
-def test_progress_bar_names_the_run_it_trains(small, cache_dir, monkeypatch):
+def test_progress_bar_names_the_run_it_trains(small, cache_dir, capsys):
     fit(TINY, small, cache=cache_dir)  # the first config is stored, so only the second trains
-    names = []
-    real = vibtools.training.tqdm
-
-    def spy(*args, **kwargs):
-        """Record the bars' labels."""
-        names.append(kwargs.get("desc"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(vibtools.training, "tqdm", spy)
+    capsys.readouterr()
     configs = [TINY, TINY.with_(beta=0.5, seed=3, data_seed=0)]
-    vt.train_sweep(configs, small, device="cpu", cache=cache_dir, progress=False)
-    assert "VIB K=8 beta=0.5" in names
+    vt.train_sweep(configs, small, device="cpu", cache=cache_dir, progress=True)
+    bars = capsys.readouterr().err
+    assert "VIB K=8 beta=0.5" in bars and "beta=0.001" not in bars
+    vt.train(vt.model_config("deterministic", k=8, hidden=32, epochs=1), small, device="cpu", cache=False)
+    assert "deterministic K=8" in capsys.readouterr().err
 
 
 def test_information_plane_accepts_beta_zero():

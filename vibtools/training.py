@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .baselines import model_name
 from .bounds import prediction_entropy_bits, smoothed_class_loss_bits, vib_objective
 from .config import TrainConfig, salted_seed
 from .data import MNISTTensors, load_mnist
@@ -619,9 +620,10 @@ class _Bars:
 
     def __init__(self, state: TrainState, steps: int, progress: bool):
         c, m = state.configs[0], state.m
-        label = f"beta={c.beta:g}" if m == 1 else f"{m} models"
-        self.epochs = tqdm(total=c.epochs, initial=state.epoch, desc=f"VIB K={c.k} {label}", disable=not progress,
-                           unit="epoch")
+        kind = "VIB" if c.covariance != "none" else model_name(c)  # deterministic, dropout, ...
+        label = f"{m} models" if m > 1 else f"beta={c.beta:g}" if kind == "VIB" else ""
+        self.epochs = tqdm(total=c.epochs, initial=state.epoch, desc=f"{kind} K={c.k} {label}".strip(),
+                           disable=not progress, unit="epoch")
         self.steps = tqdm(total=steps, desc="steps", leave=False, disable=not progress, unit="step")
 
     def epoch_done(self, row: dict) -> None:
