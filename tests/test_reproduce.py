@@ -84,6 +84,7 @@ def test_results_files_round_trip_and_damage_is_reported(small, tmp_path):
     path = written[0]
     record = load_results(path)
     assert record == json.loads(path.read_text())
+    assert record["pass"]["models"] >= 1 and len(record["pass"]["id"]) == 16
     text = path.read_text()
     cases = {
         "truncated": (text[: len(text) // 2], "not a readable results file"),
@@ -277,13 +278,33 @@ def test_cold_training_seconds_charges_each_cached_run_its_share_of_its_pass():
     from types import SimpleNamespace
 
     def run(times, cached=True):
-        return SimpleNamespace(from_cache=cached, history={"seconds": times})
+        return SimpleNamespace(from_cache=cached, history={"seconds": times}, timing={})  # stored before passes
 
     stored = [{"history": {"seconds": [10.0, 20.0]}} for _ in range(3)]  # one pass of three models: 30 s
     used = [run([10.0, 20.0]), run([10.0, 20.0]), run([5.0, 5.0]), run([5.0, 5.0]), run([7.0], cached=False)]
     # two thirds of the stored pass, and the unknown 10 s pass once; the run trained now costs nothing extra
     assert vt.results.cold_training_seconds(used, stored) == pytest.approx(20.0 + 10.0)
     assert vt.results.cold_training_seconds(used) == pytest.approx(30.0 + 10.0)
+
+
+def test_training_passes_are_told_apart_by_their_recorded_id_not_their_epoch_times(small, tmp_path):
+    from types import SimpleNamespace
+
+    configs = [vt.TrainConfig(k=4, hidden=16, epochs=1, beta=b) for b in (1e-3, 1e-2)]
+    pair = vt.train_sweep(configs, small.subset(300, 100), device="cpu", cache=False, progress=False)
+    assert pair[0].timing["pass"] == pair[1].timing["pass"] and pair[0].timing["pass"]["models"] == 2
+    seconds = sum(pair[0].history["seconds"])
+    assert vt.results.training_seconds(pair) == pytest.approx(seconds)  # one pass, counted once
+
+    def twin(pass_id, models):
+        """A cached run whose epoch times equal another pass's to the last bit."""
+        return SimpleNamespace(from_cache=True, history={"seconds": [3.0]}, timing={"pass": {"id": pass_id,
+                                                                                             "models": models}})
+
+    assert vt.results.training_seconds([twin("a", 1), twin("b", 1)]) == 6.0  # two passes, equal times
+    assert vt.results.cold_training_seconds([twin("c", 3)]) == pytest.approx(1.0)  # its share, records or not
+    record = {"pass": {"id": "c", "models": 3}, "history": {"seconds": [3.0]}, "seconds": {"training": 3.0}}
+    assert vt.results.pass_of(record) == ("c", 3) and vt.results.stored_training_seconds([record, record]) == 3.0
 
 
 def test_markdown_table_escapes_pipes_inside_cells():

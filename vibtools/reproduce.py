@@ -102,7 +102,7 @@ def result_record(result, data: MNISTTensors, experiment: str, epochs: int) -> d
     record = {"format": FORMAT, "results_version": RESULTS_VERSION, "experiment": experiment,
               "run": run_name(result.config), "model": model_name(result.config), "protocol": {"epochs": epochs},
               "config": result.config.as_dict(), "data": data_record(data), "device": result.device,
-              "seconds": result.seconds,
+              "seconds": result.seconds, "pass": result.timing.get("pass"),
               "code": code_version(), "history": result.history, "final": result.final,
               "eval_noise": _noise_spread(result, data)}
     if result.config.covariance != "none":

@@ -3,6 +3,7 @@ records of an experiment, their grouping over seeds, each row's verdict against 
 
 from __future__ import annotations
 
+import collections
 import os
 import statistics
 
@@ -223,29 +224,38 @@ def mi_summary(group) -> dict:
             "ceiling": runs[0]["mi_bounds"]["ceiling"], "n": runs[0]["mi_bounds"]["n"]}
 
 
+def pass_of(run) -> tuple[str, int | None]:
+    """The stacked training pass a run (a RunResult or a results record) was trained in: (its id, its models).
+
+    Runs record their pass (``RunResult.timing["pass"]``, a record's ``pass``). Runs stored before they did are
+    told apart by their epoch times, which the models of one pass share; their number of models is then unknown.
+    """
+    known = run.get("pass") if isinstance(run, dict) else run.timing.get("pass")
+    if known:
+        return known["id"], known["models"]
+    history = run["history"] if isinstance(run, dict) else run.history
+    return "epoch-times:" + ",".join(map(repr, history.get("seconds", []))), None
+
+
 def training_seconds(results) -> float:
-    """Total training wall time recorded in the histories of some runs (what the provenance line reports)."""
+    """Total training wall time recorded in the histories of some runs (what the provenance line reports),
+    counting each stacked pass once."""
     results = results if isinstance(results, (list, tuple)) else [results]
-    seen, total = set(), 0.0
-    for r in results:
-        key = tuple(r.history.get("seconds", []))
-        if key not in seen:  # models of one sweep share their epoch times
-            seen.add(key)
-            total += sum(key)
-    return total
+    return sum({pass_of(r)[0]: sum(r.history.get("seconds", [])) for r in results}.values())
 
 
 def stored_training_seconds(records: list[dict]) -> float:
     """Total training time of stored runs (results records), counting each stacked pass once."""
-    return sum({tuple(r["history"]["seconds"]): r["seconds"]["training"] for r in records}.values())
+    return sum({pass_of(r)[0]: r["seconds"]["training"] for r in records}.values())
 
 
 def cold_training_seconds(results, records=()) -> float:
     """About how long training the cached runs among ``results`` again would take, from their recorded times.
 
-    A run trained in a stacked pass shares its recorded epoch times with every model of that pass. Where the
-    pass's other runs are among ``records`` (stored results), the run is charged its share of the pass (the
-    pass's time divided by the runs in it); otherwise the pass's full time is charged once.
+    A run trained in a stacked pass shares its recorded epoch times with every model of that pass and is charged
+    its share (the pass's time divided by its models). For a run stored before runs recorded their pass, the
+    models are counted among ``records`` (stored results) where the pass's runs are there, else the pass's full
+    time is charged once.
 
     Args:
         results: RunResults a page used; those with ``from_cache`` are counted.
@@ -253,11 +263,15 @@ def cold_training_seconds(results, records=()) -> float:
     Returns:
         Seconds, on the device the runs were trained on.
     """
-    passes: dict[tuple, int] = {}
-    for r in records:
-        key = tuple(r["history"]["seconds"])
-        passes[key] = passes.get(key, 0) + 1
-    cached = [r for r in (results if isinstance(results, (list, tuple)) else [results]) if r.from_cache]
-    keys = [tuple(r.history.get("seconds", [])) for r in cached]
-    shares = sum(sum(k) / passes[k] for k in keys if k in passes)
-    return shares + training_seconds([r for r, k in zip(cached, keys) if k not in passes])
+    in_records = collections.Counter(pass_of(r)[0] for r in records)
+    shares, whole = 0.0, {}
+    for r in (results if isinstance(results, (list, tuple)) else [results]):
+        if not r.from_cache:
+            continue
+        key, models = pass_of(r)
+        seconds = sum(r.history.get("seconds", []))
+        if models or in_records[key]:
+            shares += seconds / (models or in_records[key])
+        else:
+            whole[key] = seconds
+    return shares + sum(whole.values())

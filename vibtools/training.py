@@ -19,6 +19,7 @@ import contextlib
 import signal
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -384,7 +385,7 @@ class RunResult:
     from_cache: bool = False
     path: Path | None = None
     device: str = ""  # where it was trained, e.g. "cpu (x86_64, 2 threads)" or "cuda (NVIDIA H100 80GB HBM3)"
-    timing: dict[str, float] = field(default_factory=dict)  # final_eval_seconds (per-epoch times are in history)
+    timing: dict = field(default_factory=dict)  # final_eval_seconds; pass: {id, models} of the stacked pass
 
     @property
     def seconds(self) -> dict[str, float]:
@@ -553,7 +554,9 @@ def _train_pass(configs, stored, paths, data, fp, progress, on_epoch, checkpoint
         if state.epoch == c.epochs:  # 4. the final evaluation
             t0 = time.perf_counter()
             finals = final_evaluation(state, data)
-            timing = {"final_eval_seconds": time.perf_counter() - t0}
+            # the pass's identity: its models share their epoch times, and each is charged its share of them
+            timing = {"final_eval_seconds": time.perf_counter() - t0,
+                      "pass": {"id": uuid.uuid4().hex[:16], "models": state.m}}
             save(finals, training=False, timing=timing)  # a finished run keeps only what loading it needs
     except KeyboardInterrupt:
         raise TrainingInterrupted(_interrupted(saved, c.epochs, paths[0] is not None)) from None
