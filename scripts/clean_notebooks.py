@@ -10,9 +10,10 @@ none, and the explorer's state alone was 187 kB);
 ``metadata.language_info.version``; every ``metadata.kernelspec`` field other than
 display_name, language and name.  Merged: consecutive stream outputs of one cell and stream (a kernel sends one
 per flush; a frontend shows them as one block).  Kept: ``metadata.accelerator`` (Colab opens the notebook on a
-GPU runtime), sources, other outputs, execution counts and everything else.  A notebook is rewritten only when something was removed,
-in nbformat's layout (one-space indent, non-ASCII kept as is, trailing newline) and in the key order it was
-read in, so a clean notebook is left byte for byte and the diff of a dirty one shows only the removed keys.
+GPU runtime), sources, other outputs, execution counts and everything else.  A notebook is rewritten only when
+something was removed, in nbformat's layout (one-space indent, non-ASCII kept as is, trailing newline) and in the
+key order it was read in, so a clean notebook is left byte for byte and the diff of a dirty one shows only the
+removed keys.
 """
 
 from __future__ import annotations

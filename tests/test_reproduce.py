@@ -11,7 +11,7 @@ import pytest
 
 import vibtools as vt
 import vibtools.training
-from vibtools.reproduce import ResultsError, load_experiment, load_results, reproduce, run_name, summarize
+from vibtools.reproduce import ResultsError, load_experiment, load_results, reproduce, run_name, sealed, summarize
 
 SMALL = {"hidden": 32}
 
@@ -90,8 +90,8 @@ def test_results_files_round_trip_and_damage_is_reported(small, tmp_path):
         "truncated": (text[: len(text) // 2], "not a readable results file"),
         "not json": ("garbage", "not a readable results file"),
         "other format": (json.dumps({**record, "format": "other"}), "not a vibtools results file"),
-        "no history": (json.dumps({k: v for k, v in record.items() if k != "history"}), "lacks 'history'"),
-        "no final": (json.dumps({**record, "final": {"raw_test": {}}}), "lacks final"),
+        "no history": (json.dumps(sealed({k: v for k, v in record.items() if k != "history"})), "lacks 'history'"),
+        "no final": (json.dumps(sealed({**record, "final": {"raw_test": {}}})), "lacks final"),
     }
     for name, (content, words) in cases.items():
         path.write_text(content)
@@ -166,11 +166,14 @@ def test_protocols_are_kept_apart_and_incomplete_ones_refused(small, tmp_path):
     assert len(vibtools.reproduce.load_protocol_runs(tmp_path / "results", "table1", 2)) == 14
     path = folder / "dropout-k256-e1-seed0.json"
     record = json.loads(path.read_text())
-    path.write_text(json.dumps({**record, "results_version": vt.RESULTS_VERSION + 1}))
+    path.write_text(json.dumps(sealed({**record, "results_version": vt.RESULTS_VERSION + 1})))
     with pytest.raises(ResultsError, match="results version"):
         load_experiment(tmp_path / "results", "table1", epochs=1)
-    path.write_text(json.dumps({**record, "run": "vib-beta0.001-k256-e1-seed0"}))
-    with pytest.raises(ResultsError, match="holds the config of"):
+    path.write_text(json.dumps(sealed({**record, "run": "vib-beta0.001-k256-e1-seed0"})))
+    with pytest.raises(ResultsError, match="holds the run 'vib-beta0.001-k256-e1-seed0', not 'dropout"):
+        load_experiment(tmp_path / "results", "table1", epochs=1)
+    path.write_text(json.dumps(sealed({**record, "config": {**record["config"], "seed": 7}})))
+    with pytest.raises(ResultsError, match="holds the config of 'dropout-k256-e1-seed7'"):
         load_experiment(tmp_path / "results", "table1", epochs=1)
 
 
@@ -369,7 +372,7 @@ def test_a_record_of_another_config_or_other_data_is_remade(small, tmp_path):
     # a record stored under this run's name but made on other images is remade
     record = json.loads(path.read_text())
     record["data"]["fingerprint"] = "0" * 16
-    path.write_text(json.dumps(record))
+    path.write_text(json.dumps(sealed(record)))
     with pytest.warns(UserWarning, match="made on other data"):
         again = reproduce(["k2"], small, epochs=1, device="cpu", results_dir=tmp_path / "results",
                           cache=tmp_path / "cache", progress=False, overrides={"hidden": 16},

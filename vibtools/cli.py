@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import check_int, check_number
+from .config import MAX_EPOCHS, check_int, check_number, user_path
 
 PROG = "python -m vibtools"
 
@@ -57,6 +57,11 @@ def _integer(name: str, low: int, high: int | None = None):
     return _parsed(name, int, check_int, low, high)
 
 
+def _folder(option: str):
+    """A parser of a folder option (``~`` expanded; empty names, broken links and over-long names refused)."""
+    return _parsed(option, str, lambda name, text: user_path(text, name))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``vibtools`` argument parser."""
     from .baselines import MODELS
@@ -76,14 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "confidence-penalty (1.0)")
     t.add_argument("--beta", type=_beta, default=None, help="weight of the info loss, >= 0 (default 1e-3; VIB only)")
     t.add_argument("--k", type=_integer("k", 1), default=256, help="latent size K, >= 1 (default 256; 2 to plot)")
-    t.add_argument("--epochs", type=_integer("epochs", 1), default=10, help="training epochs, >= 1 (default 10)")
+    t.add_argument("--epochs", type=_integer("epochs", 1, MAX_EPOCHS), default=10,
+                   help="training epochs, >= 1 (default 10)")
     t.add_argument("--seed", type=_integer("seed", 0, MAX_SEED), default=0,
                    help=f"random seed for weights, noise and batches, 0 to {MAX_SEED} (default 0)")
     t.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
-    t.add_argument("--out", default="runs", help="output folder for the checkpoint and history JSON "
-                                                 "(default ./runs)")
-    t.add_argument("--data", default=None, help="MNIST folder holding MNIST/raw/ (default $VIBTOOLS_DATA, else "
-                                                "~/.cache/vibtools/data; downloaded there if missing)")
+    t.add_argument("--out", type=_folder("--out"), default="runs",
+                   help="output folder for the checkpoint and history JSON (default ./runs)")
+    t.add_argument("--data", type=_folder("--data"), default=None,
+                   help="MNIST folder holding MNIST/raw/ (default $VIBTOOLS_DATA, else ~/.cache/vibtools/data; "
+                        "downloaded there if missing)")
     t.add_argument("--covariance", choices=("diag", "full", "none"), default=None,
                    help="q(z|x) of VIB: diag (reference, default), full (paper's K=2 encoder), none (z = mu)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -92,13 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "trained, models of one shape in one stacked pass; interrupted runs resume from "
                                    "the run cache. Each finished run is written to RESULTS/<experiment>/<run>.json.")
     r.add_argument("names", nargs="*", metavar="NAME", help=f"experiments: {', '.join(EXPERIMENTS)} (default: all)")
-    r.add_argument("--epochs", type=_integer("epochs", 1), default=PAPER_EPOCHS,
+    r.add_argument("--epochs", type=_integer("epochs", 1, MAX_EPOCHS), default=PAPER_EPOCHS,
                    help=f"epochs of every run (default {PAPER_EPOCHS}, the paper's protocol)")
     r.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
-    r.add_argument("--data", default=None, help="MNIST folder holding MNIST/raw/ (default $VIBTOOLS_DATA)")
-    r.add_argument("--results", default="results", help="results folder (default ./results)")
-    r.add_argument("--cache", default=None, help="run cache for resuming (default $VIBTOOLS_CACHE, else "
-                                                 "~/.cache/vibtools/runs)")
+    r.add_argument("--data", type=_folder("--data"), default=None,
+                   help="MNIST folder holding MNIST/raw/ (default $VIBTOOLS_DATA)")
+    r.add_argument("--results", type=_folder("--results"), default="results", help="results folder (default ./results)")
+    r.add_argument("--cache", type=_folder("--cache"), default=None,
+                   help="run cache for resuming (default $VIBTOOLS_CACHE, else ~/.cache/vibtools/runs)")
     r.add_argument("--compile", default="", choices=("", "default", "reduce-overhead"),
                    help="torch.compile the step: default, or reduce-overhead (CUDA graphs on a GPU)")
     r.add_argument("--only", default="", metavar="PATTERNS",
@@ -113,18 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    """Print one error line and return the exit status."""
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    """Print one error line (a newline inside a name is shown as \\n) and return the exit status."""
+    print(f"{PROG}: error: {message}".replace("\n", "\\n"), file=sys.stderr)
     return code
 
 
-def _check_data_folder(folder: str | None) -> None:
+def _check_data_folder(folder: Path | None) -> None:
     """Raise ValueError unless --data (when given) is a readable folder."""
-    if folder is None:
-        return
-    data = Path(folder).expanduser()
-    if not data.is_dir() or not os.access(data, os.R_OK | os.X_OK):
-        raise ValueError(f"data folder {folder!r} is not a readable folder: pass the folder that holds MNIST/raw/")
+    if folder is not None and (not folder.is_dir() or not os.access(folder, os.R_OK | os.X_OK)):
+        raise ValueError(f"data folder {str(folder)!r} is not a readable folder: pass the folder that holds "
+                         f"MNIST/raw/")
 
 
 def _config(args):
@@ -173,15 +179,15 @@ def _reproduce(args) -> int:
         from .data import DataNotFoundError, load_mnist
         from .device import pick_device
         from .reproduce import reproduce
-        from .store import cache_folder, check_writable
+        from .store import check_writable
 
         device = pick_device(args.device)
         _check_data_folder(args.data)
-        results = Path(args.results).expanduser()
+        results = args.results
         if results.exists() and not results.is_dir():
-            raise ValueError(f"--results {args.results!r} exists and is not a folder")
+            raise ValueError(f"--results {str(results)!r} exists and is not a folder")
         check_writable(results, 2**20, what="--results")
-        cache = cache_folder(args.cache) if args.cache else True
+        cache = args.cache if args.cache is not None else True
     except ValueError as exc:
         return _fail(str(exc))
     try:
@@ -206,6 +212,12 @@ def _reproduce(args) -> int:
                             compile={"": False, "default": True}.get(args.compile, args.compile))
     except ValueError as exc:
         return _fail(str(exc))
+    except OSError as exc:  # a write failed after the checks (the disk filled up meanwhile, ...)
+        where = f" {exc.filename}" if exc.filename else ""
+        return _fail(f"could not write{where} ({exc.strerror or exc}); finished passes are written and the last "
+                     f"finished epoch is kept: rerun the same command once it can be written", 1)
+    except (MemoryError, RuntimeError) as exc:
+        return _fail_on_memory(exc)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: finished passes are written, the current one resumes
         terminated = isinstance(exc, _Terminated) or isinstance(exc.__context__, _Terminated)
         return _fail(str(exc) or "interrupted; rerun the same command to resume", 143 if terminated else 130)
@@ -214,6 +226,34 @@ def _reproduce(args) -> int:
             signal.signal(signal.SIGTERM, previous)
     print(f"# wrote {len(written)} results files to {results} in {time.perf_counter() - t0:.0f} s")
     return 0
+
+
+def _write_history(result, path: Path) -> None:
+    """The history JSON beside the run, written under the run's lock; left alone when it already says the same
+    (so a read-only folder holding a finished run serves it)."""
+    import json
+
+    from .store import RunCache
+
+    want = {"config": result.config.as_dict(), "history": result.history, "final": result.final}
+    try:
+        if json.loads(path.read_text()) == json.loads(json.dumps(want)):
+            return
+    except (OSError, ValueError):
+        pass
+    with RunCache(path.parent).locked([result.path]):
+        result.save_history(path)
+
+
+def _fail_on_memory(exc: BaseException) -> int:
+    """One line for an allocation that failed although the memory check passed (a limit it could not see); other
+    RuntimeErrors are not this command's to hide."""
+    text = str(exc)
+    if not (isinstance(exc, MemoryError) or "out of memory" in text.lower() or "can't allocate memory" in text):
+        raise exc
+    first = (text.splitlines() or [type(exc).__name__])[0].split("] ")[-1]  # without torch's "[enforce fail at"
+    return _fail(f"ran out of memory ({first}); the last finished epoch is kept: use a smaller K or fewer models, or "
+                 f"free memory, then rerun the same command to resume", 1)
 
 
 def _one_line(message, category, filename, lineno, file=None, line=None) -> None:
@@ -241,15 +281,15 @@ def _main(argv: list[str] | None) -> int:
     from .data import DataNotFoundError, load_mnist
     from .device import pick_device
     from .evaluation import format_line
-    from .store import cache_folder, check_memory, check_writable, checkpoint_bytes
+    from .store import check_memory, check_writable, checkpoint_bytes
     from .training import TrainingInterrupted, train
 
-    out = cache_folder(args.out)
+    out = args.out
     try:  # everything that can be checked before reading the data: nothing is created if any of it fails
         device = pick_device(args.device)
         check_memory([config], device)
         if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {args.out!r} is a file, not a folder")
+            raise ValueError(f"--out {str(out)!r} is a file, not a folder")
         if not out.exists():  # an existing folder is checked by train(): a read-only one may hold the finished run
             check_writable(out, checkpoint_bytes(config), what="--out")
     except ValueError as exc:
@@ -277,7 +317,7 @@ def _main(argv: list[str] | None) -> int:
                 show(i, [{k: v[i] for k, v in result.history.items()}])
         print(format_line("EMA", result.final["ema_test"]))
         history = out / f"{result.path.stem}.json"
-        result.save_history(history)
+        _write_history(result, history)
     except ValueError as exc:  # the checks train() makes before any work (data size, memory)
         return _fail(str(exc))
     except TrainingInterrupted as exc:
@@ -285,8 +325,10 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt as exc:  # outside the training loop: nothing of this run is lost
         return _fail("interrupted; rerun the same command to resume", 143 if isinstance(exc, _Terminated) else 130)
     except OSError as exc:  # a write failed after the checks (the disk filled up meanwhile, ...)
-        return _fail(f"could not write to {str(out)!r} ({exc.strerror or exc}); the last finished epoch is kept, "
-                     f"rerun the same command to resume", 1)
+        return _fail(f"could not write to {str(out)!r} ({exc.strerror or exc}); the last finished epoch is kept: "
+                     f"rerun the same command once the folder can be written (space, permissions)", 1)
+    except (MemoryError, RuntimeError) as exc:
+        return _fail_on_memory(exc)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -1,12 +1,16 @@
-"""A run's settings: the reference notebook's recipe as a validated, normalised, frozen dataclass."""
+"""A run's settings: the reference notebook's recipe as a validated, normalised, frozen dataclass; and the package's
+checks of user input (integers, numbers, folders), each failing with one line."""
 
 from __future__ import annotations
 
 import math
 import numbers
+import os
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 COVARIANCES = ("diag", "full", "none")  # q(z|x): diagonal, full (the paper's K=2 encoder), none (z = mu)
+MAX_EPOCHS = 100_000  # far beyond any protocol; a larger number is a typo, not a plan
 MAX_SEED = 2**32 - 1  # streams derived from a seed use salted_seed(seed, salt), which must stay below 2**63
 EVAL_CHUNK = 2000  # examples per evaluation batch (evaluation, attacks, and the memory estimate of vibtools.store)
 # the fields the models of one stacked sweep may differ in: the loss settings and the seed
@@ -133,8 +137,9 @@ def check_number(name: str, v, low: float = 0.0, high: float | None = None, *, l
 def check_config(c: TrainConfig) -> None:
     """Raise ValueError with a one-line message naming the first config value that is out of range."""
     check_number("beta", c.beta)
-    for name in ("k", "epochs", "batch_size", "decay_epochs", "hidden", "n_eval_samples"):
+    for name in ("k", "batch_size", "decay_epochs", "hidden", "n_eval_samples"):
         check_int(name, getattr(c, name))
+    check_int("epochs", c.epochs, 1, MAX_EPOCHS)
     check_int("seed", c.seed, 0, MAX_SEED)
     if c.data_seed is not None:
         check_int("data_seed", c.data_seed, 0, MAX_SEED)
@@ -149,3 +154,30 @@ def check_config(c: TrainConfig) -> None:
     check_number("confidence_penalty", c.confidence_penalty)
     if c.covariance not in COVARIANCES:
         raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)}, got {c.covariance!r}")
+
+
+def user_path(text: str | os.PathLike, what: str) -> Path:
+    """A folder the user named, ``~`` expanded; ValueError in one line for what no folder can be.
+
+    Refused: an empty name (it would mean the current folder), ``~user`` of no user, a name longer than the file
+    system allows, and a broken symbolic link or a loop of them (found before any work, not at the first write).
+    """
+    text = os.fspath(text)
+    if not str(text).strip():
+        raise ValueError(f"{what} is empty: name a folder (\".\" for the current one)")
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:
+        raise ValueError(f"{what} {str(text)!r}: its '~' names no user's home folder; give the path without it") \
+            from None
+    if any(len(os.fsencode(part)) > 255 for part in path.parts):
+        raise ValueError(f"{what} {str(text)!r} has a name longer than 255 bytes: choose a shorter one")
+    try:
+        broken = path.is_symlink() and not path.exists()
+    except OSError as exc:
+        raise ValueError(f"{what} {str(text)!r} cannot be read ({exc.strerror or exc}): choose another folder") \
+            from None
+    if broken:
+        raise ValueError(f"{what} {str(text)!r} is a broken symbolic link (or a loop of them): remove it or choose "
+                         f"another folder")
+    return path

@@ -183,6 +183,8 @@ def _check_idx(path: Path, kind: str) -> _IdxFile:
         raise MNISTFileError(f"{path} is truncated: it holds {size} bytes{unzipped}, less than its {header}-byte "
                              f"header; {_REDO}")
     dims = tuple(int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(n_dims))
+    if not dims or dims[0] == 0:
+        raise MNISTFileError(f"{path} holds no {kind} (its header says 0); {_REDO}")
     if kind == "images" and dims[1:] != (_SIDE, _SIDE):
         raise MNISTFileError(f"{path} holds images of {dims[1]}x{dims[2]}, not {_SIDE}x{_SIDE}, so it is not "
                              f"MNIST; {_REDO}")
@@ -292,10 +294,12 @@ def _parse(files: dict[str, _IdxFile]) -> list[torch.Tensor]:
 def _download_checked(root: Path, raw: Path, missing: list[str]) -> dict[str, _IdxFile]:
     """Download the missing files and check them all; on any failure, remove what the download wrote.
 
-    What is removed: the files that were missing (plain and .gz) and the folders the download created, so a
-    failed load leaves the data folder as it found it.
+    What is removed: files at names that held nothing before (plain and .gz) and the folders the download
+    created, so a failed load leaves the data folder as it found it, symbolic links included.
     """
     created = [p for p in (raw, raw.parent, root, *root.parents) if not p.exists()]  # deepest first
+    # what the download may write: names that hold nothing now, not even a broken link (which is not ours)
+    new_files = [p for name in missing for p in (raw / name, raw / f"{name}.gz") if not os.path.lexists(p)]
     try:
         try:
             _download(root)
@@ -308,7 +312,7 @@ def _download_checked(root: Path, raw: Path, missing: list[str]) -> dict[str, _I
             raise DataNotFoundError(_missing_message(raw, absent, "the download failed (files absent)"))
         return found
     except BaseException:
-        for path in [raw / f"{name}{ext}" for name in missing for ext in ("", ".gz")]:
+        for path in new_files:
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
         for path in created:

@@ -19,7 +19,7 @@ def pick_device(name: str | None = None) -> torch.device:
     Raises:
         ValueError: the name is unknown or the device is not available here.
     """
-    if name in (None, "", "auto"):
+    if name in (None, "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -12,6 +12,7 @@ redrawn.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import statistics
@@ -27,7 +28,7 @@ from .config import TrainConfig
 from .data import MNISTTensors
 from .evaluation import evaluate
 from .experiments import EXPERIMENTS, PAPER_EPOCHS, PASS_MODEL_EPOCHS, plan_passes, run_name, select
-from .store import RESULTS_VERSION, save_json
+from .store import RESULTS_VERSION, remove_stale_tmp, save_json
 
 NOISE_DRAWS = 5  # draws of the evaluation noise per run (each on the whole test set)
 N_EMBED = 1000  # test images whose K=2 posteriors are stored
@@ -109,7 +110,18 @@ def result_record(result, data: MNISTTensors, experiment: str, epochs: int) -> d
         record["mi_bounds"] = _mi_bounds(result, data)
     if result.config.k == 2 and result.config.covariance != "none":
         record["embedding"] = _embedding(result, data)
-    return record
+    return sealed(record)
+
+
+def record_checksum(record: dict) -> str:
+    """SHA-256 of a results record's canonical JSON, its own ``checksum`` left out."""
+    body = {k: v for k, v in record.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def sealed(record: dict) -> dict:
+    """The record with its checksum, which :func:`load_results` verifies (an edit by hand shows)."""
+    return {**record, "checksum": record_checksum(record)}
 
 
 def load_results(path: str | Path) -> dict:
@@ -124,9 +136,19 @@ def load_results(path: str | Path) -> dict:
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         found = record.get("format") if isinstance(record, dict) else type(record).__name__
         raise ResultsError(f"{path} is not a vibtools results file (format {found!r})")
-    for key in ("experiment", "run", "config", "history", "final", "eval_noise", "protocol"):
+    for key in ("experiment", "run", "config", "history", "final", "eval_noise", "protocol", "data", "checksum"):
         if key not in record:
             raise ResultsError(f"{path} lacks {key!r}; rerun python -m vibtools reproduce to rewrite it")
+    if record["checksum"] != record_checksum(record):
+        raise ResultsError(f"{path} does not match its checksum (edited or damaged); rerun python -m vibtools "
+                           f"reproduce to remake it")
+    for key in ("config", "history", "final", "eval_noise", "protocol", "data"):
+        if not isinstance(record[key], dict):
+            raise ResultsError(f"{path} holds a {type(record[key]).__name__} as {key!r}, not a mapping; rerun "
+                               f"python -m vibtools reproduce to remake it")
+    if record["run"] != path.stem:
+        raise ResultsError(f"{path} holds the run {record['run']!r}, not {path.stem!r}; rerun python -m vibtools "
+                           f"reproduce to remake it")
     for split in ("raw_test", "ema_test", "ema_train"):
         if not isinstance(record["final"].get(split), dict) or "avg_err" not in record["final"][split]:
             raise ResultsError(f"{path} lacks final[{split!r}]; rerun python -m vibtools reproduce to rewrite it")
@@ -245,7 +267,10 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
     for name, configs in chosen.items():
         passes = plan_passes(configs, max_pass)
         for g, group in enumerate(passes):
-            todo = [c for c in group if not _stored(Path(results_dir) / name / f"{run_name(c)}.json", c, fingerprint)]
+            paths = [Path(results_dir) / name / f"{run_name(c)}.json" for c in group]
+            for path in paths:  # a write killed mid-way (SIGKILL) left its temporary file in the results folder
+                remove_stale_tmp(path)
+            todo = [c for c, path in zip(group, paths) if not _stored(path, c, fingerprint)]
             if not todo:  # every run of this pass has its results file: nothing to train
                 continue
             if on_group is not None:

@@ -18,6 +18,8 @@ REPOSITORY = "https://github.com/vib-book/vib-book"  # the book's repository, as
 
 
 RESULTS_ARCHIVE = f"{REPOSITORY}/archive/refs/heads/main.tar.gz"
+# what a download of the results may take: the repository's archive, one results file, all of them unpacked
+MAX_ARCHIVE, MAX_FILE, MAX_UNPACKED = 512 << 20, 16 << 20, 256 << 20
 
 
 def results_dir():
@@ -76,8 +78,8 @@ def fetch_results(url: str = RESULTS_ARCHIVE, dest=None):
         with tempfile.TemporaryDirectory(prefix="vib-results-") as tmp:
             archive = Path(tmp) / "repo.tar.gz"
             with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
-                shutil.copyfileobj(response, out)
-            staged = Path(tmp) / "results"
+                _copy_capped(response, out, MAX_ARCHIVE, f"{url} is larger than {MAX_ARCHIVE >> 20} MiB")
+            staged, unpacked = Path(tmp) / "results", 0
             with tarfile.open(archive, "r:gz") as tar:
                 for member in tar.getmembers():
                     parts = PurePosixPath(member.name).parts
@@ -87,7 +89,13 @@ def fetch_results(url: str = RESULTS_ARCHIVE, dest=None):
                         continue
                     target = staged.joinpath(*inside)
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(tar.extractfile(member).read())
+                    unpacked += member.size
+                    if member.size > MAX_FILE or unpacked > MAX_UNPACKED:
+                        raise ResultsError(f"{url} holds more results than a results folder does ({member.name}: "
+                                           f"{member.size >> 20} MiB; at most {MAX_FILE >> 20} MiB a file, "
+                                           f"{MAX_UNPACKED >> 20} MiB in all): {hint}")
+                    with tar.extractfile(member) as src, open(target, "wb") as dst:
+                        _copy_capped(src, dst, MAX_FILE, f"{member.name} is larger than its header says")
             if not staged.is_dir():
                 raise ResultsError(f"{url} holds no results/ folder: {hint}")
             (staged / ".complete").write_text(url + "\n")
@@ -95,12 +103,24 @@ def fetch_results(url: str = RESULTS_ARCHIVE, dest=None):
             if dest.exists():  # an incomplete earlier copy
                 shutil.rmtree(dest)
             shutil.move(str(staged), str(dest))
-    except (OSError, tarfile.TarError, ValueError) as exc:
+    except (OSError, tarfile.TarError, ValueError, MemoryError, EOFError) as exc:
         if isinstance(exc, ResultsError):
             raise
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ResultsError(f"could not fetch the stored results from {url} ({first}): {hint}") from None
     return dest
+
+
+def _copy_capped(src, dst, limit: int, too_large: str) -> None:
+    """Copy a stream in chunks, stopping with ResultsError once more than ``limit`` bytes came."""
+    from .reproduce import ResultsError
+
+    copied = 0
+    while chunk := src.read(2**20):
+        copied += len(chunk)
+        if copied > limit:
+            raise ResultsError(too_large)
+        dst.write(chunk)
 
 
 def experiment_records(name: str, device=None, data=None) -> tuple[list[dict], str]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -40,7 +41,7 @@ from typing import Any
 import torch
 from filelock import FileLock, Timeout
 
-from .config import EVAL_CHUNK, TrainConfig, check_int, sweep_shared_fields
+from .config import EVAL_CHUNK, TrainConfig, check_int, sweep_shared_fields, user_path
 from .model import head_dim, parameter_shapes
 
 FORMAT = "vibtools-run"
@@ -63,7 +64,7 @@ class CheckpointError(RuntimeError):
 def user_folder(env: str, name: str) -> Path:
     """$env if set, else the per-user cache folder ($XDG_CACHE_HOME or ~/.cache)/vibtools/name."""
     if os.environ.get(env):
-        return Path(os.environ[env]).expanduser()
+        return user_path(os.environ[env], f"${env}")
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(cache) / "vibtools" / name
 
@@ -118,8 +119,22 @@ def _umask() -> int:
 
 
 def tmp_prefix(path: Path) -> str:
-    """The name prefix of the temporary files an atomic write of ``path`` creates beside it."""
+    """The name prefix of the temporary files an atomic write of ``path`` creates beside it (then the writer's pid)."""
     return f".{path.name}."
+
+
+def _writer_gone(tmp: Path, path: Path) -> bool:
+    """True when the process that named the temporary file ``tmp`` (its pid follows the prefix) has ended."""
+    pid = tmp.name[len(tmp_prefix(path)):].split(".", 1)[0]
+    if not pid.isdigit():
+        return True  # not written by a process of this naming: an older vibtools's, long finished
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, under another user
+        return False
+    return False
 
 
 def atomic_write(path: str | os.PathLike, write: Callable) -> None:
@@ -130,7 +145,7 @@ def atomic_write(path: str | os.PathLike, write: Callable) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path), suffix=TMP_SUFFIX, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{tmp_prefix(path)}{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
@@ -145,11 +160,11 @@ def atomic_write(path: str | os.PathLike, write: Callable) -> None:
 
 
 def remove_stale_tmp(path: str | os.PathLike) -> list[Path]:
-    """Delete temporary files left beside ``path`` by a killed writer; call only while holding the run's lock."""
+    """Delete temporary files left beside ``path`` by a writer that has ended (killed); a live writer's stay."""
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    stale = [p for p in path.parent.glob(f"{tmp_prefix(path)}*{TMP_SUFFIX}") if p.is_file()]
+    stale = [p for p in path.parent.glob(f"{tmp_prefix(path)}*{TMP_SUFFIX}") if p.is_file() and _writer_gone(p, path)]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
@@ -160,7 +175,9 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     body = {"format": FORMAT, "version": RESULTS_VERSION, **payload}
     body.pop("checksum", None)
     body["checksum"] = digest(body)
-    atomic_write(path, lambda fh: torch.save(body, fh))
+    blob = io.BytesIO()  # serialised first, so that a failed write (a full disk) is an OSError, not torch's error
+    torch.save(body, blob)
+    atomic_write(path, lambda fh: fh.write(blob.getbuffer()))
 
 
 def save_json(path: str | os.PathLike, obj: Any) -> None:
@@ -223,6 +240,8 @@ def check_run_payload(payload: dict[str, Any], shapes: dict[str, tuple[int, ...]
             if tuple(t.shape) != tuple(shape):
                 fail(f"has {part}[{name!r}] of shape {tuple(t.shape)}, expected {tuple(shape)}")
     done = payload["epochs_done"]
+    if payload["history"].get("epoch") != list(range(done)):
+        fail(f"has a history whose epochs are not 0 to {done - 1}")
     for key in HISTORY_KEYS:
         column = payload["history"].get(key)
         if not isinstance(column, list) or len(column) != done:
@@ -262,6 +281,11 @@ def check_run_payload(payload: dict[str, Any], shapes: dict[str, tuple[int, ...]
                 t = moments.get(name) if isinstance(moments, dict) else None
                 if tr["adam"] and (not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(shape)):
                     fail(f"has no usable training['adam'][{key!r}][{name!r}]")
+        # the invariants a resume relies on, beyond the checksum (which a hand edit can recompute)
+        if tr["scheduler"].get("last_epoch") != done:
+            fail(f"has a learning-rate schedule at epoch {tr['scheduler'].get('last_epoch')!r}, not {done}")
+        if tr["adam"] and int(tr["adam"]["step"].reshape(-1)[0]) != tr["ema"]["steps"]:
+            fail(f"has {int(tr['adam']['step'].reshape(-1)[0])} Adam steps but {tr['ema']['steps']} EMA steps")
         shadow = tr["ema"].get("shadow")
         for name, shape in shapes.items():
             t = shadow.get(name) if isinstance(shadow, dict) else None
@@ -283,7 +307,7 @@ def cache_folder(cache: bool | str | os.PathLike | None) -> Path | None:
         return None
     if cache is True:
         return default_cache_dir()
-    return Path(cache).expanduser()
+    return user_path(cache, "cache")
 
 
 def check_writable(folder: Path, needed_bytes: int, what: str = "cache folder") -> None:
@@ -295,10 +319,14 @@ def check_writable(folder: Path, needed_bytes: int, what: str = "cache folder") 
         what: how the message names the folder.
     """
     probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
+    try:
+        while not probe.exists():
+            if probe.parent == probe:
+                break
+            probe = probe.parent
+    except OSError as exc:  # a folder on the way that cannot be searched
+        raise ValueError(f"{what} {str(folder)!r} cannot be reached ({exc.strerror or exc} on {str(probe)!r}): "
+                         f"choose another folder") from None
     if not probe.is_dir():
         raise ValueError(f"{what} {str(folder)!r} cannot be created: {str(probe)!r} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
@@ -355,9 +383,11 @@ class RunCache:
 
     def read(self, path: Path, config: TrainConfig, data_fingerprint: str) -> dict | None:
         """The verified stored run at ``path``, or None; a file that fails any check is reported in one line."""
-        if not path.exists():
+        if not os.path.lexists(path):
             return None
         try:
+            if not path.is_file():  # a FIFO would block the read forever; a folder or a device is no run either
+                raise CheckpointError(f"{path} is not a regular file")
             payload = load_checkpoint(path)
             check_run_payload(payload, parameter_shapes(config.k, config.covariance, config.hidden), path)
             try:

@@ -577,10 +577,10 @@ def _start(configs: list[TrainConfig], stored: list[dict | None], paths: list[Pa
     done = stored[0]["epochs_done"]
     try:
         state.restore(stored, training=done < configs[0].epochs)  # type: ignore[arg-type]
-    except DeviceMismatch as exc:
-        raise ValueError(f"stored partial run {paths[0]} (epoch {done} of {configs[0].epochs}) was saved on "
-                         f"{exc.saved_on} and can only resume there: rerun with device={exc.saved_on!r}, or delete "
-                         f"it to train from scratch on {dev.type}") from None
+    except DeviceMismatch as exc:  # random-stream states are device-specific
+        warnings.warn(f"ignoring stored partial run {paths[0]} (epoch {done} of {configs[0].epochs}): it was saved "
+                      f"on {exc.saved_on} and cannot resume on {dev.type}; training from scratch", stacklevel=3)
+        return TrainState(configs, dev)
     except CheckpointError as exc:
         warnings.warn(f"ignoring stored run: {paths[0]} cannot resume ({exc}); training from scratch",
                       stacklevel=3)

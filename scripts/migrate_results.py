@@ -1,0 +1,50 @@
+"""Give results records written before records carried them a data fingerprint and a checksum, without retraining.
+
+    python scripts/migrate_results.py --data ../shared/data results/        # rewrite in place, print what changed
+    python scripts/migrate_results.py --data ../shared/data --check results/
+
+Every record this applies to was made by ``python -m vibtools reproduce`` on the full MNIST set (60 000 training
+and 10 000 test images: the only data ``reproduce`` trains on outside the tests), so each gets that set's
+fingerprint, computed here from the files in --data, and then its checksum. A record that already has both is
+left byte for byte; a record of another size or that does not read as a results record is refused, not guessed at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vibtools import load_mnist
+from vibtools.reproduce import data_record, load_results, sealed
+from vibtools.store import save_json
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("--data", required=True, help="the folder holding MNIST/raw/ (the full set)")
+    ap.add_argument("--check", action="store_true", help="list the records that need it, write nothing")
+    args = ap.parse_args()
+    full = data_record(load_mnist(args.data, download=False))
+    if (full["n_train"], full["n_test"]) != (60_000, 10_000):
+        sys.exit(f"{args.data} does not hold the full MNIST set: {full}")
+    todo = []
+    for path in sorted(p for folder in args.folders for p in folder.rglob("*.json")):
+        record = json.loads(path.read_text())
+        if "data" in record and "checksum" in record:
+            continue
+        if record.get("data", full) != full:
+            sys.exit(f"{path}: made on other data ({record['data']}); not migrated")
+        todo.append(path)
+        if not args.check:
+            save_json(path, sealed({**record, "data": full}))
+            load_results(path)  # reads as a complete, checked record now
+    print(f"{'would migrate' if args.check else 'migrated'} {len(todo)} records"
+          + "".join(f"\n  {p}" for p in todo))
+    return 1 if args.check and todo else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

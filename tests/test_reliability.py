@@ -1,0 +1,310 @@
+"""Failure paths: every failure ends in one true line, loses nothing, and touches nothing it did not create.
+
+The cases a reliability probe broke (bad names, write failures after the checks, interrupts, files the package did
+not create, results that could lie, the results download), each run the way a user meets it: the command line in
+a child process on a small fake MNIST, or the API."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, fake_mnist, write_idx
+
+import vibtools as vt
+from vibtools import data as vdata
+from vibtools.reproduce import ResultsError, load_results, reproduce, sealed
+from vibtools.store import remove_stale_tmp, run_key
+
+TINY_K = ["--k", "4", "--epochs", "1", "--no-progress"]
+
+
+def child(args: list[str], cwd: Path, preexec=None, timeout: float = 180, **env) -> subprocess.CompletedProcess:
+    """``python -m vibtools ARGS`` in ``cwd`` on the fake MNIST in ``cwd/data``, the run cache in ``cwd/cache``."""
+    environ = {**os.environ, "OMP_NUM_THREADS": "1", "VIBTOOLS_CACHE": str(cwd / "cache"),
+               "VIBTOOLS_DATA": str(cwd / "data"), "PYTHONPATH": str(REPO), **env}
+    return subprocess.run([sys.executable, "-m", "vibtools", *args], cwd=cwd, env=environ, capture_output=True,
+                          text=True, timeout=timeout, preexec_fn=preexec)
+
+
+def one_line(p: subprocess.CompletedProcess, code: int, *words: str) -> str:
+    """The child's stderr, checked: exit status ``code``, exactly one line, holding each of ``words``."""
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert p.returncode == code and len(lines) == 1, (p.returncode, p.stderr[-2000:])
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def listing(folder: Path) -> list[str]:
+    """Every path under ``folder``, links included and not followed."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    """A working folder with a fake MNIST (200 training, 100 test images) in ``data/``."""
+    fake_mnist(tmp_path / "data")
+    return tmp_path
+
+
+def _file_size_limit(limit: int):
+    """A child's preexec: files larger than ``limit`` bytes cannot be written (EFBIG, as on a full disk)."""
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+# ----------------------------------------------------------------------------- names no folder can be
+@pytest.mark.parametrize("args, words", [
+    (["train", "--out", ""], "--out is empty"),
+    (["reproduce", "k2", "--results", ""], "--results is empty"),
+    (["reproduce", "k2", "--cache", ""], "--cache is empty"),
+    (["train", "--device", ""], "unknown device ''"),
+    (["reproduce", "--list", "--epochs", "1" + "0" * 39], "epochs must be an integer from 1 to 100000"),
+    (["train", "--data", "~nosuchuser-vib/data"], "names no user's home folder"),
+    (["train", "--out", "a" * 300], "longer than 255 bytes"),
+    (["reproduce", "k2", "--results", "dangling"], "broken symbolic link"),
+    (["train", "--out", "loop1"], "broken symbolic link"),
+], ids=["out-empty", "results-empty", "cache-empty", "device-empty", "epochs-40-digits", "tilde-user",
+        "out-too-long", "results-dangling", "out-loop"])
+def test_names_no_folder_can_be_are_refused_in_one_line_creating_nothing(home, args, words):
+    (home / "dangling").symlink_to(home / "nowhere")
+    (home / "loop1").symlink_to(home / "loop2")
+    (home / "loop2").symlink_to(home / "loop1")
+    before = listing(home)
+    one_line(child([*args, *(["--no-progress"] if args[0] == "train" else [])], home), 2, words)
+    assert listing(home) == before
+
+
+def test_a_newline_in_a_name_stays_on_one_line(capsys):
+    from vibtools.cli import _fail
+
+    assert _fail("folder 'a\nb' is missing") == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_folder_on_the_way_that_cannot_be_searched_is_one_line(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root searches every folder")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o000)
+    try:
+        with pytest.raises(ValueError, match="cannot be reached"):
+            vt.train(vt.TrainConfig(k=2, hidden=8, epochs=1), None, cache=locked / "runs")
+    finally:
+        locked.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------- data files
+def test_idx_files_holding_no_images_are_named_in_one_line(tmp_path):
+    root = fake_mnist(tmp_path)
+    write_idx(root / "MNIST" / "raw" / "t10k-images-idx3-ubyte", torch.zeros(0, 28, 28, dtype=torch.uint8))
+    with pytest.raises(vt.MNISTFileError, match="holds no images") as info:
+        vt.load_mnist(root, download=False)
+    assert "\n" not in str(info.value)
+
+
+def test_a_failed_download_keeps_links_it_did_not_create(tmp_path, monkeypatch):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte").symlink_to(tmp_path / "gone")  # dangling: counts as missing
+    (raw / "train-labels-idx1-ubyte").symlink_to("t10k-labels-idx1-ubyte")
+    (raw / "t10k-labels-idx1-ubyte").symlink_to("train-labels-idx1-ubyte")  # a loop
+    before = listing(tmp_path)
+
+    def fails(root):
+        """A download that writes one file, then fails (the network boundary)."""
+        (Path(root) / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").write_bytes(b"partial")
+        raise OSError("network down")
+
+    monkeypatch.setattr(vdata, "_download", fails)
+    monkeypatch.setattr(vdata, "_CACHE", {})
+    with pytest.raises(vt.DataNotFoundError, match="download failed"):
+        vt.load_mnist(tmp_path)
+    assert listing(tmp_path) == before and (raw / "train-images-idx3-ubyte").is_symlink()
+
+
+# ----------------------------------------------------------------------------- files it did not create
+def test_a_fifo_in_place_of_a_run_file_is_reported_not_read(home):
+    config = vt.TrainConfig(k=4, epochs=1)
+    fingerprint = vt.load_mnist(home / "data", download=False).fingerprint()
+    (home / "out").mkdir()
+    os.mkfifo(home / "out" / f"{run_key(config, fingerprint)}.pt")
+    p = child(["train", *TINY_K, "--out", "out"], home, timeout=300)
+    assert p.returncode == 0 and "is not a regular file" in p.stderr, p.stderr[-1500:]
+
+
+def test_only_temporary_files_of_writers_that_have_ended_are_removed(tmp_path):
+    target = tmp_path / "run.json"
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    dead = tmp_path / f".run.json.{ended.pid}.abc.tmp"
+    live = tmp_path / f".run.json.{os.getpid()}.def.tmp"
+    old = tmp_path / ".run.json.xyz123.tmp"  # named by an older vibtools, without a pid
+    for p in (dead, live, old):
+        p.write_text("x")
+    assert sorted(remove_stale_tmp(target)) == sorted([dead, old])
+    assert live.exists()
+
+
+def test_reproduce_clears_temporary_files_a_killed_write_left_in_results(small, tmp_path):
+    folder = tmp_path / "results" / "k2"
+    folder.mkdir(parents=True)
+    stale = folder / ".vib-beta1-k2-e1-seed0.json.999999999.abc.tmp"
+    stale.write_text("{")
+    reproduce(["k2"], small.subset(200, 100), epochs=1, device="cpu", results_dir=tmp_path / "results",
+              cache=tmp_path / "cache", progress=False, overrides={"hidden": 16}, only=["vib-beta1-*seed0"])
+    assert not stale.exists() and (folder / "vib-beta1-k2-e1-seed0.json").is_file()
+
+
+# ----------------------------------------------------------------------------- write failures after the checks
+def test_a_full_disk_while_training_is_one_line_and_keeps_what_was_saved(home):
+    one_line(child(["train", *TINY_K, "--out", "out"], home, preexec=_file_size_limit(2**20)), 1,
+             "could not write", "File too large", "rerun the same command")
+    assert not [p for p in (home / "out").iterdir() if p.suffix == ".tmp"]
+
+
+def test_a_full_disk_while_reproducing_is_one_line(home):
+    one_line(child(["reproduce", "k2", "--epochs", "1", "--only", "vib-beta1-*seed0", "--no-progress"], home,
+                   preexec=_file_size_limit(2**20)), 1, "could not write", "File too large")
+
+
+def test_running_out_of_memory_under_a_limit_the_check_cannot_see_is_one_line(home):
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (5 * 2**30, 5 * 2**30))
+
+    one_line(child(["train", "--k", "20000", "--epochs", "1", "--no-progress", "--out", "out"], home, preexec=cap),
+             1, "ran out of memory")
+
+
+def test_a_finished_run_in_a_folder_that_cannot_be_written_is_served(home):
+    """A read-only --out holding the finished run: its lines and exit 0, not "rerun to resume". Root writes
+    through permissions, so there no write may add a byte instead (a file-size limit of 0)."""
+    assert child(["train", *TINY_K, "--out", "out"], home).returncode == 0
+    out = home / "out"
+    files = sorted(out.iterdir())
+    for p in [*files, out]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    try:
+        p = child(["train", *TINY_K, "--out", "out"], home,
+                  preexec=_file_size_limit(0) if os.geteuid() == 0 else None)
+    finally:
+        out.chmod(0o755)
+    assert p.returncode == 0 and "EMA:" in p.stdout, p.stderr[-1500:]
+    assert sorted(out.iterdir()) == files or os.geteuid() == 0  # root may leave its lock files
+
+
+# ----------------------------------------------------------------------------- interrupts
+def test_ctrl_c_while_starting_up_prints_no_traceback(home):
+    environ = {**os.environ, "VIBTOOLS_DATA": str(home / "data"), "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen([sys.executable, "-m", "vibtools", "train", *TINY_K, "--out", "out"], cwd=home,
+                         env=environ, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
+    time.sleep(1.0)  # inside the imports
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err[-1500:]
+
+
+# ----------------------------------------------------------------------------- two processes, one run
+def test_two_processes_training_the_same_run_both_succeed(home):
+    for _ in range(2):
+        shutil.rmtree(home / "out", ignore_errors=True)
+        environ = {**os.environ, "OMP_NUM_THREADS": "1", "VIBTOOLS_DATA": str(home / "data"),
+                   "PYTHONPATH": str(REPO)}
+        procs = [subprocess.Popen([sys.executable, "-m", "vibtools", "train", *TINY_K, "--out", "out"], cwd=home,
+                                  env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+        assert [code for code, _ in results] == [0, 0], results
+        assert not [p for p in (home / "out").iterdir() if p.suffix == ".tmp"]
+
+
+# ----------------------------------------------------------------------------- results that cannot lie
+@pytest.fixture
+def record_file(small, tmp_path) -> Path:
+    """One real results file (K=2, β=1, 1 epoch, hidden 16)."""
+    written = reproduce(["k2"], small.subset(200, 100), epochs=1, device="cpu", results_dir=tmp_path / "results",
+                        cache=tmp_path / "cache", progress=False, overrides={"hidden": 16},
+                        only=["vib-beta1-*seed0"])
+    return written[0]
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda r: {**r, "final": {**r["final"], "ema_test": {**r["final"]["ema_test"], "avg_err": 0.0}}},
+     "does not match its checksum"),
+    (lambda r: sealed({**r, "final": [1, 2]}), "holds a list as 'final'"),
+    (lambda r: sealed({**r, "config": [1]}), "holds a list as 'config'"),
+    (lambda r: sealed({k: v for k, v in r.items() if k != "data"}), "lacks 'data'"),
+    (lambda r: {k: v for k, v in r.items() if k != "checksum"}, "lacks 'checksum'"),
+], ids=["hand-edited-error", "final-a-list", "config-a-list", "no-data", "no-checksum"])
+def test_a_results_file_that_could_lie_is_refused_in_one_line(record_file, edit, words):
+    record = json.loads(record_file.read_text())
+    record_file.write_text(json.dumps(edit(record)))
+    with pytest.raises(ResultsError, match=words) as info:
+        load_results(record_file)
+    assert "\n" not in str(info.value)
+
+
+def test_another_runs_file_under_this_name_and_a_folder_in_place_of_a_file_are_refused(record_file):
+    other = record_file.with_name("vib-beta0.1-k2-e1-seed0.json")
+    shutil.copy(record_file, other)
+    with pytest.raises(ResultsError, match="holds the run 'vib-beta1-k2-e1-seed0'"):
+        load_results(other)
+    folder = record_file.with_name("vib-beta0.01-k2-e1-seed0.json")
+    folder.mkdir()
+    with pytest.raises(ResultsError, match="not a readable results file"):
+        load_results(folder)
+
+
+def test_reproduce_remakes_a_hand_edited_record_with_one_warning(record_file, small):
+    record = json.loads(record_file.read_text())
+    record["final"]["ema_test"]["avg_err"] = 0.0
+    record_file.write_text(json.dumps(record))
+    root = record_file.parents[1]
+    with pytest.warns(UserWarning, match="remaking vib-beta1-k2-e1-seed0.json: .* checksum"):
+        written = reproduce(["k2"], small.subset(200, 100), epochs=1, device="cpu", results_dir=root,
+                            cache=root.parent / "cache", progress=False, overrides={"hidden": 16},
+                            only=["vib-beta1-*seed0"])
+    assert written == [record_file] and load_results(record_file)["final"]["ema_test"]["avg_err"] > 0
+
+
+def test_the_committed_records_carry_their_data_and_checksum():
+    records = sorted((REPO / "results").rglob("*.json"))
+    assert records
+    for path in records:
+        record = load_results(path)
+        assert record["data"]["n_train"] == 60_000 and record["data"]["n_test"] == 10_000, path
+
+
+# ----------------------------------------------------------------------------- the results download
+def test_the_results_download_refuses_an_archive_that_unpacks_too_large(tmp_path):
+    big = io.BytesIO()
+    with tarfile.open(fileobj=big, mode="w:gz") as tar:
+        blob = b"{" + b" " * (17 * 2**20) + b"}"
+        info = tarfile.TarInfo("vib-book-main/results/table1/a.json")
+        info.size = len(blob)
+        tar.addfile(info, io.BytesIO(blob))
+    archive = tmp_path / "repo.tar.gz"
+    archive.write_bytes(big.getvalue())
+    dest = tmp_path / "fetched"
+    with pytest.raises(ResultsError, match="more results than a results folder does") as info:
+        vt.results.fetch_results(archive.as_uri(), dest)
+    assert "\n" not in str(info.value) and not dest.exists()
+    assert len(gzip.decompress(archive.read_bytes())) > 16 * 2**20  # the cap, not the archive, stopped it
