@@ -308,3 +308,22 @@ def test_the_results_download_refuses_an_archive_that_unpacks_too_large(tmp_path
         vt.results.fetch_results(archive.as_uri(), dest)
     assert "\n" not in str(info.value) and not dest.exists()
     assert len(gzip.decompress(archive.read_bytes())) > 16 * 2**20  # the cap, not the archive, stopped it
+
+
+# ----------------------------------------------------------------------------- a checksum is not enough
+@pytest.mark.parametrize("edit, words", [
+    (lambda t: t["scheduler"].update(last_epoch=0), "learning-rate schedule at epoch 0, not 1"),
+    (lambda t: t["ema"].update(steps=t["ema"]["steps"] + 1), "Adam steps but"),
+], ids=["schedule", "steps"])
+def test_a_partial_run_whose_checksum_was_recomputed_is_checked_for_its_invariants(small, tmp_path, edit, words):
+    from vibtools.store import save_checkpoint
+
+    config = vt.TrainConfig(k=4, hidden=16, epochs=2)
+    path = vt.train(config, small, device="cpu", cache=tmp_path, progress=False, stop_after=1).path
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    edit(payload["training"])
+    save_checkpoint(path, payload)  # a valid checksum over inconsistent contents
+    with pytest.warns(UserWarning, match=words):
+        again = vt.train(config, small, device="cpu", cache=tmp_path, progress=False)
+    fresh = vt.train(config, small, device="cpu", cache=False, progress=False)
+    assert again.final == fresh.final  # retrained from scratch, not resumed on a wrong schedule
