@@ -1,4 +1,5 @@
-"""Shared fixtures: the MNIST folder, small MNIST subsets, a temporary run cache, one CPU thread."""
+"""Shared fixtures and helpers: the MNIST folder, small MNIST subsets, a temporary run cache, one CPU thread, a fake
+MNIST folder, the CLI as a process, and the tiny training config with the helpers that train it and compare runs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+import vibtools as vt
+from vibtools import TrainConfig
+
 REPO = Path(__file__).resolve().parents[1]
+TINY = TrainConfig(k=8, hidden=32, epochs=2)  # the small config most training tests start from
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
@@ -91,3 +96,25 @@ def cli(args: list[str], cwd: Path, **env) -> subprocess.CompletedProcess:
                "VIBTOOLS_DATA": str(cwd / "default-data"), **env}
     return subprocess.run([sys.executable, "-m", "vibtools", *args], cwd=cwd, env=environ, capture_output=True,
                           text=True, timeout=120)
+
+
+def fit(config, data, **kwargs):
+    """train() on the CPU without progress bars (the tests compare runs exactly, which needs one device)."""
+    return vt.train(config, data, device="cpu", progress=False, **kwargs)
+
+
+def fit_sweep(configs, data, **kwargs):
+    return vt.train_sweep(configs, data, device="cpu", progress=False, **kwargs)
+
+
+def numeric(history: dict) -> dict:
+    """The history without the wall-clock columns, the only part allowed to vary between runs."""
+    assert "seconds" in history and "eval_seconds" in history
+    return {k: v for k, v in history.items() if k not in ("seconds", "eval_seconds")}
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for name in sa:
+        assert torch.equal(sa[name], sb[name]), name

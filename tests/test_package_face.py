@@ -1,5 +1,6 @@
 """The package face: ``import vibtools`` and ``python -m vibtools --help`` load what they name and nothing more,
-and no module of the package imports the face itself."""
+and no module of the package imports the face itself; the package's metadata: the version written once, the torch
+requirement."""
 
 from __future__ import annotations
 
@@ -43,6 +44,15 @@ def test_help_and_argument_errors_answer_without_torch(tmp_path):
         assert not {"vibtools.book", "vibtools.plots", "vibtools.training"} & set(mods), (args, mods)
 
 
+def test_importing_the_package_and_the_cli_help_load_no_plotting_or_widgets():
+    code = ("import sys, vibtools, vibtools.cli\n"
+            "try:\n    vibtools.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'ipywidgets'}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_the_face_names_resolve_and_vt_train_loads_only_the_training_core():
     for name in vibtools.__all__:
         assert getattr(vibtools, name) is not None, name
@@ -78,6 +88,16 @@ def test_version_is_written_once():
     text = (PACKAGE.parent / "pyproject.toml").read_text()
     assert 'dynamic = ["version"]' in text and 'version = { attr = "vibtools._version.__version__" }' in text
     assert [p.name for p in PACKAGE.glob("*.py") if "__version__ = " in p.read_text()] == ["_version.py"]
+
+
+def test_torch_requirement_admits_cpu_fused_adam():
+    """The optimizer uses fused Adam on the CPU, which torch has from 2.4 on."""
+    import re
+
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    for text in ((repo / "requirements.txt").read_text(), (repo / "pyproject.toml").read_text()):
+        low = re.search(r"torch>=(\d+)\.(\d+)", text)
+        assert low and (int(low[1]), int(low[2])) >= (2, 4), low and low[0]
 
 
 def test_every_name_the_chapters_use_resolves():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -244,6 +246,21 @@ def test_fetch_results_failure_is_one_line_and_creates_nothing(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
+def test_code_version_names_no_commit_of_another_repository(tmp_path):
+    """A copy of the package inside an unrelated git repository must not report that repository's commit."""
+    import shutil
+
+    repo = tmp_path / "other"
+    shutil.copytree(__import__("pathlib").Path(vt.__file__).parent, repo / "lib" / "vibtools")
+    for args in (["init", "-q"], ["-c", "user.name=x", "-c", "user.email=x@y", "commit", "-q", "--allow-empty",
+                                  "-m", "other"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    out = subprocess.run([sys.executable, "-c", "import vibtools.reproduce as r; print(r.code_version()['commit'])"],
+                         cwd=repo / "lib", capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "None"
+
+
 def test_repository_constant_matches_the_book_config():
     import yaml
 
@@ -251,30 +268,6 @@ def test_repository_constant_matches_the_book_config():
 
     cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "_config.yml").read_text())
     assert cfg["repository"]["url"].rstrip("/") == results.REPOSITORY
-
-
-def test_explorer_models_are_the_k2_experiments_seed_zero_runs(monkeypatch):
-    """The explorer chapter must show the same K=2 models whose stored results the embeddings chapter draws."""
-    from vibtools.experiments import EXPERIMENTS
-
-    monkeypatch.delenv("VIBTOOLS_QUICK", raising=False)
-    configs = vt.book.embed_configs()
-    k2 = set(EXPERIMENTS["k2"].runs(vt.book.settings().embed_epochs))
-    assert configs and all(c in k2 and c.seed == 0 for c in configs)
-
-
-def test_page_note_holds_the_provenance_and_adds_loaded_training_to_the_colab_estimate(monkeypatch):
-    import torch
-
-    monkeypatch.delenv("VIBTOOLS_QUICK", raising=False)
-    watch = vt.book.Stopwatch()
-    note = vt.report.how_made(watch, torch.device("cpu"), 10, 95.0, trained_on="cpu (x, 2 threads)",
-                            loaded_seconds=600, colab_work="trains <the> run")
-    text, page = repr(note), note._repr_html_()
-    assert "provenance: vibtools" in text and "mode=full" in text and "epochs=10" in text
-    assert "about 10 min" in text  # 600 s loaded + a moment of wall time
-    assert page.startswith("<details") and "trains &lt;the&gt; run" in page and "<the>" not in page
-    assert "under a minute" in repr(vt.report.how_made(watch, torch.device("cpu"), "n/a", 1.0, "wall time"))
 
 
 def test_cold_training_seconds_charges_each_cached_run_its_share_of_its_pass():
@@ -308,14 +301,6 @@ def test_training_passes_are_told_apart_by_their_recorded_id_not_their_epoch_tim
     assert vt.results.cold_training_seconds([twin("c", 3)]) == pytest.approx(1.0)  # its share, records or not
     record = {"pass": {"id": "c", "models": 3}, "history": {"seconds": [3.0]}, "seconds": {"training": 3.0}}
     assert vt.results.pass_of(record) == ("c", 3) and vt.results.stored_training_seconds([record, record]) == 3.0
-
-
-def test_markdown_table_escapes_pipes_inside_cells():
-    import re
-
-    table = vt.report.markdown_table(["decoder", "E KL(p(y|z)‖q)"], [["q = p(y|z), r = p(z)", "0.1"]])
-    for line in table.splitlines():
-        assert len(re.findall(r"(?<!\\)\|", line)) == 3, line  # two cells: three unescaped pipes per row
 
 
 def test_paper_protocol_gives_each_seed_its_own_batch_order_and_shorter_protocols_keep_theirs():

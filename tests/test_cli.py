@@ -1,4 +1,5 @@
-"""``python -m vibtools``: bad inputs fail cleanly (status 2, one line, nothing written), --help, a tiny run."""
+"""``python -m vibtools`` (cli.py): bad inputs fail cleanly (status 2, one line, nothing written), --help, a tiny run,
+warnings and cache notices in one line."""
 
 from __future__ import annotations
 
@@ -12,6 +13,17 @@ from conftest import cli, fake_mnist
 from vibtools.cli import build_parser
 
 TRAIN_OPTIONS = {"--beta", "--k", "--epochs", "--seed", "--device", "--out", "--data", "--covariance", "--no-progress"}
+
+
+# ---------------------------------------------------------------- bad input: exit status 2, one line, nothing written
+
+
+def truncated_mnist(root: Path) -> Path:
+    """A fake MNIST folder whose training images file lost its second half."""
+    fake_mnist(root)
+    images = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[: images.stat().st_size // 2])
+    return root
 
 
 def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
@@ -119,6 +131,9 @@ def test_out_that_is_a_file_exits_2_and_is_left_alone(tmp_path, monkeypatch, cap
     assert out.read_text() == "keep me"
 
 
+# ---------------------------------------------------------------- help
+
+
 def test_help_mentions_every_option(tmp_path):
     sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
     options = {s for a in sub.choices["train"]._actions for s in a.option_strings if s.startswith("--")} - {"--help"}
@@ -129,7 +144,6 @@ def test_help_mentions_every_option(tmp_path):
         assert option in r.stdout, option
 
 
-
 def test_top_level_help_and_missing_command(tmp_path, monkeypatch, capsys):
     code, out, _ = run_main(["--help"], tmp_path, monkeypatch, capsys)
     assert code == 0 and "train" in out
@@ -138,18 +152,6 @@ def test_top_level_help_and_missing_command(tmp_path, monkeypatch, capsys):
 
 
 # ---------------------------------------------------------------- a tiny successful run on a fake MNIST folder
-
-
-
-
-def truncated_mnist(root: Path) -> Path:
-    """A fake MNIST folder whose training images file lost its second half."""
-    fake_mnist(root)
-    images = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
-    images.write_bytes(images.read_bytes()[: images.stat().st_size // 2])
-    return root
-
-
 
 
 def test_tiny_cli_run_then_cached(tmp_path):
@@ -171,3 +173,35 @@ def test_tiny_cli_run_then_cached(tmp_path):
     assert second.returncode == 0, second.stderr
     assert "cached=True" in second.stdout
     assert second.stdout.splitlines()[:2] == lines[:2]  # the same run, reloaded
+
+
+# ---------------------------------------------------------------- warnings and cache notices: one line
+
+
+def test_cli_prints_cache_notices_as_one_line(tmp_path):
+    from conftest import cli, fake_mnist
+
+    data = fake_mnist(tmp_path / "data")
+    args = ["train", "--k", "2", "--epochs", "1", "--device", "cpu", "--data", str(data), "--out", str(tmp_path / "o"),
+            "--no-progress"]
+    assert cli(args, tmp_path).returncode == 0
+    run = next((tmp_path / "o").glob("*.pt"))
+    run.write_bytes(run.read_bytes()[:100])
+    again = cli(args, tmp_path)
+    assert again.returncode == 0, again.stderr
+    lines = again.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m vibtools: warning: ignoring stored run"), lines
+
+
+def test_cli_warnings_are_one_line_only_while_the_command_runs(tmp_path, capsys):
+    import warnings
+
+    from conftest import fake_mnist
+
+    from vibtools.cli import main
+
+    before = warnings.showwarning
+    data = fake_mnist(tmp_path / "data")
+    assert main(["train", "--k", "2", "--epochs", "1", "--device", "cpu", "--data", str(data), "--out",
+                 str(tmp_path / "out"), "--no-progress"]) == 0
+    assert warnings.showwarning is before

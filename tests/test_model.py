@@ -1,4 +1,6 @@
-"""Unit tests without data: the KL and the bounds in bits, the EMA's zero-debias, model and stack shapes."""
+"""The model and what it is made of: the posterior, the prior and their KL in bits against Monte Carlo, the class
+loss and the two bounds in bits, the EMA's zero-debias, model and stack shapes (model.py, bounds.py, ema.py). All
+but one run without data (that one trains briefly on a small MNIST subset)."""
 
 from __future__ import annotations
 
@@ -6,9 +8,11 @@ import math
 
 import pytest
 import torch
+from conftest import TINY, fit
 from torch.distributions import Independent, MultivariateNormal
 
 import vibtools
+import vibtools as vt
 from vibtools import EMA, VIB, VIBStack, posterior, prior
 from vibtools.model import head_dim
 
@@ -20,7 +24,7 @@ def rho_for(sigma: torch.Tensor) -> torch.Tensor:
     return 5.0 + torch.log(torch.expm1(sigma))
 
 
-# ---------------------------------------------------------------- analytic KL against Monte Carlo
+# ---------------------------------------------------------------- the posterior, the prior, the KL against Monte Carlo
 
 
 def mc_kl_bits(q, p, n: int, seed: int) -> tuple[float, float]:
@@ -90,6 +94,16 @@ def test_info_loss_keeps_leading_dims_and_averages_the_batch():
     bits = vibtools.info_loss_bits(q, prior(2))
     assert bits.shape == (2,)
     torch.testing.assert_close(bits, (0.5 * (mu**2).sum(-1)).mean(-1) / LN2)
+
+
+def test_prior_first_built_in_inference_mode_still_trains(small):
+    k = 7  # a K no other test asks the prior for, so the cache is cold
+    with torch.inference_mode():
+        for covariance in ("diag", "full"):
+            vt.prior(k, covariance)
+            vt.prior(k, covariance, torch.device("cpu"))  # the form the training step asks for
+    r = fit(TINY.with_(k=k, epochs=1), small, cache=False)
+    assert len(r.history["epoch"]) == 1
 
 
 # ---------------------------------------------------------------- bits and the two bounds

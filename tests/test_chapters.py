@@ -1,0 +1,91 @@
+"""The chapters' helpers: the β explorer widget and the models it shows (widgets.py, book.py), the information-plane
+plot (plots.py), the page note and Markdown tables (report.py)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from conftest import TINY, fit
+
+import vibtools as vt
+
+# ---------------------------------------------------------------- the β explorer
+
+
+def test_the_explorer_trains_a_new_beta_from_its_button(small, monkeypatch, tmp_path, capsys):
+    """The widget is returned, not displayed; its button trains the chosen β and adds it to the slider."""
+    pytest.importorskip("ipywidgets")
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    monkeypatch.setenv("VIBTOOLS_CACHE", str(tmp_path / "runs"))
+    runs = [fit(TINY.with_(k=2, covariance="full", epochs=1), small, cache=False)]
+    box = vt.widgets.beta_explorer(runs, small.test_x[:50], small.test_y[:50], data=small, device="cpu")
+    assert "VBox" not in capsys.readouterr().out, "the explorer displayed itself as well as returning its box"
+    slider = box.children[0]
+    new_beta, button = box.children[-2].children
+    new_beta.value = 0.01
+    button.click()
+    assert [b for _, b in slider.options] == sorted([TINY.beta, 0.01]) and slider.value == 0.01
+    assert len(list((tmp_path / "runs").glob("*.pt"))) == 1, "the new β was trained and stored"
+
+
+def test_explorer_models_are_the_k2_experiments_seed_zero_runs(monkeypatch):
+    """The explorer chapter must show the same K=2 models whose stored results the embeddings chapter draws."""
+    from vibtools.experiments import EXPERIMENTS
+
+    monkeypatch.delenv("VIBTOOLS_QUICK", raising=False)
+    configs = vt.book.embed_configs()
+    k2 = set(EXPERIMENTS["k2"].runs(vt.book.settings().embed_epochs))
+    assert configs and all(c in k2 and c.seed == 0 for c in configs)
+
+
+# ---------------------------------------------------------------- plots
+
+
+def test_information_plane_accepts_beta_zero():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    metrics = {"izx": 5.0, "izy": 3.0, "err": 0.1, "avg_err": 0.1}
+    runs = [SimpleNamespace(config=SimpleNamespace(beta=b), final={"ema_train": dict(metrics, izx=5.0 + b),
+                                                                    "ema_test": dict(metrics)})
+            for b in (0.0, 1e-3, 1.0)]
+    ax = vt.plots.plot_information_plane(runs, marker_for=0.0)
+    assert ax.get_xlabel().startswith("I(Z;X)")
+
+
+# ---------------------------------------------------------------- the page note, Markdown tables
+
+
+def test_page_note_holds_the_provenance_and_adds_loaded_training_to_the_colab_estimate(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("VIBTOOLS_QUICK", raising=False)
+    watch = vt.book.Stopwatch()
+    note = vt.report.how_made(watch, torch.device("cpu"), 10, 95.0, trained_on="cpu (x, 2 threads)",
+                            loaded_seconds=600, colab_work="trains <the> run")
+    text, page = repr(note), note._repr_html_()
+    assert "provenance: vibtools" in text and "mode=full" in text and "epochs=10" in text
+    assert "about 10 min" in text  # 600 s loaded + a moment of wall time
+    assert page.startswith("<details") and "trains &lt;the&gt; run" in page and "<the>" not in page
+    assert "under a minute" in repr(vt.report.how_made(watch, torch.device("cpu"), "n/a", 1.0, "wall time"))
+
+
+def test_the_page_note_on_a_gpu_does_not_also_say_no_gpu_was_available(monkeypatch):
+    monkeypatch.delenv("VIBTOOLS_QUICK", raising=False)
+    monkeypatch.setattr("vibtools.device.describe_device", lambda device: "cuda (NVIDIA H200)")
+    note = vt.report.how_made(vt.book.Stopwatch(), "cuda", 10, 30.0)
+    text = " ".join(v for _, v in note.items)
+    assert "no GPU was available" not in text and "On a GPU runtime expect" in text and "NVIDIA H200" in text
+
+
+def test_markdown_table_escapes_pipes_inside_cells():
+    import re
+
+    table = vt.report.markdown_table(["decoder", "E KL(p(y|z)‖q)"], [["q = p(y|z), r = p(z)", "0.1"]])
+    for line in table.splitlines():
+        assert len(re.findall(r"(?<!\\)\|", line)) == 3, line  # two cells: three unescaped pipes per row
