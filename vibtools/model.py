@@ -4,7 +4,7 @@
 defines the forward pass; `VIB` is its one-model case with per-model shapes. Training always runs the stacked
 code, a single model included. One model's layers are plain matrix products (addmm), a stack's are batched ones
 (baddbmm), which round differently in the last bits: a model trained alone and the same model trained in a sweep
-agree to float rounding (about 1e-4 relative after training; tests/test_vibtools_training.py), not bit for bit,
+agree to float rounding (about 1e-4 relative after training; tests/test_training.py), not bit for bit,
 and the run cache serves whichever of the two was stored first.
 """
 
