@@ -55,14 +55,17 @@ def test_compile_fallback_is_only_for_compiler_errors():
 # ---------------------------------------------------------------- the benchmark runs
 
 
-def test_benchmark_smoke_run(data_root, tmp_path):
-    """benchmarks/bench_train.py end to end with a few steps per row (speed itself is not tested here)."""
+def test_benchmark_smoke_run(tmp_path):
+    """benchmarks/bench_train.py end to end with a few steps per row, on a fake MNIST of 400 images so the
+    end-to-end command trains 4 steps, not a full epoch (speed itself is not tested here)."""
     import json
     from pathlib import Path
 
+    from conftest import fake_mnist
+
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
-    out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, str(script), "--data", str(data_root), "--device", "cpu", "--steps", "2",
+    out, data = tmp_path / "bench.json", fake_mnist(tmp_path / "mini", 400, 200)
+    r = subprocess.run([sys.executable, str(script), "--data", str(data), "--device", "cpu", "--steps", "2",
                         "--warmup", "1", "--sweeps", "2", "--vmap", "2", "--end-to-end", "1", "--json", str(out)],
                        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
