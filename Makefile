@@ -37,7 +37,7 @@ package-check: setup  ## wheel + sdist build and pass twine check; CITATION.cff 
 	bash scripts/check_package.sh
 
 unit: setup
-	$(PY) -m pytest -q tests --ignore=tests/test_site.py
+	$(PY) -m pytest -q --durations=15 tests --ignore=tests/test_site.py
 
 # The notebooks' cell timeout is for hangs, not speed: a loaded machine took over 300 s for one quick-mode cell.
 notebooks: setup  ## execute every chapter in reduced settings (VIBTOOLS_QUICK=1), outputs not written back
