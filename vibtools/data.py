@@ -174,13 +174,6 @@ def _check_idx(path: Path, kind: str) -> _IdxFile:
     return _IdxFile(path, dims, data)
 
 
-def _check_pair(images: _IdxFile, labels: _IdxFile) -> None:
-    """MNISTFileError when a labels file does not hold one label per image of its images file."""
-    if images.dims[0] != labels.dims[0]:
-        raise MNISTFileError(f"{labels.path} holds {labels.dims[0]} labels for {images.dims[0]} images (in "
-                             f"{images.path}); {_REDO_BOTH}")
-
-
 def _check_folders(root: Path) -> None:
     """DataNotFoundError when the data folder, MNIST/ or MNIST/raw/ exists but is a file or cannot be read."""
     for path in (root, root / "MNIST", root / "MNIST" / "raw"):
@@ -209,8 +202,10 @@ def _check_present(raw: Path) -> dict[str, _IdxFile]:
             path = next((p for p in (raw / name, raw / f"{name}.gz") if p.is_file()), None)
             if path is not None:
                 found[name] = _check_idx(path, kind)
-        if images in found and labels in found:
-            _check_pair(found[images], found[labels])
+        im, lb = found.get(images), found.get(labels)
+        if im and lb and im.dims[0] != lb.dims[0]:  # a labels file must hold one label per image of its partner
+            raise MNISTFileError(f"{lb.path} holds {lb.dims[0]} labels for {im.dims[0]} images (in {im.path}); "
+                                 f"{_REDO_BOTH}")
     return found
 
 
