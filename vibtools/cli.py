@@ -284,7 +284,7 @@ def _main(argv: list[str] | None) -> int:
     from .training import TrainingInterrupted, train
 
     out = args.out
-    try:  # everything that can be checked before reading the data (nothing is created if any of it fails), then it
+    try:  # everything that can be checked before reading the data (nothing is created if any fails), then the data
         device = pick_device(args.device)
         check_memory([config], device)
         if out.exists() and not out.is_dir():
