@@ -338,9 +338,6 @@ def robustness_sweep(models: dict[str, list], x: torch.Tensor, y: torch.Tensor, 
     Returns:
         group name -> one list of accuracies (one per eps) per model.
     """
-    out = {}
-    for name, group in models.items():
-        out[name] = [robust_accuracy(m, x, y, eps_list, attack=attack, norm=norm, steps=steps, seed=i,
-                                     draws=1 if getattr(m, "deterministic", False) else draws)
-                     for i, m in enumerate(group)]
-    return out
+    return {name: [robust_accuracy(m, x, y, eps_list, attack=attack, norm=norm, steps=steps, seed=i,
+                                   draws=1 if getattr(m, "deterministic", False) else draws)
+                   for i, m in enumerate(group)] for name, group in models.items()}

@@ -9,12 +9,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .config import TrainConfig
+
 ENV_QUICK = "VIBTOOLS_QUICK"
-
-
-def quick_mode() -> bool:
-    """True when $VIBTOOLS_QUICK is set to 1/true/yes: the reduced sizes used by the notebook tests."""
-    return os.environ.get(ENV_QUICK, "").strip().lower() in ("1", "true", "yes")
 
 
 @dataclass(frozen=True)
@@ -59,8 +56,9 @@ QUICK = BookSettings(
 
 
 def settings() -> BookSettings:
-    """The chapters' sizes: :data:`QUICK` when $VIBTOOLS_QUICK is set, else :data:`FULL`."""
-    return QUICK if quick_mode() else FULL
+    """The chapters' sizes: :data:`QUICK` when $VIBTOOLS_QUICK is set to 1/true/yes (the reduced sizes used by the
+    notebook tests), else :data:`FULL`."""
+    return QUICK if os.environ.get(ENV_QUICK, "").strip().lower() in ("1", "true", "yes") else FULL
 
 
 def book_data(device: torch.device | str | None = None):
@@ -87,15 +85,11 @@ class Stopwatch:
 
 def reference_config():
     """The training chapter's run: the reference notebook's recipe (K=256, β=1e-3) at the current settings' epochs."""
-    from .config import TrainConfig
-
     return TrainConfig(epochs=settings().reference_epochs)
 
 
 def sweep_configs() -> list:
     """The β-sweep chapter's grid at K=256 (log-spaced, 1e-9 to 1), one shared batch order."""
-    from .config import TrainConfig
-
     s = settings()
     return [TrainConfig(beta=b, epochs=s.sweep_epochs, data_seed=0) for b in s.sweep_betas]
 
@@ -106,8 +100,6 @@ def embed_configs() -> list:
     At full settings they equal the seed-0 runs of ``reproduce k2``, whose stored results the embeddings chapter
     draws, so the explorer shows the same models and loads them from the run cache where that command ran.
     """
-    from .config import TrainConfig
-
     s = settings()
     return [TrainConfig(beta=b, k=2, covariance="full", epochs=s.embed_epochs, data_seed=0) for b in s.embed_betas]
 
@@ -119,7 +111,6 @@ def adversarial_configs() -> dict[str, list]:
     at the same epochs, so runs those commands trained are loaded from the run cache.
     """
     from .baselines import model_config
-    from .config import TrainConfig
 
     s = settings()
     det = [model_config("deterministic", epochs=s.adv_epochs, seed=k, data_seed=0) for k in s.adv_seeds]

@@ -139,9 +139,8 @@ def _config(args):
 
     fields = {"k": args.k, "epochs": args.epochs, "seed": args.seed}
     if args.model == "vib":
-        fields.update(beta=1e-3 if args.beta is None else args.beta, covariance=args.covariance or "diag")
-        return model_config("vib", **{k: v for k, v in fields.items() if k != "covariance"}).with_(
-            covariance=fields["covariance"])
+        return model_config("vib", **fields, beta=1e-3 if args.beta is None else args.beta).with_(
+            covariance=args.covariance or "diag")
     if args.beta is not None:
         raise ValueError(f"--beta applies to --model vib only; {args.model} has no info loss")
     if args.covariance not in (None, "none"):
@@ -285,18 +284,15 @@ def _main(argv: list[str] | None) -> int:
     from .training import TrainingInterrupted, train
 
     out = args.out
-    try:  # everything that can be checked before reading the data: nothing is created if any of it fails
+    try:  # everything that can be checked before reading the data (nothing is created if any fails), then the data
         device = pick_device(args.device)
         check_memory([config], device)
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {str(out)!r} is a file, not a folder")
         if not out.exists():  # an existing folder is checked by train(): a read-only one may hold the finished run
             check_writable(out, checkpoint_bytes(config), what="--out")
-    except ValueError as exc:
-        return _fail(str(exc))
-    try:
         data = load_mnist(args.data, device)
-    except DataNotFoundError as exc:
+    except (ValueError, DataNotFoundError) as exc:
         return _fail(str(exc))
 
 

@@ -100,22 +100,12 @@ def sweep_shared_fields() -> tuple[str, ...]:
     return tuple(f.name for f in fields(TrainConfig) if f.name not in PER_MODEL + ("data_seed",)) + ("batch_seed",)
 
 
-def _is_int(v) -> bool:
-    """True for a Python or NumPy integer that is not a bool."""
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_real(v) -> bool:
-    """True for a finite real number (Python or NumPy) that is not a bool."""
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def check_int(name: str, v, low: int = 1, high: int | None = None) -> int:
     """``v`` when it is an integer (not a bool) in [low, high]; else ValueError in one line naming ``name``.
 
     The package's one integer check: configs, training options, attacks, evaluation and the command line use it.
     """
-    if not (_is_int(v) and v >= low and (high is None or v <= high)):
+    if not (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= low and (high is None or v <= high)):
         span = f">= {low}" if high is None else f"from {low} to {high}"
         raise ValueError(f"{name} must be an integer {span}, got {v!r}")
     return v
@@ -125,7 +115,8 @@ def check_number(name: str, v, low: float = 0.0, high: float | None = None, *, l
                  high_open: bool = True) -> float:
     """``v`` when it is a finite real (not a bool) in the interval from ``low`` to ``high`` (None: no upper end;
     each end open or closed); else ValueError in one line naming ``name``. The package's one number check."""
-    inside = _is_real(v) and (v > low if low_open else v >= low)
+    inside = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+    inside = inside and (v > low if low_open else v >= low)
     inside = inside and (high is None or (v < high if high_open else v <= high))
     if not inside:
         span = (f"{'>' if low_open else '>='} {low:g}" if high is None else

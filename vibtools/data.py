@@ -51,8 +51,9 @@ def default_data_root() -> Path:
 class MNISTTensors:
     """Train and test images as (N, 784) floats in [0, 1] and labels as int64, all on one device.
 
-    Two instances are equal when their four tensors have the same shapes, dtypes and values (compared on the CPU
-    when the devices differ); the cached fingerprint plays no part. Instances are unhashable, like tensors' contents.
+    Two instances are equal when their four tensors have the same shapes, dtypes and values (compared on the first
+    one's device when the devices differ); the cached fingerprint plays no part. Instances are unhashable, like
+    tensors' contents.
     """
 
     train_x: torch.Tensor
@@ -72,14 +73,8 @@ class MNISTTensors:
         """Equal shapes and values of all four tensors (the fingerprint is not compared)."""
         if not isinstance(other, MNISTTensors):
             return NotImplemented
-        for a, b in zip(self._tensors(), other._tensors()):
-            if a.shape != b.shape or a.dtype != b.dtype:
-                return False
-            if a.device != b.device:
-                a, b = a.cpu(), b.cpu()
-            if not torch.equal(a, b):
-                return False
-        return True
+        return all(a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b.to(a.device))
+                   for a, b in zip(self._tensors(), other._tensors()))
 
     @property
     def device(self) -> torch.device:
@@ -122,24 +117,16 @@ _CACHE: dict[str, MNISTTensors] = {}
 
 @dataclass
 class _IdxFile:
-    """One checked raw file: where it is, its dimensions, and its decompressed bytes when it is a .gz."""
+    """One checked raw file: where it is, its dimensions, and its (decompressed) bytes."""
 
     path: Path
     dims: tuple[int, ...]
-    data: bytes | None = None
+    data: bytes
 
 
 def _one_line(text: object) -> str:
     """``text`` with all whitespace runs (newlines included) collapsed to single spaces."""
     return " ".join(str(text).split())
-
-
-def _locate(raw: Path, name: str) -> Path | None:
-    """The file torchvision would use for ``name``: the plain file, else ``name.gz``, else None."""
-    for path in (raw / name, raw / f"{name}.gz"):
-        if path.is_file():
-            return path
-    return None
 
 
 def _gunzip(path: Path) -> bytes:
@@ -153,27 +140,15 @@ def _gunzip(path: Path) -> bytes:
         raise MNISTFileError(f"{path} is not a valid gzip file ({_one_line(exc)}); {_REDO}") from None
 
 
-def _describe(kind: str, dims: tuple[int, ...]) -> str:
-    """What an IDX header promises, in words: '60000 images of 28x28' or '60000 labels'."""
-    if kind == "images":
-        return f"{dims[0]} images of {dims[1]}x{dims[2]}"
-    return f"{dims[0]} labels"
-
-
 def _check_idx(path: Path, kind: str) -> _IdxFile:
     """Parse and check the IDX header and length of ``path`` (``kind`` is 'images' or 'labels'); labels' range too."""
     gz = path.name.endswith(".gz")
-    data = _gunzip(path) if gz else None
-    if data is not None:
-        size, head = len(data), data[:16]
-    else:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(16)
+    data = _gunzip(path) if gz else path.read_bytes()
+    size = len(data)
     unzipped = " once decompressed" if gz else ""
     if size < 4:
         raise MNISTFileError(f"{path} is truncated: it holds {size} bytes{unzipped}, not even an IDX header; {_REDO}")
-    magic = int.from_bytes(head[:4], "big")
+    magic = int.from_bytes(data[:4], "big")
     if magic != _MAGIC[kind]:
         raise MNISTFileError(f"{path} is not an MNIST IDX file (bad magic number 0x{magic:08x}, expected "
                              f"0x{_MAGIC[kind]:08x} for {kind}); {_REDO}")
@@ -182,7 +157,7 @@ def _check_idx(path: Path, kind: str) -> _IdxFile:
     if size < header:
         raise MNISTFileError(f"{path} is truncated: it holds {size} bytes{unzipped}, less than its {header}-byte "
                              f"header; {_REDO}")
-    dims = tuple(int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(n_dims))
+    dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(n_dims))
     if not dims or dims[0] == 0:
         raise MNISTFileError(f"{path} holds no {kind} (its header says 0); {_REDO}")
     if kind == "images" and dims[1:] != (_SIDE, _SIDE):
@@ -191,30 +166,12 @@ def _check_idx(path: Path, kind: str) -> _IdxFile:
     expected = header + math.prod(dims)
     if size != expected:
         what = "is truncated" if size < expected else "is longer than its header says"
-        raise MNISTFileError(f"{path} {what}: its header promises {_describe(kind, dims)} ({expected} bytes) but "
+        promised = f"{dims[0]} images of {dims[1]}x{dims[2]}" if kind == "images" else f"{dims[0]} labels"
+        raise MNISTFileError(f"{path} {what}: its header promises {promised} ({expected} bytes) but "
                              f"it holds {size} bytes{unzipped}; {_REDO}")
-    if kind == "labels":
-        if data is None:
-            with open(path, "rb") as f:
-                f.seek(header)
-                body = f.read()
-        else:
-            body = data[header:]
-        _check_label_range(path, max(body, default=0))
+    if kind == "labels" and (largest := max(data[header:], default=0)) >= _CLASSES:  # labels are unsigned
+        raise MNISTFileError(f"{path} holds label values outside 0-{_CLASSES - 1} (found {largest}); {_REDO}")
     return _IdxFile(path, dims, data)
-
-
-def _check_label_range(where: Path, largest: int) -> None:
-    """MNISTFileError when the largest label value ``largest`` (labels are unsigned) is outside 0-9."""
-    if largest >= _CLASSES:
-        raise MNISTFileError(f"{where} holds label values outside 0-{_CLASSES - 1} (found {largest}); {_REDO}")
-
-
-def _check_pair(images: _IdxFile, labels: _IdxFile) -> None:
-    """MNISTFileError when a labels file does not hold one label per image of its images file."""
-    if images.dims[0] != labels.dims[0]:
-        raise MNISTFileError(f"{labels.path} holds {labels.dims[0]} labels for {images.dims[0]} images (in "
-                             f"{images.path}); {_REDO_BOTH}")
 
 
 def _check_folders(root: Path) -> None:
@@ -241,11 +198,14 @@ def _check_present(raw: Path) -> dict[str, _IdxFile]:
     found: dict[str, _IdxFile] = {}
     for _, images, labels in _SPLITS:
         for name, kind in ((images, "images"), (labels, "labels")):
-            path = _locate(raw, name)
+            # the file torchvision would use: the plain file, else name.gz
+            path = next((p for p in (raw / name, raw / f"{name}.gz") if p.is_file()), None)
             if path is not None:
                 found[name] = _check_idx(path, kind)
-        if images in found and labels in found:
-            _check_pair(found[images], found[labels])
+        im, lb = found.get(images), found.get(labels)
+        if im and lb and im.dims[0] != lb.dims[0]:  # a labels file must hold one label per image of its partner
+            raise MNISTFileError(f"{lb.path} holds {lb.dims[0]} labels for {im.dims[0]} images (in {im.path}); "
+                                 f"{_REDO_BOTH}")
     return found
 
 
@@ -269,12 +229,8 @@ def _download(root: Path) -> None:
 
 def _read(checked: _IdxFile) -> torch.Tensor:
     """The body of a checked IDX file as a uint8 tensor of its header's shape."""
-    if checked.data is not None:
-        blob = checked.data
-    else:
-        blob = checked.path.read_bytes()
     header = 4 + 4 * len(checked.dims)
-    return torch.frombuffer(bytearray(blob[header:]), dtype=torch.uint8).reshape(checked.dims)
+    return torch.frombuffer(bytearray(checked.data[header:]), dtype=torch.uint8).reshape(checked.dims)
 
 
 def _parse(files: dict[str, _IdxFile]) -> list[torch.Tensor]:

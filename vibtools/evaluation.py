@@ -54,11 +54,8 @@ def evaluate_stacks(stacks: list[VIBStack], x: torch.Tensor, y: torch.Tensor, ge
             acc[3] += (logits[1:].softmax(-1).mean(0).argmax(-1) != yb).sum(-1)
     for s, mode in zip(stacks, modes):
         s.train(mode)
-    out = []
-    for acc in sums:
-        means = acc / len(x)
-        out.append({"izy": izy_lower_bound(means[0]), "izx": means[1], "err": means[2], "avg_err": means[3]})
-    return out
+    means = [acc / len(x) for acc in sums]
+    return [{"izy": izy_lower_bound(m[0]), "izx": m[1], "err": m[2], "avg_err": m[3]} for m in means]
 
 
 def evaluate_stack(stack: VIBStack, x: torch.Tensor, y: torch.Tensor, gens: list[torch.Generator],
@@ -69,8 +66,7 @@ def evaluate_stack(stack: VIBStack, x: torch.Tensor, y: torch.Tensor, gens: list
 
 def to_floats(metrics: dict[str, torch.Tensor], i: int = 0) -> dict[str, float]:
     """Model i's metrics as Python floats, with accuracies added (one host transfer)."""
-    host = {k: v.detach().cpu() for k, v in metrics.items()}
-    out = {k: float(v[i]) for k, v in host.items()}
+    out = {k: float(v.detach().cpu()[i]) for k, v in metrics.items()}
     out["acc"], out["avg_acc"] = 1 - out["err"], 1 - out["avg_err"]
     return out
 

@@ -40,11 +40,9 @@ class Experiment:
 
 def _table1(epochs: int) -> list[TrainConfig]:
     """VIB (K=256, beta=1e-3) and the deterministic net seed by seed, then dropout, label smoothing, confidence."""
-    first = [model_config(name, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
-             for s in SEEDS for name in ("vib", "deterministic")]
-    rest = [model_config(name, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
-            for s in SEEDS for name in ("dropout", "label-smoothing", "confidence-penalty")]
-    return first + rest
+    return [model_config(name, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
+            for names in (("vib", "deterministic"), ("dropout", "label-smoothing", "confidence-penalty"))
+            for s in SEEDS for name in names]
 
 
 def _k2(epochs: int) -> list[TrainConfig]:
@@ -71,10 +69,8 @@ def plan_passes(configs: Sequence[TrainConfig], max_model_epochs: int = PASS_MOD
     order and recipe), at most ``max_model_epochs`` model-epochs each, so that results land pass by pass."""
     passes: list[list[TrainConfig]] = []
     for c in configs:
-        last = passes[-1] if passes else None
-        if (last is not None and _pass_key(last[0]) == _pass_key(c)
-                and (len(last) + 1) * c.epochs <= max_model_epochs):
-            last.append(c)
+        if passes and _pass_key(passes[-1][0]) == _pass_key(c) and (len(passes[-1]) + 1) * c.epochs <= max_model_epochs:
+            passes[-1].append(c)
         else:
             passes.append([c])
     return passes

@@ -32,13 +32,10 @@ N_PIXELS = 784
 
 def head_dim(k: int, covariance: str) -> int:
     """Width of the encoder's last layer: mean plus scale parameters of q(z|x)."""
-    if covariance == "diag":
-        return 2 * k
-    if covariance == "full":
-        return k + k * (k + 1) // 2
-    if covariance == "none":
-        return k
-    raise ValueError(f"unknown covariance {covariance!r}: use one of {', '.join(COVARIANCES)}")
+    widths = {"diag": 2 * k, "full": k + k * (k + 1) // 2, "none": k}
+    if covariance not in widths:
+        raise ValueError(f"unknown covariance {covariance!r}: use one of {', '.join(COVARIANCES)}")
+    return widths[covariance]
 
 
 def layer_shapes(k: int, covariance: str, hidden: int, n_classes: int = 10) -> dict[str, tuple[int, int]]:
@@ -49,10 +46,8 @@ def layer_shapes(k: int, covariance: str, hidden: int, n_classes: int = 10) -> d
 
 def parameter_shapes(k: int, covariance: str, hidden: int, n_classes: int = 10) -> dict[str, tuple[int, ...]]:
     """Shape of each parameter of one model, by name ("enc1_weight": (784, hidden), "enc1_bias": (hidden,), ...)."""
-    out: dict[str, tuple[int, ...]] = {}
-    for name, (n_in, n_out) in layer_shapes(k, covariance, hidden, n_classes).items():
-        out[f"{name}_weight"], out[f"{name}_bias"] = (n_in, n_out), (n_out,)
-    return out
+    return {f"{name}_{part}": shape for name, (n_in, n_out) in layer_shapes(k, covariance, hidden, n_classes).items()
+            for part, shape in (("weight", (n_in, n_out)), ("bias", (n_out,)))}  # weight, then bias, per layer
 
 
 def glorot_init(k: int, covariance: str, hidden: int, n_classes: int = 10,

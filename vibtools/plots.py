@@ -62,8 +62,7 @@ def plot_learning_curves(history: dict[str, list], reference: dict[str, Sequence
                      label="reference, 12 samples")
     axes[1].axhline(CEILING, color="grey", lw=0.8, ls=":", label="log2(10) ceiling")
     for ax, ylabel in zip(axes, ("I(Z;X) upper bound [bits]", "I(Z;Y) lower bound [bits]", "test error [%]")):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
+        ax.set(xlabel="epoch", ylabel=ylabel)
     axes[0].legend(fontsize=8)
     axes[1].legend(fontsize=8)
     legend_ax.axis("off")
@@ -82,8 +81,7 @@ def plot_information_plane(results, ax=None, marker_for: float | None = None):
     Returns:
         The axes.
     """
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 4.4))
+    ax = ax if ax is not None else plt.subplots(figsize=(6.4, 4.4))[1]
     betas = np.array([r.config.beta for r in results])
     positive = betas[betas > 0]
     if positive.size:  # log colours over the positive betas; beta = 0 takes the colour of the smallest one
@@ -98,39 +96,21 @@ def plot_information_plane(results, ax=None, marker_for: float | None = None):
         sc = ax.scatter(x, y, c=betas, norm=norm, cmap="viridis", marker=mk, zorder=2, label=split,
                         edgecolors="k", linewidths=0.4)
     if marker_for is not None:
-
         r = nearest(results, marker_for)
         ax.scatter([r.final["ema_test"]["izx"]], [r.final["ema_test"]["izy"]], s=220, facecolors="none",
                    edgecolors=PALETTE[3], linewidths=2, zorder=3, label=f"β = {r.config.beta:g}")
     ax.axhline(CEILING, color="grey", lw=0.8, ls=":", label="H(Y) = log2(10)")
-    ax.set_xscale("log")  # the bound is a KL, so positive; it spans four orders of magnitude across β
-    ax.set_xlabel("I(Z;X) upper bound [bits, log scale]")
-    ax.set_ylabel("I(Z;Y) lower bound [bits]")
+    # log x: the bound is a KL, so positive; it spans four orders of magnitude across β
+    ax.set(xscale="log", xlabel="I(Z;X) upper bound [bits, log scale]", ylabel="I(Z;Y) lower bound [bits]")
     ax.figure.colorbar(sc, ax=ax, label="β")
     ax.legend(loc="lower right", fontsize=8)
     return ax
 
 
 @torch.no_grad()
-def embedding_grid(model, lim: float, n: int = 200):
-    """Class-probability entropy (bits) and predicted class of the decoder on an n×n grid of 2-D codes."""
-    dev = next(model.parameters()).device
-    g = torch.linspace(-lim, lim, n, device=dev)
-    zz = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
-    p = model.decode(zz).softmax(-1)
-    ent = -(p * p.clamp_min(1e-12).log2()).sum(-1)
-    return g.cpu().numpy(), ent.reshape(n, n).cpu().numpy(), p.argmax(-1).reshape(n, n).cpu().numpy()
-
-
-def _lim_of(mu: np.ndarray) -> float:
-    """Half-width of a square that holds 99.5% of the 2-D points ``mu``, with a margin."""
-    return float(np.percentile(np.abs(mu), 99.5)) * 1.15 + 1e-3
-
-
-@torch.no_grad()
 def embedding_lim(model, x: torch.Tensor) -> float:
     """Half-width of a square that holds 99.5% of the posterior means of ``x``, with a margin."""
-    return _lim_of(model.encode(x).mean.cpu().numpy())
+    return float(np.percentile(np.abs(model.encode(x).mean.cpu().numpy()), 99.5)) * 1.15 + 1e-3
 
 
 @torch.no_grad()
@@ -149,30 +129,21 @@ def plot_embedding(model, x: torch.Tensor, y: torch.Tensor, ax=None, lim: float 
     """
     if model.k != 2:
         raise ValueError(f"plot_embedding needs a K=2 model, got K={model.k}")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 5))
+    ax = ax if ax is not None else plt.subplots(figsize=(5, 5))[1]
     q = model.encode(x)
-    mu = q.mean.cpu().numpy()
-    cov = q.covariance_matrix.cpu().numpy() if hasattr(q, "covariance_matrix") else None
-    if cov is None:
-        var = q.variance.cpu().numpy()
-        cov = np.zeros((len(var), 2, 2))
-        cov[:, 0, 0], cov[:, 1, 1] = var[:, 0], var[:, 1]
-    if lim is None:
-        lim = _lim_of(mu)
-    grid, ent, _ = embedding_grid(model, lim)
+    cov = (q.covariance_matrix if hasattr(q, "covariance_matrix") else torch.diag_embed(q.variance)).cpu().numpy()
+    lim = embedding_lim(model, x) if lim is None else lim
+    # the decoder's class-probability entropy (bits) on a 200 x 200 grid of 2-D codes
+    g = torch.linspace(-lim, lim, 200, device=model.enc1_weight.device)
+    p = model.decode(torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)).softmax(-1)
+    ent = -(p * p.clamp_min(1e-12).log2()).sum(-1).reshape(200, 200).cpu().numpy()
     im = ax.imshow(ent, origin="lower", extent=(-lim, lim, -lim, lim), cmap="Greys", vmin=0, vmax=CEILING,
                    alpha=0.55)
-    _draw_posteriors(ax, mu, cov, y.cpu().numpy())
+    _draw_posteriors(ax, q.mean.cpu().numpy(), cov, y.cpu().numpy())
     r95 = math.sqrt(CHI2_95)  # the prior N(0, I)'s 95% circle, as in plot_stored_embedding
     ax.add_patch(mpl.patches.Circle((0, 0), r95, fill=False, ls="--", lw=1.0, color="k", label="prior 95%"))
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_xlabel("z₁ (posterior mean)")
-    ax.set_ylabel("z₂ (posterior mean)")
-    ax.set_aspect("equal")
-    if title:
-        ax.set_title(title)
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="z₁ (posterior mean)", ylabel="z₂ (posterior mean)",
+           aspect="equal", title=title)
     ax.grid(False)
     # below the axes, so that no cluster is hidden behind it
     legend_by_rows(ax, *ax.get_legend_handles_labels(), ncol=6, markerscale=3, fontsize=8, loc="upper center",
@@ -186,8 +157,6 @@ CHI2_95 = 5.991  # 95% quantile of the chi-square distribution with 2 degrees of
 
 def _draw_posteriors(ax, mu: np.ndarray, cov: np.ndarray, labels: np.ndarray, n_ellipses: int = 200) -> None:
     """Posterior means coloured by class and the 95% ellipses of the first ``n_ellipses`` posteriors."""
-    from matplotlib.patches import Ellipse
-
     for c in range(10):
         sel = labels == c
         ax.scatter(mu[sel, 0], mu[sel, 1], s=5, color=PALETTE[c], label=str(c), zorder=3)
@@ -195,7 +164,8 @@ def _draw_posteriors(ax, mu: np.ndarray, cov: np.ndarray, labels: np.ndarray, n_
         vals, vecs = np.linalg.eigh(s)
         angle = math.degrees(math.atan2(vecs[1, 1], vecs[0, 1]))
         w, h = 2 * np.sqrt(CHI2_95 * np.maximum(vals[::-1], 0))
-        ax.add_patch(Ellipse(m, w, h, angle=angle, fill=False, lw=0.5, color=PALETTE[c], alpha=0.7, zorder=2))
+        ax.add_patch(mpl.patches.Ellipse(m, w, h, angle=angle, fill=False, lw=0.5, color=PALETTE[c], alpha=0.7,
+                                         zorder=2))
 
 
 def plot_stored_embedding(record: dict, ax=None, lim: float = 4.0, title: str = "", n_ellipses: int = 200):
@@ -210,26 +180,17 @@ def plot_stored_embedding(record: dict, ax=None, lim: float = 4.0, title: str = 
     Returns:
         The axes.
     """
-    from matplotlib.patches import Circle
-
     if "embedding" not in record:
         raise ValueError(f"{record.get('run')!r} holds no embedding: only K=2 runs of reproduce k2 store one")
     emb = record["embedding"]
     mu = np.asarray(emb["mean"], dtype=float)
     cov = np.asarray(emb["covariance"], dtype=float).reshape(-1, 2, 2)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 5))
-    ax.add_patch(Circle((0, 0), math.sqrt(CHI2_95), fill=False, ls="--", lw=1.2, color="#555555", zorder=4,
-                        label="prior 95%"))
+    ax = ax if ax is not None else plt.subplots(figsize=(5, 5))[1]
+    ax.add_patch(mpl.patches.Circle((0, 0), math.sqrt(CHI2_95), fill=False, ls="--", lw=1.2, color="#555555",
+                                    zorder=4, label="prior 95%"))
     _draw_posteriors(ax, mu, cov, np.asarray(emb["labels"]), n_ellipses)
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal")
-    ax.set_xlabel("z₁")
-    ax.set_ylabel("z₂")
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xlabel="z₁", ylabel="z₂", title=title)
     ax.grid(False)
-    if title:
-        ax.set_title(title)
     return ax
 
 
@@ -243,18 +204,15 @@ def plot_error_vs_beta(results, ax=None, split: str = "test"):
     Returns:
         The axes.
     """
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax = ax if ax is not None else plt.subplots(figsize=(6.4, 4.0))[1]
     betas = [r.config.beta for r in results]
     for tag, ls in (("ema", "-"), ("raw", ":")):
         for key, color, mk, name in (("err", PALETTE[1], "o", "1 sample"), ("avg_err", PALETTE[2], "s", "12 samples")):
             ax.plot(betas, [100 * r.final[f"{tag}_{split}"][key] for r in results], ls, marker=mk, color=color,
                     label=f"{name}, {'EMA' if tag == 'ema' else 'raw'} weights", ms=4)
     ax.axhline(90, color="grey", lw=0.8, ls=":", label="chance (90%)")
-    ax.set_xscale("log")
+    ax.set(xscale="log", xlabel="β", ylabel=f"{split} error [%, log scale]")
     _plain_log_yaxis(ax)
-    ax.set_xlabel("β")
-    ax.set_ylabel(f"{split} error [%, log scale]")
     ax.legend(fontsize=8)
     return ax
 
@@ -288,8 +246,7 @@ def explore_figure(result, plane_results, x: torch.Tensor, y: torch.Tensor, lim:
     Returns:
         The Figure.
     """
-    if fig is None:
-        fig = plt.figure(figsize=(8.6, 4.4))
+    fig = fig if fig is not None else plt.figure(figsize=(8.6, 4.4))
     fig.clear()
     a, b = fig.subplots(1, 2)
     m = result.final["ema_test"]
@@ -342,8 +299,7 @@ def plot_mean_curves(groups: dict[str, list[dict]], key: str = "ema_test_avg_err
     Returns:
         The axes.
     """
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.0, 4.2))  # the legend goes to the right of it
+    ax = ax if ax is not None else plt.subplots(figsize=(6.0, 4.2))[1]  # the legend goes to the right of it
     for color, (label, runs) in zip(PALETTE, groups.items()):
         if not runs:
             continue
@@ -353,8 +309,7 @@ def plot_mean_curves(groups: dict[str, list[dict]], key: str = "ema_test_avg_err
         ax.fill_between(ep, curves.min(0), curves.max(0), color=color, alpha=0.2, lw=0)
         if paper and label in paper:
             ax.axhline(100 * paper[label], color=color, ls=":", lw=1)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test error, EMA weights, 12 samples [%]")
+    ax.set(xlabel="epoch", ylabel="test error, EMA weights, 12 samples [%]")
     if log:
         _plain_log_yaxis(ax)
     # outside the axes: the paper's dotted lines run along the bottom, where "best" would put it
@@ -394,8 +349,7 @@ def plot_accuracy_vs_eps(ax, eps: Sequence[float], per_seed: Sequence[Sequence[f
     sd = acc.std(0, ddof=1) if len(acc) > 1 else np.zeros(acc.shape[1])
     ax.errorbar(eps, acc.mean(0), yerr=sd, label=label, color=color, linestyle=linestyle, marker=marker,
                 markersize=4, capsize=2, linewidth=1.4)
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_ylabel("accuracy under attack")
+    ax.set(ylim=(-0.03, 1.03), ylabel="accuracy under attack")
     return ax
 
 
@@ -420,8 +374,7 @@ def plot_digit_rows(rows: Sequence[torch.Tensor], preds: Sequence[torch.Tensor],
             wrong = int(pred[i]) != int(labels[i])
             ax.set_title(f"→ {int(pred[i])}", fontsize=10, color="#D55E00" if wrong else "#000000",
                          fontweight="bold" if wrong else "normal")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
             ax.grid(False)
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     fig.tight_layout()
@@ -441,8 +394,7 @@ def plot_plane_trajectories(groups, ax=None):
     Returns:
         The axes.
     """
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7.2, 4.6))
+    ax = ax if ax is not None else plt.subplots(figsize=(7.2, 4.6))[1]
     betas = np.array([max(g.config.beta, 1e-30) for g in groups])
     norm = mpl.colors.LogNorm(betas.min(), betas.max()) if len(betas) > 1 else mpl.colors.Normalize()
     cmap = mpl.colormaps["viridis"]
@@ -455,9 +407,7 @@ def plot_plane_trajectories(groups, ax=None):
         ax.plot(mean("ema_test_izx")[-1:], mean("ema_test_izy")[-1:], "s", color=color, mec="k", mew=0.4)
         ax.plot(mean("train_info_bits"), CEILING - mean("train_class_bits"), "--", color=color, lw=0.9, alpha=0.8)
     ax.axhline(CEILING, color="grey", lw=0.8, ls=":")
-    ax.set_xscale("log")
-    ax.set_xlabel("I(Z;X) upper bound [bits, log scale]")
-    ax.set_ylabel("I(Z;Y) lower bound [bits]")
+    ax.set(xscale="log", xlabel="I(Z;X) upper bound [bits, log scale]", ylabel="I(Z;Y) lower bound [bits]")
     sm = mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
     ax.figure.colorbar(sm, ax=ax, label="β")
     ax.plot([], [], "-", color="grey", label="test, EMA weights (square: last epoch)")
@@ -483,9 +433,7 @@ def plot_izx_readings(groups, axes=None):
     """
     from .results import mi_summary
 
-    if axes is None:
-        fig, axes = plt.subplots(2, 1, figsize=(7.0, 8.8))
-    ax1, ax2 = axes
+    ax1, ax2 = axes if axes is not None else plt.subplots(2, 1, figsize=(7.0, 8.8))[1]
     s = [mi_summary(g) for g in groups]
     betas = np.array([g.config.beta for g in groups])
 
@@ -501,11 +449,8 @@ def plot_izx_readings(groups, axes=None):
                      label=label)
     ceiling = s[0]["ceiling"]
     ax1.axhline(ceiling, color="grey", ls=":", lw=1.0, label=f"log2 N = {ceiling:.1f} (N = {s[0]['n']:,})")
-    ax1.set_xscale("log")
-    ax1.set_yscale("log")
-    ax1.set_xlabel("β")
-    ax1.set_ylabel("bits, test set [log scale]")
-    ax1.set_title("I(Z;X): the bound and the estimates")
+    ax1.set(xscale="log", yscale="log", xlabel="β", ylabel="bits, test set [log scale]",
+            title="I(Z;X): the bound and the estimates")
     ax1.legend(fontsize=8, loc="upper right")
 
     norm = mpl.colors.LogNorm(betas.min(), betas.max()) if len(betas) > 1 else mpl.colors.Normalize()
@@ -519,10 +464,8 @@ def plot_izx_readings(groups, axes=None):
                      linewidths=0.4, label="at the lower bound (estimate)", zorder=3)
     ax2.axvline(ceiling, color="grey", ls=":", lw=1.0)
     ax2.axhline(CEILING, color="grey", ls=":", lw=0.8)
-    ax2.set_xscale("log")
-    ax2.set_xlabel("I(Z;X) [bits, test set, log scale]")
-    ax2.set_ylabel("I(Z;Y) lower bound [bits, test set]")
-    ax2.set_title("The plane, drawn at both readings")
+    ax2.set(xscale="log", xlabel="I(Z;X) [bits, test set, log scale]", ylabel="I(Z;Y) lower bound [bits, test set]",
+            title="The plane, drawn at both readings")
     ax2.figure.colorbar(sc, ax=ax2, label="β")
     ax2.legend(fontsize=8, loc="lower right")
     ax2.figure.tight_layout()

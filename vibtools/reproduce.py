@@ -127,6 +127,11 @@ def sealed(record: dict) -> dict:
 def load_results(path: str | Path) -> dict:
     """Read one results file and check what readers need; ResultsError (one line) on anything else."""
     path = Path(path)
+
+    def fail(what: str, redo: str = "remake") -> None:
+        """Raise the one-line error that says how to make the file again."""
+        raise ResultsError(f"{path} {what}; rerun python -m vibtools reproduce to {redo} it")
+
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -138,24 +143,20 @@ def load_results(path: str | Path) -> dict:
         raise ResultsError(f"{path} is not a vibtools results file (format {found!r})")
     for key in ("experiment", "run", "config", "history", "final", "eval_noise", "protocol", "data", "checksum"):
         if key not in record:
-            raise ResultsError(f"{path} lacks {key!r}; rerun python -m vibtools reproduce to rewrite it")
+            fail(f"lacks {key!r}", "rewrite")
     if record["checksum"] != record_checksum(record):
-        raise ResultsError(f"{path} does not match its checksum (edited or damaged); rerun python -m vibtools "
-                           f"reproduce to remake it")
+        fail("does not match its checksum (edited or damaged)")
     for key in ("config", "history", "final", "eval_noise", "protocol", "data"):
         if not isinstance(record[key], dict):
-            raise ResultsError(f"{path} holds a {type(record[key]).__name__} as {key!r}, not a mapping; rerun "
-                               f"python -m vibtools reproduce to remake it")
+            fail(f"holds a {type(record[key]).__name__} as {key!r}, not a mapping")
     if record["run"] != path.stem:
-        raise ResultsError(f"{path} holds the run {record['run']!r}, not {path.stem!r}; rerun python -m vibtools "
-                           f"reproduce to remake it")
+        fail(f"holds the run {record['run']!r}, not {path.stem!r}")
     for split in ("raw_test", "ema_test", "ema_train"):
         if not isinstance(record["final"].get(split), dict) or "avg_err" not in record["final"][split]:
-            raise ResultsError(f"{path} lacks final[{split!r}]; rerun python -m vibtools reproduce to rewrite it")
+            fail(f"lacks final[{split!r}]", "rewrite")
     version = record.get("results_version")
     if version != RESULTS_VERSION:
-        raise ResultsError(f"{path} holds results version {version!r}, this vibtools makes {RESULTS_VERSION}: rerun "
-                           f"python -m vibtools reproduce to remake it")
+        fail(f"holds results version {version!r}, this vibtools makes {RESULTS_VERSION}")
     try:
         config = TrainConfig.from_dict(record["config"])
     except (TypeError, ValueError) as exc:

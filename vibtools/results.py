@@ -4,12 +4,22 @@ records of an experiment, their grouping over seeds, each row's verdict against 
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
+import shutil
 import statistics
+import tarfile
+import tempfile
+from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
 
+from ._version import __version__
 from .book import book_data, settings
+from .config import TrainConfig
 from .report import PAPER_K2, PAPER_TABLE1, TABLE1_LABELS
-from .stats import mean_and_sd
+from .reproduce import ResultsError, load_experiment, reproduce, summarize
+from .stats import against_paper, interval_of, mean_and_sd
+from .store import RESULTS_VERSION, user_folder
 
 ENV_RESULTS = "VIBTOOLS_RESULTS"
 
@@ -28,8 +38,6 @@ def results_dir():
     $VIBTOOLS_RESULTS if set; else ``results/`` of the repository checkout; else (a package installed with pip,
     as in Colab) the repository's committed ``results/``, downloaded once by :func:`fetch_results`.
     """
-    from pathlib import Path
-
     if os.environ.get(ENV_RESULTS):
         return Path(os.environ[ENV_RESULTS]).expanduser()
     local = Path(__file__).resolve().parents[1] / "results"
@@ -39,11 +47,6 @@ def results_dir():
 def results_cache_folder(url: str = RESULTS_ARCHIVE):
     """Where :func:`fetch_results` keeps a download: one folder per results version, vibtools version and URL, so a
     newer vibtools never serves results fetched for an older one ($VIBTOOLS_RESULTS_CACHE overrides)."""
-    import hashlib
-
-    from ._version import __version__
-    from .store import RESULTS_VERSION, user_folder
-
     tag = hashlib.sha1(url.encode()).hexdigest()[:8]
     return user_folder("VIBTOOLS_RESULTS_CACHE", f"results-v{RESULTS_VERSION}-{__version__}-{tag}")
 
@@ -62,13 +65,7 @@ def fetch_results(url: str = RESULTS_ARCHIVE, dest=None):
     Raises:
         ResultsError: the archive could not be read (one line saying what to do instead).
     """
-    import shutil
-    import tarfile
-    import tempfile
-    import urllib.request
-    from pathlib import Path, PurePosixPath
-
-    from .reproduce import ResultsError
+    import urllib.request  # the network stack, loaded only to download
 
     dest = Path(dest) if dest is not None else results_cache_folder(url)
     if (dest / ".complete").is_file():
@@ -113,8 +110,6 @@ def fetch_results(url: str = RESULTS_ARCHIVE, dest=None):
 
 def _copy_capped(src, dst, limit: int, too_large: str) -> None:
     """Copy a stream in chunks, stopping with ResultsError once more than ``limit`` bytes came."""
-    from .reproduce import ResultsError
-
     copied = 0
     while chunk := src.read(2**20):
         copied += len(chunk)
@@ -133,10 +128,6 @@ def experiment_records(name: str, device=None, data=None) -> tuple[list[dict], s
     Returns:
         (results records, a sentence saying where they come from).
     """
-    import tempfile
-
-    from .reproduce import load_experiment, reproduce
-
     if settings().mode == "full":
         folder = results_dir()
         return load_experiment(folder, name), f"stored results in {folder.name}/{name}"
@@ -159,10 +150,6 @@ def seed_means(records: list[dict]) -> list:
     plotting functions that take RunResults accept it), ``final_sd`` (their sd over seeds), ``runs`` and
     ``n_seeds``; entries are sorted by β.
     """
-    from types import SimpleNamespace
-
-    from .config import TrainConfig
-
     groups: dict[str, list[dict]] = {}
     for r in records:
         groups.setdefault(r["run"].rsplit("-seed", 1)[0], []).append(r)
@@ -190,9 +177,6 @@ def table1_rows(records: list[dict]) -> list[dict]:
 
 def _judged(runs: list[dict], key: str, paper: float) -> dict:
     """The fields every verdict row shares: each seed's number, the 95% t-interval of their mean, the verdict."""
-    from .reproduce import summarize
-    from .stats import against_paper, interval_of
-
     s = summarize(runs, key)
     ours = interval_of(s["mean"], s["sd_seeds"], s["n_seeds"])
     per_seed = {r["config"].get("seed", i): statistics.mean(r["eval_noise"][key]) for i, r in enumerate(runs)}
@@ -206,8 +190,6 @@ def k2_rows(records: list[dict]) -> list[dict]:
     Args:
         records: results records of the ``k2`` experiment.
     """
-    from .reproduce import summarize
-
     rows = []
     for beta, (p1, p12) in PAPER_K2.items():
         runs = [r for r in records if abs(r["config"]["beta"] - beta) <= 1e-12 * max(beta, 1.0)]

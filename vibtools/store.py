@@ -32,7 +32,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -104,20 +103,6 @@ def digest(obj: Any) -> str:
     return h.hexdigest()
 
 
-def _umask() -> int:
-    """The process's current file-creation mask: from /proc (no side effect), else by setting and restoring it."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)  # elsewhere: briefly set, then restored
-    os.umask(mask)
-    return mask
-
-
 def tmp_prefix(path: Path) -> str:
     """The name prefix of the temporary files an atomic write of ``path`` creates beside it (then the writer's pid)."""
     return f".{path.name}."
@@ -140,30 +125,28 @@ def _writer_gone(tmp: Path, path: Path) -> bool:
 def atomic_write(path: str | os.PathLike, write: Callable) -> None:
     """Write a file through a temporary file beside it and a rename, so a reader never sees half a file.
 
-    The file gets the usual permissions (0666 less the umask); the temporary file is removed on any error,
-    Ctrl-C and SIGTERM included (a SIGKILL leaves it behind: :func:`remove_stale_tmp` clears it later).
+    The file gets the usual permissions (0666 less the umask, which the kernel applies); the temporary file, of a
+    random name after the writer's pid, is removed on any error, Ctrl-C and SIGTERM included (a SIGKILL leaves it
+    behind: :func:`remove_stale_tmp` clears it later).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{tmp_prefix(path)}{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
+    tmp = path.parent / f"{tmp_prefix(path)}{os.getpid()}.{os.urandom(6).hex()}{TMP_SUFFIX}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def remove_stale_tmp(path: str | os.PathLike) -> list[Path]:
     """Delete temporary files left beside ``path`` by a writer that has ended (killed); a live writer's stay."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        return []
+    path = Path(path)  # no folder, no files: glob finds none
     stale = [p for p in path.parent.glob(f"{tmp_prefix(path)}*{TMP_SUFFIX}") if p.is_file() and _writer_gone(p, path)]
     for p in stale:
         p.unlink(missing_ok=True)
@@ -227,18 +210,21 @@ def check_run_payload(payload: dict[str, Any], shapes: dict[str, tuple[int, ...]
         """Raise the one-line error."""
         raise CheckpointError(f"{path} {what}")
 
+    def check_tensors(tensors: Any, where: str) -> None:
+        """Fail unless ``tensors`` is a dict holding a tensor of its shape for every parameter."""
+        for name, shape in shapes.items():
+            t = tensors.get(name) if isinstance(tensors, dict) else None
+            if not isinstance(t, torch.Tensor):
+                fail(f"lacks the tensor {where}[{name!r}]")
+            if tuple(t.shape) != tuple(shape):
+                fail(f"has {where}[{name!r}] of shape {tuple(t.shape)}, expected {tuple(shape)}")
+
     for key, kind in (("config", dict), ("data", str), ("epochs_done", int), ("model", dict), ("ema_model", dict),
                       ("history", dict)):
         if not isinstance(payload.get(key), kind):
             fail(f"lacks {key!r} (or it is not a {kind.__name__})")
     for part in ("model", "ema_model"):
-        tensors = payload[part]
-        for name, shape in shapes.items():
-            t = tensors.get(name)
-            if not isinstance(t, torch.Tensor):
-                fail(f"lacks the tensor {part}[{name!r}]")
-            if tuple(t.shape) != tuple(shape):
-                fail(f"has {part}[{name!r}] of shape {tuple(t.shape)}, expected {tuple(shape)}")
+        check_tensors(payload[part], part)
     done = payload["epochs_done"]
     if payload["history"].get("epoch") != list(range(done)):
         fail(f"has a history whose epochs are not 0 to {done - 1}")
@@ -275,22 +261,14 @@ def check_run_payload(payload: dict[str, Any], shapes: dict[str, tuple[int, ...]
             fail("has no usable schedule or EMA step count")
         if tr["adam"] and not isinstance(tr["adam"].get("step"), torch.Tensor):
             fail("has no usable training['adam']['step']")
-        for key in ("exp_avg", "exp_avg_sq"):
-            moments = tr["adam"].get(key) if tr["adam"] else None
-            for name, shape in shapes.items():
-                t = moments.get(name) if isinstance(moments, dict) else None
-                if tr["adam"] and (not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(shape)):
-                    fail(f"has no usable training['adam'][{key!r}][{name!r}]")
+        for key in ("exp_avg", "exp_avg_sq") if tr["adam"] else ():
+            check_tensors(tr["adam"].get(key), f"training['adam'][{key!r}]")
+        check_tensors(tr["ema"].get("shadow"), "training['ema']['shadow']")
         # the invariants a resume relies on, beyond the checksum (which a hand edit can recompute)
         if tr["scheduler"].get("last_epoch") != done:
             fail(f"has a learning-rate schedule at epoch {tr['scheduler'].get('last_epoch')!r}, not {done}")
         if tr["adam"] and int(tr["adam"]["step"].reshape(-1)[0]) != tr["ema"]["steps"]:
             fail(f"has {int(tr['adam']['step'].reshape(-1)[0])} Adam steps but {tr['ema']['steps']} EMA steps")
-        shadow = tr["ema"].get("shadow")
-        for name, shape in shapes.items():
-            t = shadow.get(name) if isinstance(shadow, dict) else None
-            if not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(shape):
-                fail(f"has no usable training['ema']['shadow'][{name!r}]")
 
 
 # ----------------------------------------------------------------------------- the cache
@@ -320,9 +298,7 @@ def check_writable(folder: Path, needed_bytes: int, what: str = "cache folder") 
     """
     probe = folder
     try:
-        while not probe.exists():
-            if probe.parent == probe:
-                break
+        while not probe.exists() and probe.parent != probe:
             probe = probe.parent
     except OSError as exc:  # a folder on the way that cannot be searched
         raise ValueError(f"{what} {str(folder)!r} cannot be reached ({exc.strerror or exc} on {str(probe)!r}): "

@@ -333,8 +333,7 @@ def record_epoch(state: TrainState, data: MNISTTensors, epoch_metrics: dict, lr:
     t0 = time.perf_counter()
     raw, ema = evaluate_stacks([state.stack, state.ema_stack()], data.test_x, data.test_y,
                                eval_generators(state.seeds(), state.epoch, state.device), c.n_eval_samples)
-    if state.device.type == "cuda":
-        torch.cuda.synchronize()
+    _synchronize(state.device)
     eval_seconds = time.perf_counter() - t0
     for i, h in enumerate(state.histories):
         row = {"epoch": state.epoch, "lr": lr, "seconds": seconds, "eval_seconds": eval_seconds}
@@ -404,11 +403,11 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 # ----------------------------------------------------------------------------- building results
-def _results(state: TrainState, finals: list[dict], paths: list[Path | None]) -> list[RunResult]:
+def _results(state: TrainState, finals: list[dict], paths: list[Path | None], timing: dict) -> list[RunResult]:
     """Every model of a training state as a RunResult (copies of its raw and EMA weights; averages built once)."""
     ema = state.ema_stack()
     return [RunResult(c, state.stack.model(i), ema.model(i), state.histories[i], finals[i], False, paths[i],
-                      state.trained_on) for i, c in enumerate(state.configs)]
+                      state.trained_on, dict(timing)) for i, c in enumerate(state.configs)]
 
 
 def _model(c: TrainConfig, tensors: dict, device: torch.device) -> VIB:
@@ -533,7 +532,13 @@ def _train_pass(configs, stored, paths, data, fp, progress, on_epoch, checkpoint
         on_epoch(e, last_rows(state, e))  # a resumed run replays its stored epochs first
     step_fn = maybe_compile(objective, compile)
     end = c.epochs if stop_after is None else min(c.epochs, stop_after)
-    save = _saver(state, paths, fp)
+
+    def save(finals: list[dict] | None, training: bool, timing: dict | None = None) -> None:
+        """Store every model's state (nothing without a store)."""
+        for p, payload in zip(paths, state.payloads(fp, finals or [None] * state.m, training)):
+            if p is not None:
+                save_checkpoint(p, {**payload, "timing": timing or {}})
+
     bars, saved = _Bars(state, len(data.train_x) // c.batch_size, progress), state.epoch
     try:
         while state.epoch < end:  # 2. for each epoch, for each batch, step
@@ -562,10 +567,7 @@ def _train_pass(configs, stored, paths, data, fp, progress, on_epoch, checkpoint
         raise TrainingInterrupted(_interrupted(saved, c.epochs, paths[0] is not None)) from None
     finally:
         bars.close()
-    results = _results(state, finals, paths)
-    for r in results:
-        r.timing = dict(timing)
-    return results
+    return _results(state, finals, paths, timing)
 
 
 def _start(configs: list[TrainConfig], stored: list[dict | None], paths: list[Path | None],
@@ -591,16 +593,6 @@ def _start(configs: list[TrainConfig], stored: list[dict | None], paths: list[Pa
 def _done(stored: dict | None, c: TrainConfig) -> bool:
     """True for a stored run that is finished: all its epochs and its final evaluation."""
     return stored is not None and stored["epochs_done"] >= c.epochs and stored.get("final") is not None
-
-
-def _saver(state: TrainState, paths: list[Path | None], fp: str) -> Callable:
-    """``save(finals, training, timing)``: store every model's state (nothing without a store)."""
-    def save(finals: list[dict] | None, training: bool, timing: dict | None = None) -> None:
-        for p, payload in zip(paths, state.payloads(fp, finals or [None] * state.m, training)):
-            if p is not None:
-                save_checkpoint(p, {**payload, "timing": timing or {}})
-
-    return save
 
 
 def _synchronize(device: torch.device) -> None:

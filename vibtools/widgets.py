@@ -82,5 +82,4 @@ def beta_explorer(results, x: torch.Tensor, y: torch.Tensor, data=None, device: 
 
         button.on_click(train_new)
         children += [w.HBox([new_beta, button]), log]
-    box = w.VBox(children)
-    return box
+    return w.VBox(children)
