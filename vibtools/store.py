@@ -226,12 +226,12 @@ def check_run_payload(payload: dict[str, Any], shapes: dict[str, tuple[int, ...]
     for part in ("model", "ema_model"):
         check_tensors(payload[part], part)
     done = payload["epochs_done"]
-    if payload["history"].get("epoch") != list(range(done)):
-        fail(f"has a history whose epochs are not 0 to {done - 1}")
     for key in HISTORY_KEYS:
         column = payload["history"].get(key)
         if not isinstance(column, list) or len(column) != done:
             fail(f"has no history[{key!r}] of {done} epochs")
+    if payload["history"]["epoch"] != list(range(done)):
+        fail(f"has a history whose epochs are not 0 to {done - 1}")
     final = payload.get("final")
     if final is not None:
         for split in ("raw_test", "ema_test", "ema_train"):
