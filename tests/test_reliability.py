@@ -327,3 +327,43 @@ def test_a_partial_run_whose_checksum_was_recomputed_is_checked_for_its_invarian
         again = vt.train(config, small, device="cpu", cache=tmp_path, progress=False)
     fresh = vt.train(config, small, device="cpu", cache=False, progress=False)
     assert again.final == fresh.final  # retrained from scratch, not resumed on a wrong schedule
+
+
+# ----------------------------------------------------------------------------- found by scripts/reliability_probe.py
+def test_a_folder_in_place_of_a_run_file_or_a_record_is_one_line_before_training(home):
+    config = vt.TrainConfig(k=4, epochs=1)
+    fingerprint = vt.load_mnist(home / "data", download=False).fingerprint()
+    mine = home / "out" / f"{run_key(config, fingerprint)}.pt"
+    (mine / "notes").mkdir(parents=True)
+    one_line(child(["train", *TINY_K, "--out", "out"], home), 2, "is a folder where this run's file goes")
+    record = home / "results" / "k2" / "vib-beta1-k2-e1-seed0.json"
+    record.mkdir(parents=True)
+    one_line(child(["reproduce", "k2", "--epochs", "1", "--only", "vib-beta1-*seed0", "--no-progress"], home), 2,
+             "is a folder where this run's results file goes")
+    assert (mine / "notes").is_dir() and record.is_dir()
+
+
+def test_sigterm_while_starting_up_is_one_line(home):
+    environ = {**os.environ, "VIBTOOLS_DATA": str(home / "data"), "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen([sys.executable, "-m", "vibtools", "train", *TINY_K, "--out", "out"], cwd=home,
+                         env=environ, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # inside the imports
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 143 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err[-1500:]
+
+
+def test_the_results_download_never_deletes_a_folder_it_did_not_write(tmp_path):
+    big = io.BytesIO()
+    with tarfile.open(fileobj=big, mode="w:gz") as tar:
+        info = tarfile.TarInfo("vib-book-main/results/table1/a.json")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"{}"))
+    archive = tmp_path / "repo.tar.gz"
+    archive.write_bytes(big.getvalue())
+    dest = tmp_path / "mine"
+    dest.mkdir()
+    (dest / "notes.txt").write_text("keep me")
+    with pytest.raises(ResultsError, match="is not an empty folder"):
+        vt.results.fetch_results(archive.as_uri(), dest)
+    assert (dest / "notes.txt").read_text() == "keep me"

@@ -292,6 +292,8 @@ def _stored(path: Path, config: TrainConfig, fingerprint: str) -> bool:
     """
     if not path.exists():
         return False
+    if path.is_dir():  # a folder cannot be replaced by a results file: say so before any training
+        raise ValueError(f"{path} is a folder where this run's results file goes: move it away")
     try:
         record = load_results(path)
     except ResultsError as exc:

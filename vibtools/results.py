@@ -97,8 +97,10 @@ def fetch_results(url: str = RESULTS_ARCHIVE, dest=None):
                 raise ResultsError(f"{url} holds no results/ folder: {hint}")
             (staged / ".complete").write_text(url + "\n")
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if dest.exists():  # an incomplete earlier copy
-                shutil.rmtree(dest)
+            if dest.is_dir() and not any(dest.iterdir()):
+                dest.rmdir()
+            elif os.path.lexists(dest):  # never delete what this function did not write
+                raise ResultsError(f"{dest} exists and is not an empty folder: pass an empty or new folder")
             shutil.move(str(staged), str(dest))
     except (OSError, tarfile.TarError, ValueError, MemoryError, EOFError) as exc:
         if isinstance(exc, ResultsError):

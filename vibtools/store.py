@@ -361,6 +361,8 @@ class RunCache:
         """The verified stored run at ``path``, or None; a file that fails any check is reported in one line."""
         if not os.path.lexists(path):
             return None
+        if path.is_dir():  # a folder cannot be replaced by a run file: say so before any training
+            raise ValueError(f"{path} is a folder where this run's file goes: move it away or choose another folder")
         try:
             if not path.is_file():  # a FIFO would block the read forever; a folder or a device is no run either
                 raise CheckpointError(f"{path} is not a regular file")
