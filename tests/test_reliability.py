@@ -222,6 +222,25 @@ def test_ctrl_c_while_starting_up_prints_no_traceback(home):
     assert p.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err[-1500:]
 
 
+@pytest.mark.parametrize("gap", [0.0, 0.05])
+def test_three_quick_ctrl_cs_during_training_are_one_line(home, gap):
+    """The later Ctrl-Cs land while the first unwinds or in Python's shutdown (atexit callbacks): still one line,
+    exit 130, and the saved epoch kept. (Which epochs are saved is named unless the second lands before the
+    training loop has said so.)"""
+    environ = {**os.environ, "OMP_NUM_THREADS": "1", "VIBTOOLS_CACHE": str(home / "cache"),
+               "VIBTOOLS_DATA": str(home / "data"), "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen([sys.executable, "-m", "vibtools", "train", "--k", "4", "--epochs", "50", "--no-progress",
+                          "--out", "out"], cwd=home, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert p.stdout.readline().startswith("0:")  # the first epoch is trained and saved
+    for _ in range(3):
+        p.send_signal(signal.SIGINT)
+        time.sleep(gap)
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err[-1500:]
+    assert "rerun the same command to resume" in err and list((home / "out").glob("*.pt"))
+
+
 # ----------------------------------------------------------------------------- two processes, one run
 def test_two_processes_training_the_same_run_both_succeed(home):
     for _ in range(2):
@@ -367,3 +386,43 @@ def test_the_results_download_never_deletes_a_folder_it_did_not_write(tmp_path):
     with pytest.raises(ResultsError, match="is not an empty folder"):
         vt.results.fetch_results(archive.as_uri(), dest)
     assert (dest / "notes.txt").read_text() == "keep me"
+
+
+def test_the_results_download_is_streamed_under_a_memory_limit(tmp_path):
+    """A 15 MiB results file (inside the caps) is fetched by a process allowed 12 MiB more address space than it
+    has after start-up: the archive and its files are copied in chunks, never held whole."""
+    big = io.BytesIO()
+    with tarfile.open(fileobj=big, mode="w:gz") as tar:
+        blob = b"[" + b"0," * (15 * 2**19 - 1) + b"0]"
+        info = tarfile.TarInfo("vib-book-main/results/table1/a.json")
+        info.size = len(blob)
+        tar.addfile(info, io.BytesIO(blob))
+    archive = tmp_path / "repo.tar.gz"
+    archive.write_bytes(big.getvalue())
+    script = (
+        "import resource, sys, urllib.request, tarfile, vibtools.results as r\n"
+        "size = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (size + 12 * 2**20, resource.RLIM_INFINITY))\n"
+        "print(r.fetch_results(sys.argv[1], sys.argv[2]))\n")
+    p = subprocess.run([sys.executable, "-c", script, archive.as_uri(), str(tmp_path / "fetched")],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.returncode == 0, p.stderr[-1500:]
+    assert (tmp_path / "fetched" / "table1" / "a.json").stat().st_size == len(blob)
+
+
+def test_running_out_of_memory_in_the_results_download_is_one_line(tmp_path, monkeypatch):
+    import tarfile as tarfile_module
+
+    archive = tmp_path / "repo.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("vib-book-main/results/table1/a.json")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"{}"))
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(tarfile_module, "open", no_memory)
+    with pytest.raises(ResultsError, match=r"could not fetch .*\(MemoryError\)") as info:
+        vt.results.fetch_results(archive.as_uri(), tmp_path / "fetched")
+    assert "\n" not in str(info.value) and not (tmp_path / "fetched").exists()

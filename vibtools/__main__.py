@@ -18,6 +18,8 @@ try:
 
     sys.exit(main())
 except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while starting up or shutting down: no run is lost there
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # on the way out: a further one would print a traceback
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("python -m vibtools: error: interrupted", file=sys.stderr)
     sys.exit(143 if isinstance(exc, _Terminated) else 130)
 except MemoryError:  # a memory limit too low for Python and torch to start

@@ -126,6 +126,24 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """The one line of an interrupt (Ctrl-C: 130, SIGTERM: 143), after which further ones are ignored.
+
+    A second Ctrl-C may land while the first unwinds, replacing it: the message of the training loop's
+    :class:`~vibtools.training.TrainingInterrupted` (which epochs are saved) is looked up along the chain. Once
+    the command is on its way out, one landing in Python's shutdown (atexit callbacks) would print a traceback.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__context__
+    said = [str(e) for e in chain if str(e) and isinstance(e, KeyboardInterrupt)]
+    message = said[-1] if said else "interrupted; rerun the same command to resume"
+    return _fail(message, 143 if any(isinstance(e, _Terminated) for e in chain) else 130)
+
+
 def _check_data_folder(folder: Path | None) -> None:
     """Raise ValueError unless --data (when given) is a readable folder."""
     if folder is not None and (not folder.is_dir() or not os.access(folder, os.R_OK | os.X_OK)):
@@ -218,10 +236,9 @@ def _reproduce(args) -> int:
     except (MemoryError, RuntimeError) as exc:
         return _fail_on_memory(exc)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: finished passes are written, the current one resumes
-        terminated = isinstance(exc, _Terminated) or isinstance(exc.__context__, _Terminated)
-        return _fail(str(exc) or "interrupted; rerun the same command to resume", 143 if terminated else 130)
+        return _interrupted(exc)
     finally:
-        if previous is not None:
+        if previous is not None and signal.getsignal(signal.SIGTERM) is _on_sigterm:  # not once interrupted
             signal.signal(signal.SIGTERM, previous)
     print(f"# wrote {len(written)} results files to {results} in {time.perf_counter() - t0:.0f} s")
     return 0
@@ -281,7 +298,7 @@ def _main(argv: list[str] | None) -> int:
     from .device import pick_device
     from .evaluation import format_line
     from .store import check_memory, check_writable, checkpoint_bytes
-    from .training import TrainingInterrupted, train
+    from .training import train
 
     out = args.out
     try:  # everything that can be checked before reading the data (nothing is created if any fails), then the data
@@ -316,17 +333,15 @@ def _main(argv: list[str] | None) -> int:
         _write_history(result, history)
     except ValueError as exc:  # the checks train() makes before any work (data size, memory)
         return _fail(str(exc))
-    except TrainingInterrupted as exc:
-        return _fail(str(exc), 143 if isinstance(exc.__context__, _Terminated) else 130)
-    except KeyboardInterrupt as exc:  # outside the training loop: nothing of this run is lost
-        return _fail("interrupted; rerun the same command to resume", 143 if isinstance(exc, _Terminated) else 130)
+    except KeyboardInterrupt as exc:  # in training: the saved epochs are named; outside it nothing is lost
+        return _interrupted(exc)
     except OSError as exc:  # a write failed after the checks (the disk filled up meanwhile, ...)
         return _fail(f"could not write to {str(out)!r} ({exc.strerror or exc}); the last finished epoch is kept: "
                      f"rerun the same command once the folder can be written (space, permissions)", 1)
     except (MemoryError, RuntimeError) as exc:
         return _fail_on_memory(exc)
     finally:
-        if previous is not None:
+        if previous is not None and signal.getsignal(signal.SIGTERM) is _on_sigterm:  # not once interrupted
             signal.signal(signal.SIGTERM, previous)
     spent = result.seconds
     print(f"# device={device.type} wall={time.perf_counter() - t0:.1f}s training={spent['training']:.1f}s "
