@@ -36,6 +36,7 @@ class BookSettings:
     adv_betas: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
     n_attack: int = 1000  # test images attacked
     adv_steps: int = 20  # PGD steps
+    adv_eot: int = 16  # draws of z per gradient in the expectation-over-transformation form of each attack
     cw_steps: int = 60  # Adam steps per round of the Carlini-Wagner search
     cw_rounds: int = 4  # rounds of its search over c
 
@@ -47,11 +48,12 @@ FULL = BookSettings(
 )
 
 
-QUICK = BookSettings(
-    mode="quick", n_train=2000, n_test=1000, reference_epochs=2, scratch_epochs=1,
+QUICK = BookSettings(  # the notebook tests: every cell runs, at sizes that take seconds
+    mode="quick", n_train=1000, n_test=500, reference_epochs=2, scratch_epochs=1,
     sweep_epochs=2, sweep_betas=(1e-9, 1e-3, 1e-2, 1.0),
     embed_epochs=2, embed_betas=(1e-3, 1e-1, 1.0), n_embed_points=300,
-    adv_epochs=2, adv_seeds=(0, 1), n_attack=100, adv_steps=5, cw_steps=10, cw_rounds=2,
+    adv_epochs=2, adv_seeds=(0, 1), adv_betas=(1e-3, 1e-1), n_attack=50, adv_steps=5, adv_eot=4, cw_steps=10,
+    cw_rounds=2,
 )
 
 

@@ -14,10 +14,9 @@ from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 
 from ._version import __version__
-from .book import book_data, settings
 from .config import TrainConfig
 from .report import PAPER_K2, PAPER_TABLE1, TABLE1_LABELS
-from .reproduce import ResultsError, load_experiment, reproduce, summarize
+from .reproduce import ResultsError, load_experiment, summarize
 from .stats import against_paper, interval_of, mean_and_sd
 from .store import RESULTS_VERSION, user_folder
 
@@ -120,29 +119,20 @@ def _copy_capped(src, dst, limit: int, too_large: str) -> None:
         dst.write(chunk)
 
 
-def experiment_records(name: str, device=None, data=None) -> tuple[list[dict], str]:
-    """An experiment's runs: the stored full results, or in quick mode a reduced run of the same code (and its source).
+def experiment_records(name: str) -> tuple[list[dict], str]:
+    """An experiment's stored runs (the records ``python -m vibtools reproduce`` wrote), at every book setting.
+
+    The chapters that read them train nothing: in the reduced settings of the notebook tests they read the same
+    records, so the test runs the page's code on the numbers the page shows. (``reproduce`` itself is tested on
+    small data by the unit tests.)
 
     Args:
         name: an experiment of ``python -m vibtools reproduce`` ("table1", "k2", "beta-sweep").
-        device: where a quick-mode run trains.
-        data: the MNIST a quick-mode run trains on (default: :func:`vibtools.book.book_data`).
     Returns:
         (results records, a sentence saying where they come from).
     """
-    if settings().mode == "full":
-        folder = results_dir()
-        return load_experiment(folder, name), f"stored results in {folder.name}/{name}"
-    with tempfile.TemporaryDirectory(prefix=f"vib-{name}-") as tmp:  # the records are read into memory
-        data = data if data is not None else book_data(device)
-        reproduce([name], data, epochs=settings().reference_epochs, device=device,
-                  results_dir=tmp, progress=False)
-        return load_experiment(tmp, name), "a reduced run made now (quick mode)"
-
-
-def table1_records(device=None) -> tuple[list[dict], str]:
-    """The Table 1 runs (see :func:`experiment_records`)."""
-    return experiment_records("table1", device)
+    folder = results_dir()
+    return load_experiment(folder, name), f"stored results in {folder.name}/{name}"
 
 
 def seed_means(records: list[dict]) -> list:
