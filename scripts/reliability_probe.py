@@ -857,13 +857,15 @@ def interrupt_cases(p: Probe) -> list[Case]:
             check(not os.listdir(folder), f"created {os.listdir(folder)}")
         return run
 
-    def train(sig: int, when: tuple) -> Callable[[], None]:
+    def train(sig: int, when: tuple, times: int = 1, gap: float = 0.0) -> Callable[[], None]:
         def run():
             reference = p.big_run()
-            folder = p.folder(f"int-train-{sig}-{when}")
+            folder = p.folder(f"int-train-{sig}-{when}-{times}")
             running = p.start(folder, [*BIG, "--out", "out"], data=p.big)
             at(running, when)
-            running.send(sig)
+            for _ in range(times):  # several: a user pressing Ctrl-C again while the first one unwinds
+                running.send(sig)
+                time.sleep(gap)
             child = running.finish()
             printed = len([x for x in child.results_lines() if x[0].isdigit()])
             if when[0] == "2:" and child.code == 0:  # the run ended before the signal came: nothing to check
@@ -879,13 +881,15 @@ def interrupt_cases(p: Probe) -> list[Case]:
             return note
         return run
 
-    def reproduce(sig: int, when: tuple) -> Callable[[], None]:
+    def reproduce(sig: int, when: tuple, times: int = 1, gap: float = 0.0) -> Callable[[], None]:
         def run():
             reference = p.big_record()
-            folder = p.folder(f"int-repro-{sig}-{when}")
+            folder = p.folder(f"int-repro-{sig}-{when}-{times}")
             running = p.start(folder, REPRO_BIG, data=p.big)
             at(running, when, folder / "cache")
-            running.send(sig)
+            for _ in range(times):
+                running.send(sig)
+                time.sleep(gap)
             note = interrupted(running.finish(), sig, folder / "cache", 0)
             quiet(p.cli(folder, REPRO_BIG, data=p.big), "the rerun: ")
             record = json.loads((folder / "results" / "k2" / "vib-beta1-k2-e3-seed0.json").read_text())
@@ -905,7 +909,11 @@ def interrupt_cases(p: Probe) -> list[Case]:
               for s, when, what in moments),
             Case("interrupt", "reproduce: SIGINT as epoch 1 is saved, rerun", reproduce(int_, ("saved", 0))),
             Case("interrupt", "reproduce: SIGTERM 1 s after epoch 1 is saved, rerun", reproduce(term, ("saved", 1.0))),
-            Case("interrupt", "reproduce: SIGKILL 1 s after epoch 1 is saved, rerun", reproduce(kill, ("saved", 1.0)))]
+            Case("interrupt", "reproduce: SIGKILL 1 s after epoch 1 is saved, rerun", reproduce(kill, ("saved", 1.0))),
+            *(Case("interrupt", f"train: three SIGINTs {1000 * gap:.0f} ms apart right after epoch 1's line, rerun",
+                   train(int_, ("0:", 0), 3, gap)) for gap in (0.0, 0.02, 0.05)),
+            Case("interrupt", "reproduce: three SIGINTs 20 ms apart as epoch 1 is saved, rerun",
+                 reproduce(int_, ("saved", 0), 3, 0.02))]
 
 
 # ----------------------------------------------------------------------------- 4. concurrency
