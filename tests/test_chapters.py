@@ -89,3 +89,16 @@ def test_markdown_table_escapes_pipes_inside_cells():
     table = vt.report.markdown_table(["decoder", "E KL(p(y|z)‖q)"], [["q = p(y|z), r = p(z)", "0.1"]])
     for line in table.splitlines():
         assert len(re.findall(r"(?<!\\)\|", line)) == 3, line  # two cells: three unescaped pipes per row
+
+
+def test_the_slack_of_the_info_loss_is_an_interval_between_the_two_estimates():
+    """slack_min uses the smaller upper bound (the info loss itself where leave-one-out is looser); slack_max the
+    lower bound. Two seeds each: the interval is averaged over them."""
+    def run(bound, lower, upper):
+        return {"run": "x", "final": {"ema_test": {"izx": bound}},
+                "mi_bounds": {"lower": [lower, lower], "upper": [upper, upper], "ceiling": 13.3, "n": 10_000}}
+
+    tight = vt.results.mi_summary(SimpleNamespace(runs=[run(70.0, 12.0, 24.0), run(70.0, 13.0, 22.0)]))
+    assert tight["slack_min"][0] == pytest.approx(70.0 - 23.0) and tight["slack_max"][0] == pytest.approx(70.0 - 12.5)
+    loose = vt.results.mi_summary(SimpleNamespace(runs=[run(500.0, 13.3, 9000.0)] * 2))
+    assert loose["slack_min"] == (0.0, 0.0) and loose["slack_max"][0] == pytest.approx(500.0 - 13.3)

@@ -421,9 +421,11 @@ def plot_izx_readings(groups, axes=None):
     """The variational bound on I(Z;X) beside estimates of the true I(Z;X), against β and on the plane.
 
     Top: per β, the info loss (the variational upper bound), Poole et al.'s leave-one-out upper bound and
-    minibatch lower bound on the test set, and the log2 N ceiling; the shaded band between the info loss and the
-    lower bound is the slack KL(p(z) || r(z)). Bottom: the information plane with each β drawn twice, at its
-    info loss (square) and at its lower bound (diamond), joined by a line. Means over seeds; bars span ± 1 sd.
+    minibatch lower bound on the test set, and the log2 N ceiling; the shaded band runs from the lower bound to
+    the smaller of the two upper bounds: where I(Z;X) itself lies, so that the slack KL(p(z) || r(z)) is the
+    distance from a point of the band up to the info loss (an interval, not one number). Bottom: the information
+    plane with each β drawn twice, at its info loss (square) and at its lower bound (diamond), joined by a line.
+    Means over seeds; bars span ± 1 sd.
 
     Args:
         groups: entries of :func:`vibtools.results.seed_means` whose runs hold ``mi_bounds``.
@@ -440,8 +442,8 @@ def plot_izx_readings(groups, axes=None):
     def col(key, i=0):
         return np.array([row[key][i] for row in s])
 
-    ax1.fill_between(betas, col("lower"), col("bound"), color=PALETTE[1], alpha=0.18, lw=0,
-                     label="slack KL(p(z) ‖ r(z))")
+    ax1.fill_between(betas, col("lower"), np.minimum(col("upper"), col("bound")), color=PALETTE[0], alpha=0.18,
+                     lw=0, label="I(Z;X) lies here; the slack is the rest up to the info loss")
     for key, mk, c, label in (("bound", "s", PALETTE[1], "info loss (variational bound)"),
                               ("upper", "^", PALETTE[4], "leave-one-out upper bound"),
                               ("lower", "D", PALETTE[0], "minibatch lower bound")):
