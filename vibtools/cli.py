@@ -175,6 +175,16 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
+def _interruptible() -> None:
+    """From here on Ctrl-C raises KeyboardInterrupt and SIGTERM :class:`_Terminated`, so that partial work is kept
+    or removed on the way out (until the command's imports are done, ``python -m vibtools`` leaves at once)."""
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave the signals alone
+        pass
+
+
 def _reproduce(args) -> int:
     """The ``reproduce`` command (names, patterns and --list are answered before torch is imported)."""
     from .experiments import EXPERIMENTS, plan_passes, run_name, select
@@ -198,6 +208,7 @@ def _reproduce(args) -> int:
         from .reproduce import reproduce
         from .store import check_writable
 
+        _interruptible()
         device = pick_device(args.device)
         _check_data_folder(args.data)
         results = args.results
@@ -299,6 +310,8 @@ def _main(argv: list[str] | None) -> int:
     from .evaluation import format_line
     from .store import check_memory, check_writable, checkpoint_bytes
     from .training import train
+
+    _interruptible()
 
     out = args.out
     try:  # everything that can be checked before reading the data (nothing is created if any fails), then the data
