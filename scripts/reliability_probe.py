@@ -767,25 +767,26 @@ def mnist_cases(p: Probe) -> list[Case]:
         f.unlink()
         f.with_name(f.name + ".gz").write_bytes(blob[: len(blob) // 2])
 
-    def api(name: str, damage: Callable[[Path], None], *words: str) -> Case:
+    def damaged(name: str, damage: Callable[[Path], None], check: Callable[[Path], object], what: str) -> Callable:
+        """A case: a copy of the small MNIST in a fresh folder, damaged, then ``check(folder)``; nothing changes."""
         def run():
             folder = p.folder(name)
             shutil.copytree(p.small, folder / "data")
             damage(folder / "data")
             before = listing(folder)
+            check(folder)
+            unchanged(before, listing(folder), what)
+        return run
+
+    def api(name: str, damage: Callable[[Path], None], *words: str) -> Case:
+        def check(folder: Path) -> None:
             raises(lambda: vt.load_mnist(folder / "data"), (vt.MNISTFileError,), *words)
-            unchanged(before, listing(folder), "the data folder")
-        return Case("damaged", f"API MNIST: {name}", run, api=True)
+        return Case("damaged", f"API MNIST: {name}", damaged(name, damage, check, "the data folder"), api=True)
 
     def cli(name: str, damage: Callable[[Path], None], *words: str) -> Case:
-        def run():
-            folder = p.folder(name)
-            shutil.copytree(p.small, folder / "data")
-            damage(folder / "data")
-            before = listing(folder)
+        def check(folder: Path) -> None:
             one_line(p.cli(folder, [*TRAIN, "--data", "data", "--out", "out"]), 2, *words)
-            unchanged(before, listing(folder), "the working folder")
-        return Case("damaged", f"train MNIST: {name}", run)
+        return Case("damaged", f"train MNIST: {name}", damaged(name, damage, check, "the working folder"))
 
     return [api("images truncated", truncate, "is truncated"),
             api("labels with an images magic number", magic, "bad magic number"),
