@@ -139,7 +139,7 @@ def test_partly_missing_data_leaves_the_folder_as_it_was(data_root, tmp_path, of
 
 
 def test_failed_download_removes_its_partial_files(tmp_path, monkeypatch):
-    def partial_download(root: Path) -> None:
+    def partial_download(root: Path, dataset: str = "MNIST") -> None:
         raw = root / "MNIST" / "raw"
         raw.mkdir(parents=True, exist_ok=True)
         (raw / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b partial")
@@ -155,7 +155,7 @@ def test_failed_download_removes_its_partial_files(tmp_path, monkeypatch):
 def test_bad_download_is_reported_and_removed(data_root, tmp_path, monkeypatch):
     raw = tmp_path / "MNIST" / "raw"
 
-    def bad_download(root: Path) -> None:
+    def bad_download(root: Path, dataset: str = "MNIST") -> None:
         raw.mkdir(parents=True, exist_ok=True)
         for name in FILES:
             (raw / name).write_bytes(plain_bytes(data_root, name)[:100])

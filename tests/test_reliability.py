@@ -128,7 +128,7 @@ def test_a_failed_download_keeps_links_it_did_not_create(tmp_path, monkeypatch):
     (raw / "t10k-labels-idx1-ubyte").symlink_to("train-labels-idx1-ubyte")  # a loop
     before = listing(tmp_path)
 
-    def fails(root):
+    def fails(root, dataset="MNIST"):
         """A download that writes one file, then fails (the network boundary)."""
         (Path(root) / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").write_bytes(b"partial")
         raise OSError("network down")

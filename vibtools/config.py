@@ -16,6 +16,10 @@ EVAL_CHUNK = 2000  # examples per evaluation batch (evaluation, attacks, and the
 # the fields the models of one stacked sweep may differ in: the loss settings and the seed
 PER_MODEL = ("beta", "seed", "dropout", "label_smoothing", "confidence_penalty")
 OPTIONAL_AT_ZERO = ("dropout", "label_smoothing", "confidence_penalty")  # left out of the run key at 0
+# options newer than every stored record: left out of as_dict (records, run keys) at their default, so that what
+# was stored before they existed keeps its keys and still matches its config
+NEWER_AT_DEFAULT = {"mixture": 0}
+MAX_MIXTURE = 1000
 
 
 def salted_seed(seed: int, salt: int) -> int:
@@ -45,12 +49,15 @@ class TrainConfig:
     dropout: float = 0.0  # rate of dropout on the two hidden layers while training
     label_smoothing: float = 0.0  # epsilon: train against (1 - eps) one-hot + eps / classes
     confidence_penalty: float = 0.0  # weight of the bonus on the entropy of q(y|z), in bits
+    # the marginal r(z): 0 is the paper's fixed N(0, I); C > 0 learns a mixture of C diagonal Gaussians with the
+    # network (diagonal encoders only), and the info loss becomes a one-sample Monte Carlo estimate of the KL
+    mixture: int = 0
 
     def __post_init__(self):
         """Validate, then normalise the numbers."""
         check_config(self)
         # Normalise, so that equal runs compare and hash equal: 1 and 1.0, -0.0 and 0.0, lists and tuples.
-        for name in ("k", "epochs", "seed", "batch_size", "decay_epochs", "hidden", "n_eval_samples"):
+        for name in ("k", "epochs", "seed", "batch_size", "decay_epochs", "hidden", "n_eval_samples", "mixture"):
             object.__setattr__(self, name, int(getattr(self, name)))
         if self.data_seed is not None:
             object.__setattr__(self, "data_seed", int(self.data_seed))
@@ -66,6 +73,9 @@ class TrainConfig:
         """The config as JSON-friendly plain types."""
         d = asdict(self)
         d["adam_betas"] = list(d["adam_betas"])
+        for name, default in NEWER_AT_DEFAULT.items():
+            if d[name] == default:
+                del d[name]
         return d
 
     def key_dict(self) -> dict:
@@ -145,6 +155,10 @@ def check_config(c: TrainConfig) -> None:
     check_number("confidence_penalty", c.confidence_penalty)
     if c.covariance not in COVARIANCES:
         raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)}, got {c.covariance!r}")
+    check_int("mixture", c.mixture, 0, MAX_MIXTURE)
+    if c.mixture and c.covariance != "diag":
+        raise ValueError(f"mixture (a learned marginal) needs covariance='diag', got {c.covariance!r}; "
+                         f"use mixture=0 for the fixed N(0, I)")
 
 
 def user_path(text: str | os.PathLike, what: str) -> Path:

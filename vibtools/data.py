@@ -1,9 +1,11 @@
-"""MNIST as device-resident float tensors: read once, never a per-step DataLoader.
+"""MNIST (and Fashion-MNIST, for out-of-distribution tests) as device-resident float tensors: read once, never a
+per-step DataLoader.
 
 ``load_mnist`` checks the four raw IDX files itself (header, length, image size, label count and range) and reads
 them from the checked bytes (torchvision downloads them when they are missing), so a truncated, garbled or
 mismatched file stops the run with a one-line message naming the file, before any training starts. A failed
-load leaves the data folder as it found it.
+load leaves the data folder as it found it. Fashion-MNIST has MNIST's file names and format in its own folder
+(``FashionMNIST/raw/``, torchvision's layout) and goes through the same reader (:func:`load_fashion_mnist`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ _SPLITS = (("train", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
            ("t10k", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
 _FILES = tuple(name for _, images, labels in _SPLITS for name in (images, labels))
 _MAGIC = {"images": 0x00000803, "labels": 0x00000801}  # unsigned bytes; 3 dimensions for images, 1 for labels
+DATASETS = ("MNIST", "FashionMNIST")  # folder names, which are also torchvision's class names
 _SIDE = 28
 _CLASSES = 10
 _REDO = "delete it and rerun to download it again, or put the original file there"
@@ -96,6 +99,14 @@ class MNISTTensors:
         """Return the first ``n_train`` training and ``n_test`` test examples (reduced-settings runs and tests)."""
         return MNISTTensors(self.train_x[:n_train], self.train_y[:n_train], self.test_x[:n_test], self.test_y[:n_test])
 
+    def only_classes(self, classes) -> MNISTTensors:
+        """The training and test examples whose label is in ``classes`` (held-out-class experiments)."""
+        keep = torch.tensor(sorted(set(int(c) for c in classes)), device=self.train_y.device)
+        if not len(keep) or int(keep.min()) < 0 or int(keep.max()) >= _CLASSES:
+            raise ValueError(f"classes must be labels from 0 to {_CLASSES - 1}, got {list(classes)!r}")
+        tr, te = torch.isin(self.train_y, keep), torch.isin(self.test_y, keep)
+        return MNISTTensors(self.train_x[tr], self.train_y[tr], self.test_x[te], self.test_y[te])
+
     def fingerprint(self) -> str:
         """A short hash of the data, so the run cache never mixes results from different data.
 
@@ -140,7 +151,7 @@ def _gunzip(path: Path) -> bytes:
         raise MNISTFileError(f"{path} is not a valid gzip file ({_one_line(exc)}); {_REDO}") from None
 
 
-def _check_idx(path: Path, kind: str) -> _IdxFile:
+def _check_idx(path: Path, kind: str, dataset: str = "MNIST") -> _IdxFile:
     """Parse and check the IDX header and length of ``path`` (``kind`` is 'images' or 'labels'); labels' range too."""
     gz = path.name.endswith(".gz")
     data = _gunzip(path) if gz else path.read_bytes()
@@ -162,7 +173,7 @@ def _check_idx(path: Path, kind: str) -> _IdxFile:
         raise MNISTFileError(f"{path} holds no {kind} (its header says 0); {_REDO}")
     if kind == "images" and dims[1:] != (_SIDE, _SIDE):
         raise MNISTFileError(f"{path} holds images of {dims[1]}x{dims[2]}, not {_SIDE}x{_SIDE}, so it is not "
-                             f"MNIST; {_REDO}")
+                             f"{dataset}; {_REDO}")
     expected = header + math.prod(dims)
     if size != expected:
         what = "is truncated" if size < expected else "is longer than its header says"
@@ -174,9 +185,9 @@ def _check_idx(path: Path, kind: str) -> _IdxFile:
     return _IdxFile(path, dims, data)
 
 
-def _check_folders(root: Path) -> None:
+def _check_folders(root: Path, dataset: str = "MNIST") -> None:
     """DataNotFoundError when the data folder, MNIST/ or MNIST/raw/ exists but is a file or cannot be read."""
-    for path in (root, root / "MNIST", root / "MNIST" / "raw"):
+    for path in (root, root / dataset, root / dataset / "raw"):
         try:
             is_dir = path.is_dir()
             exists = is_dir or path.exists()
@@ -186,14 +197,14 @@ def _check_folders(root: Path) -> None:
         if not exists:
             return
         if not is_dir:
-            raise DataNotFoundError(f"{path} is a file, not a folder: pass a data folder that holds MNIST/raw/ "
-                                    f"(torchvision's layout), or an empty or new folder to download MNIST into")
+            raise DataNotFoundError(f"{path} is a file, not a folder: pass a data folder that holds {dataset}/raw/ "
+                                    f"(torchvision's layout), or an empty or new folder to download {dataset} into")
         if not os.access(path, os.R_OK | os.X_OK):
             raise DataNotFoundError(f"cannot read the folder {path} (permission denied): pass a data folder you can "
                                     f"read, or fix its permissions")
 
 
-def _check_present(raw: Path) -> dict[str, _IdxFile]:
+def _check_present(raw: Path, dataset: str = "MNIST") -> dict[str, _IdxFile]:
     """Check every MNIST file present in ``raw`` (missing ones are skipped), pairs included when both are there."""
     found: dict[str, _IdxFile] = {}
     for _, images, labels in _SPLITS:
@@ -201,7 +212,7 @@ def _check_present(raw: Path) -> dict[str, _IdxFile]:
             # the file torchvision would use: the plain file, else name.gz
             path = next((p for p in (raw / name, raw / f"{name}.gz") if p.is_file()), None)
             if path is not None:
-                found[name] = _check_idx(path, kind)
+                found[name] = _check_idx(path, kind, dataset)
         im, lb = found.get(images), found.get(labels)
         if im and lb and im.dims[0] != lb.dims[0]:  # a labels file must hold one label per image of its partner
             raise MNISTFileError(f"{lb.path} holds {lb.dims[0]} labels for {im.dims[0]} images (in {im.path}); "
@@ -209,22 +220,23 @@ def _check_present(raw: Path) -> dict[str, _IdxFile]:
     return found
 
 
-def _missing_message(raw: Path, missing: list[str], reason: str) -> str:
+def _missing_message(raw: Path, missing: list[str], reason: str, dataset: str = "MNIST") -> str:
     """The one-line DataNotFoundError message: the folder, what is missing, why, and what to put there."""
     which = "" if len(missing) == len(_FILES) else f" (missing {', '.join(missing)})"
-    return (f"MNIST not found in {raw}{which} and {reason}: put the four files "
+    return (f"{dataset} not found in {raw}{which} and {reason}: put the four files "
             f"train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte "
             f"(optionally .gz) in that folder, or pass another data folder")
 
 
-def _download(root: Path) -> None:
-    """Download the missing files into ``root``/MNIST/raw with torchvision's own downloader, without parsing them."""
-    from torchvision.datasets import MNIST
+def _download(root: Path, dataset: str = "MNIST") -> None:
+    """Download the missing files into ``root``/<dataset>/raw with torchvision's own downloader, without parsing them."""
+    import torchvision.datasets
 
-    # MNIST.download() needs only ``root``; building the dataset would also parse the files before we check them
-    dataset = MNIST.__new__(MNIST)
-    dataset.root = os.fspath(root)
-    dataset.download()
+    # download() needs only ``root``; building the dataset would also parse the files before we check them
+    cls = getattr(torchvision.datasets, dataset)
+    made = cls.__new__(cls)
+    made.root = os.fspath(root)
+    made.download()
 
 
 def _read(checked: _IdxFile) -> torch.Tensor:
@@ -247,7 +259,7 @@ def _parse(files: dict[str, _IdxFile]) -> list[torch.Tensor]:
     return tensors
 
 
-def _download_checked(root: Path, raw: Path, missing: list[str]) -> dict[str, _IdxFile]:
+def _download_checked(root: Path, raw: Path, missing: list[str], dataset: str = "MNIST") -> dict[str, _IdxFile]:
     """Download the missing files and check them all; on any failure, remove what the download wrote.
 
     What is removed: files at names that held nothing before (plain and .gz) and the folders the download
@@ -258,14 +270,14 @@ def _download_checked(root: Path, raw: Path, missing: list[str]) -> dict[str, _I
     new_files = [p for name in missing for p in (raw / name, raw / f"{name}.gz") if not os.path.lexists(p)]
     try:
         try:
-            _download(root)
+            _download(root, dataset)
         except Exception as exc:  # torchvision raises RuntimeError, URLError or OSError depending on failure
             reason = f"the download failed ({type(exc).__name__})"
-            raise DataNotFoundError(_missing_message(raw, missing, reason)) from None
-        found = _check_present(raw)
+            raise DataNotFoundError(_missing_message(raw, missing, reason, dataset)) from None
+        found = _check_present(raw, dataset)
         absent = [name for name in _FILES if name not in found]
         if absent:
-            raise DataNotFoundError(_missing_message(raw, absent, "the download failed (files absent)"))
+            raise DataNotFoundError(_missing_message(raw, absent, "the download failed (files absent)", dataset))
         return found
     except BaseException:
         for path in new_files:
@@ -294,16 +306,31 @@ def load_mnist(root: str | os.PathLike | None = None, device: torch.device | str
         MNISTFileError: a file is present but wrong (truncated, not an IDX file, labels not matching the images).
         DataNotFoundError: the files are missing and could not be downloaded, or the data folder cannot be used.
     """
+    return _load("MNIST", root, device, download)
+
+
+def load_fashion_mnist(root: str | os.PathLike | None = None, device: torch.device | str = "cpu",
+                       download: bool = True) -> MNISTTensors:
+    """Load Fashion-MNIST from ``root``/FashionMNIST/raw/ exactly as :func:`load_mnist` loads MNIST (same checks).
+
+    Fashion-MNIST (Xiao et al. 2017) has MNIST's format, sizes and file names: 28x28 grey images of ten kinds of
+    clothing. The book uses its test set as far out-of-distribution inputs for models trained on MNIST.
+    """
+    return _load("FashionMNIST", root, device, download)
+
+
+def _load(dataset: str, root, device, download: bool) -> MNISTTensors:
+    """The checked, cached loader behind :func:`load_mnist` and :func:`load_fashion_mnist`."""
     root = Path(root).expanduser() if root is not None else default_data_root()
-    _check_folders(root)
-    key = str(root.resolve())
+    _check_folders(root, dataset)
+    key = f"{dataset}:{root.resolve()}"
     if key not in _CACHE:
-        raw = root / "MNIST" / "raw"
-        found = _check_present(raw)
+        raw = root / dataset / "raw"
+        found = _check_present(raw, dataset)
         missing = [name for name in _FILES if name not in found]
         if missing and not download:
-            raise DataNotFoundError(_missing_message(raw, missing, "downloading is switched off"))
+            raise DataNotFoundError(_missing_message(raw, missing, "downloading is switched off", dataset))
         if missing:
-            found = _download_checked(root, raw, missing)
+            found = _download_checked(root, raw, missing, dataset)
         _CACHE[key] = MNISTTensors(*_parse(found))
     return _CACHE[key].to(device, copy=True)  # the caller's own tensors: an in-place edit stays theirs

@@ -49,7 +49,7 @@ def evaluate_stacks(stacks: list[VIBStack], x: torch.Tensor, y: torch.Tensor, ge
             one = logits[0]
             acc[0] += class_loss_bits(one, yb) * n
             if q is not None:
-                acc[1] += stack.info_bits(q) * n
+                acc[1] += stack.info_bits(q, z) * n
             acc[2] += (one.argmax(-1) != yb).sum(-1)
             acc[3] += (logits[1:].softmax(-1).mean(0).argmax(-1) != yb).sum(-1)
     for s, mode in zip(stacks, modes):

@@ -36,6 +36,7 @@ class Experiment:
     name: str
     description: str
     runs: Callable[[int], list[TrainConfig]]  # epochs -> configs, in priority order
+    classes: tuple[int, ...] | None = None  # train and test on these digits only (None: all ten)
 
 
 def _table1(epochs: int) -> list[TrainConfig]:
@@ -57,10 +58,38 @@ def _beta_sweep(epochs: int) -> list[TrainConfig]:
             for s in SEEDS for e in range(-9, 1)]
 
 
+def _held_out_digits(epochs: int) -> list[TrainConfig]:
+    """The deterministic net, then VIB at beta 1e-3 and 1e-2 (trained on digits 0-4 only), three seeds each."""
+    return [model_config("deterministic", epochs=epochs, seed=s, data_seed=batch_order(epochs, s)) if b is None
+            else TrainConfig(beta=b, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
+            for b in (None, 1e-3, 1e-2) for s in SEEDS]
+
+
+def _learned_marginal(epochs: int) -> list[TrainConfig]:
+    """K=256 VIB whose marginal r(z) is a learned mixture of 10 Gaussians, beta 1e-3 and 1e-2, seed by seed."""
+    return [TrainConfig(beta=b, mixture=MIXTURE, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
+            for s in SEEDS for b in (1e-3, 1e-2)]
+
+
+def _uncertainty_baselines(epochs: int) -> list[TrainConfig]:
+    """The deterministic net and dropout, seed by seed: the baselines of the uncertainty chapter."""
+    return [model_config(name, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
+            for s in SEEDS for name in ("deterministic", "dropout")]
+
+
+MIXTURE = 10  # components of the learned marginal
+HELD_OUT_TRAIN = (0, 1, 2, 3, 4)  # the digits the held-out-class models see; 5-9 are their near-OOD test
+
 EXPERIMENTS = {e.name: e for e in (
     Experiment("table1", "VIB K=256 beta=1e-3 and the four baselines of the paper's Table 1, 3 seeds", _table1),
     Experiment("k2", "K=2 full-covariance VIB at beta 1e-3, 1e-2, 1e-1, 1, 3 seeds", _k2),
     Experiment("beta-sweep", "K=256 VIB at beta 1e-9 ... 1 (the information plane), 3 seeds", _beta_sweep),
+    Experiment("uncertainty-baselines", "the deterministic net and dropout (the uncertainty chapter's baselines), "
+               "3 seeds", _uncertainty_baselines),
+    Experiment("held-out-digits", "trained on digits 0-4 only: the deterministic net and K=256 VIB at beta 1e-3 "
+               "and 1e-2, 3 seeds", _held_out_digits, classes=HELD_OUT_TRAIN),
+    Experiment("learned-marginal", f"K=256 VIB with a learned {MIXTURE}-component mixture marginal r(z), beta "
+               "1e-3 and 1e-2, 3 seeds", _learned_marginal),
 )}
 
 
@@ -101,4 +130,5 @@ def run_name(c: TrainConfig) -> str:
     """A results file's name: model, beta for VIB, K, epochs and seed ("vib-beta0.001-k256-e200-seed0")."""
     name = model_name(c)
     beta = f"-beta{c.beta:g}" if name in ("vib", "custom") else ""
-    return f"{name}{beta}-k{c.k}-e{c.epochs}-seed{c.seed}"
+    marginal = f"-mog{c.mixture}" if c.mixture else ""
+    return f"{name}{beta}{marginal}-k{c.k}-e{c.epochs}-seed{c.seed}"

@@ -11,14 +11,23 @@ and the run cache serves whichever of the two was stored first.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
+from torch.distributions import (
+    Categorical,
+    Distribution,
+    Independent,
+    MixtureSameFamily,
+    MultivariateNormal,
+    Normal,
+    kl_divergence,
+)
 
-from .bounds import class_loss_bits, info_loss_bits
+from .bounds import LN2, class_loss_bits, info_loss_bits
 from .config import COVARIANCES
 
 N_PIXELS = 784
@@ -44,18 +53,31 @@ def layer_shapes(k: int, covariance: str, hidden: int, n_classes: int = 10) -> d
             "dec": (k, n_classes)}
 
 
-def parameter_shapes(k: int, covariance: str, hidden: int, n_classes: int = 10) -> dict[str, tuple[int, ...]]:
-    """Shape of each parameter of one model, by name ("enc1_weight": (784, hidden), "enc1_bias": (hidden,), ...)."""
-    return {f"{name}_{part}": shape for name, (n_in, n_out) in layer_shapes(k, covariance, hidden, n_classes).items()
-            for part, shape in (("weight", (n_in, n_out)), ("bias", (n_out,)))}  # weight, then bias, per layer
+def parameter_shapes(k: int, covariance: str, hidden: int, n_classes: int = 10,
+                     mixture: int = 0) -> dict[str, tuple[int, ...]]:
+    """Shape of each parameter of one model, by name ("enc1_weight": (784, hidden), "enc1_bias": (hidden,), ...).
+
+    A learned marginal of ``mixture`` components adds its mixing logits (C,), means (C, K) and raw scales (C, K).
+    """
+    shapes = {f"{name}_{part}": shape for name, (n_in, n_out) in layer_shapes(k, covariance, hidden, n_classes).items()
+              for part, shape in (("weight", (n_in, n_out)), ("bias", (n_out,)))}  # weight, then bias, per layer
+    if mixture:
+        shapes.update(marginal_logits=(mixture,), marginal_means=(mixture, k), marginal_scales=(mixture, k))
+    return shapes
+
+
+SCALE_AT_ONE = math.log(math.e - 1)  # softplus(SCALE_AT_ONE) = 1: a learned marginal's components start at unit sd
 
 
 def glorot_init(k: int, covariance: str, hidden: int, n_classes: int = 10,
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                generator: torch.Generator | None = None, mixture: int = 0) -> dict[str, torch.Tensor]:
     """One model's initial weights: TensorFlow's default (Glorot-uniform weights, zero biases), as in the reference.
 
+    A learned marginal (``mixture`` components) starts with equal weights, unit scales and means drawn from
+    N(0, I), after every layer's draws, so that the layers of a model with and without it start alike.
+
     Args:
-        k, covariance, hidden, n_classes: the network's shape.
+        k, covariance, hidden, n_classes, mixture: the network's shape.
         generator: a CPU generator to draw from; None draws from PyTorch's global generator.
     Returns:
         The parameters by name in the (in, out) weight layout, on the CPU.
@@ -70,6 +92,10 @@ def glorot_init(k: int, covariance: str, hidden: int, n_classes: int = 10,
         torch.empty(n_out).uniform_(generator=generator)
         nn.init.xavier_uniform_(w, generator=generator)  # fans are symmetric, so (out, in) draws then transpose
         out[f"{name}_weight"], out[f"{name}_bias"] = w.t().contiguous(), torch.zeros(n_out)
+    if mixture:
+        out["marginal_logits"] = torch.zeros(mixture)
+        out["marginal_means"] = torch.randn(mixture, k, generator=generator)
+        out["marginal_scales"] = torch.full((mixture, k), SCALE_AT_ONE)
     return out
 
 
@@ -136,18 +162,24 @@ class VIBStack(nn.Module):
         n_classes: number of classes.
         seeds: one initialisation seed per model (None: PyTorch's global generator); their number is M.
         init: False leaves the weights uninitialised (for loading stored weights).
+        mixture: 0 for the fixed marginal r(z) = N(0, I) (the paper's); C > 0 learns r(z) as a mixture of C
+            diagonal Gaussians (trainable weights, means and scales), diagonal encoders only.
     """
 
     def __init__(self, k: int = 256, covariance: str = "diag", hidden: int = 1024, n_classes: int = 10,
-                 seeds: Sequence[int | None] = (None,), init: bool = True):
+                 seeds: Sequence[int | None] = (None,), init: bool = True, mixture: int = 0):
         super().__init__()
         if len(seeds) < 1:
             raise ValueError("a stack needs at least one model")
+        if mixture and covariance != "diag":
+            raise ValueError(f"a learned mixture marginal needs the diagonal encoder (covariance='diag'), "
+                             f"not {covariance!r}")
         self.k, self.covariance, self.hidden, self.n_classes, self.m = k, covariance, hidden, n_classes, len(seeds)
-        shapes = parameter_shapes(k, covariance, hidden, n_classes)
+        self.mixture = int(mixture)
+        shapes = parameter_shapes(k, covariance, hidden, n_classes, mixture)
         if init:
             gens = [None if s is None else torch.Generator().manual_seed(int(s)) for s in seeds]
-            per_model = [glorot_init(k, covariance, hidden, n_classes, g) for g in gens]
+            per_model = [glorot_init(k, covariance, hidden, n_classes, g, mixture) for g in gens]
             tensors = {n: torch.stack([w[n] for w in per_model]) for n in shapes}
         else:
             tensors = {n: torch.empty(self.m, *shape) for n, shape in shapes.items()}
@@ -155,9 +187,10 @@ class VIBStack(nn.Module):
             self.register_parameter(name, nn.Parameter(t))
 
     @property
-    def shape_args(self) -> tuple[int, str, int, int]:
-        """(k, covariance, hidden, n_classes): what a model of the same shape is built from."""
-        return self.k, self.covariance, self.hidden, self.n_classes
+    def shape(self) -> dict:
+        """k, covariance, hidden, n_classes and mixture: what a model of the same shape is built from."""
+        return {"k": self.k, "covariance": self.covariance, "hidden": self.hidden, "n_classes": self.n_classes,
+                "mixture": self.mixture}
 
     # ----- the forward pass, for all M models at once -----
     def _linear(self, h: torch.Tensor, name: str) -> torch.Tensor:
@@ -207,9 +240,33 @@ class VIBStack(nn.Module):
         q = posterior(head, self.k, self.covariance)
         return (q.mean if eps is None else reparameterize(q, eps)), q
 
-    def info_bits(self, q: Distribution) -> torch.Tensor:
-        """Batch-mean KL(q(z|x) || r(z)) in bits of each model (the I(Z;X) bound)."""
-        return info_loss_bits(q, prior(self.k, self.covariance, q.mean.device))
+    def marginal(self) -> Distribution:
+        """r(z): N(0, I) (shared, not trained), or each model's learned mixture with batch shape (M, 1)."""
+        if not self.mixture:
+            return prior(self.k, self.covariance, self.enc1_weight.device)
+        components = Independent(Normal(self.marginal_means.unsqueeze(1), F.softplus(self.marginal_scales.unsqueeze(1)),
+                                        validate_args=False), 1, validate_args=False)
+        return MixtureSameFamily(Categorical(logits=self.marginal_logits.unsqueeze(1), validate_args=False),
+                                 components, validate_args=False)
+
+    def rate_bits(self, q: Distribution, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-example rate R(x) = KL(q(z|x) || r(z)) in bits, of shape (M, B).
+
+        Exact for r(z) = N(0, I); for a learned mixture, which has no closed-form KL, the Monte Carlo estimate
+        log q(z|x) - log r(z) averaged over the draws ``z`` of shape (S?, M, B, K) (needed then).
+        """
+        if not self.mixture:
+            return kl_divergence(q, prior(self.k, self.covariance, q.mean.device)) / LN2
+        if z is None:
+            raise ValueError("the rate under a learned mixture marginal is a Monte Carlo estimate: pass draws z")
+        log_ratio = q.log_prob(z) - self.marginal().log_prob(z)
+        return (log_ratio if z.dim() == 3 else log_ratio.mean(0)) / LN2
+
+    def info_bits(self, q: Distribution, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Batch-mean KL(q(z|x) || r(z)) in bits of each model (the I(Z;X) bound); see :meth:`rate_bits`."""
+        if not self.mixture:  # the paper's closed form, unchanged (the golden trajectory depends on it)
+            return info_loss_bits(q, prior(self.k, self.covariance, q.mean.device))
+        return self.rate_bits(q, z).mean(-1)
 
     def loss_terms(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
                    keep: Sequence[torch.Tensor] | None = None):
@@ -224,7 +281,7 @@ class VIBStack(nn.Module):
         z, q = self.latent(self.stacked_head(x, keep), eps)
         logits = self.stacked_logits(z)
         class_bits = class_loss_bits(logits, y)
-        info_bits = self.info_bits(q) if q is not None else class_bits.new_zeros(self.m)
+        info_bits = self.info_bits(q, z) if q is not None else class_bits.new_zeros(self.m)
         wrong = (logits.argmax(-1) != y).sum(-1)
         return class_bits, info_bits, wrong, logits
 
@@ -243,7 +300,7 @@ class VIBStack(nn.Module):
 
     def model(self, i: int) -> VIB:
         """Model i as a separate :class:`VIB` (a copy, on the stack's device, in eval mode)."""
-        one = VIB(*self.shape_args, init=False).to(self.enc1_weight.device)
+        one = VIB(**self.shape, init=False).to(self.enc1_weight.device)
         one.load_model_states([self.model_state(i)])
         return one.eval()
 
@@ -253,9 +310,9 @@ class VIBStack(nn.Module):
         if not models:
             raise ValueError("a stack needs at least one model")
         states = [m.model_state(i) for m in models for i in range(m.m)]
-        if any(m.shape_args != models[0].shape_args for m in models):
-            raise ValueError("models in one stack must share K, covariance, hidden width and classes")
-        stack = cls(*models[0].shape_args, seeds=[None] * len(states), init=False).to(models[0].enc1_weight.device)
+        if any(m.shape != models[0].shape for m in models):
+            raise ValueError("models in one stack must share K, covariance, hidden width, classes and marginal")
+        stack = cls(**models[0].shape, seeds=[None] * len(states), init=False).to(models[0].enc1_weight.device)
         stack.load_model_states(states)
         return stack
 
@@ -270,11 +327,12 @@ class VIB(VIBStack):
         n_classes: number of classes.
         seed: initialisation seed (None: PyTorch's global generator).
         init: False leaves the weights uninitialised (for loading stored weights).
+        mixture: components of a learned marginal r(z) (0: the fixed N(0, I)); see :class:`VIBStack`.
     """
 
     def __init__(self, k: int = 256, covariance: str = "diag", hidden: int = 1024, n_classes: int = 10,
-                 seed: int | None = None, init: bool = True):
-        super().__init__(k, covariance, hidden, n_classes, seeds=(seed,), init=init)
+                 seed: int | None = None, init: bool = True, mixture: int = 0):
+        super().__init__(k, covariance, hidden, n_classes, seeds=(seed,), init=init, mixture=mixture)
 
     def encode_head(self, x: torch.Tensor) -> torch.Tensor:
         """Raw encoder output (B, head) for images x in [0, 1] of shape (B, 784)."""

@@ -93,16 +93,19 @@ def _mi_bounds(result, data: MNISTTensors) -> dict:
             "lower": [d.lower for d in draws], "upper": [d.upper for d in draws]}
 
 
-def data_record(data: MNISTTensors) -> dict:
-    """What a results record says of the data it was made on: the images' fingerprint and the set sizes."""
-    return {"fingerprint": data.fingerprint(), "n_train": len(data.train_x), "n_test": len(data.test_x)}
+def data_record(data: MNISTTensors, classes: Sequence[int] | None = None) -> dict:
+    """What a results record says of the data it was made on: the images' fingerprint, the set sizes, and the
+    digits kept when an experiment trains on some classes only."""
+    record = {"fingerprint": data.fingerprint(), "n_train": len(data.train_x), "n_test": len(data.test_x)}
+    return record if classes is None else {**record, "classes": list(classes)}
 
 
 def result_record(result, data: MNISTTensors, experiment: str, epochs: int) -> dict:
     """The results-file contents of one finished run."""
     record = {"format": FORMAT, "results_version": RESULTS_VERSION, "experiment": experiment,
               "run": run_name(result.config), "model": model_name(result.config), "protocol": {"epochs": epochs},
-              "config": result.config.as_dict(), "data": data_record(data), "device": result.device,
+              "config": result.config.as_dict(), "data": data_record(data, EXPERIMENTS[experiment].classes),
+              "device": result.device,
               "seconds": result.seconds, "pass": result.timing.get("pass"),
               "code": code_version(), "history": result.history, "final": result.final,
               "eval_noise": _noise_spread(result, data)}
@@ -263,9 +266,11 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
         raise ValueError(f"unknown experiment {unknown[0]!r}: use one of {', '.join(EXPERIMENTS)}")
     chosen = {name: select([c.with_(**(overrides or {})) for c in EXPERIMENTS[name].runs(epochs)], only)
               for name in names}  # every pattern is checked before any work
-    fingerprint = data.fingerprint()
     written = []
     for name, configs in chosen.items():
+        classes = EXPERIMENTS[name].classes
+        exp_data = data if classes is None else data.only_classes(classes)
+        fingerprint = exp_data.fingerprint()
         passes = plan_passes(configs, max_pass)
         for g, group in enumerate(passes):
             paths = [Path(results_dir) / name / f"{run_name(c)}.json" for c in group]
@@ -276,11 +281,11 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
                 continue
             if on_group is not None:
                 on_group(name, g, len(passes), [run_name(c) for c in todo])
-            results = train_sweep(todo, data, device=device, cache=cache, progress=progress, compile=compile)
-            data = data.to(results[0].ema_model.dec_weight.device)  # evaluate where the models are
+            results = train_sweep(todo, exp_data, device=device, cache=cache, progress=progress, compile=compile)
+            exp_data = exp_data.to(results[0].ema_model.dec_weight.device)  # evaluate where the models are
             for r in results:
                 path = Path(results_dir) / name / f"{run_name(r.config)}.json"
-                save_json(path, result_record(r, data, name, epochs))
+                save_json(path, result_record(r, exp_data, name, epochs))
                 written.append(path)
     return written
 

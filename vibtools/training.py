@@ -106,7 +106,8 @@ class TrainState:
         c = configs[0]
         self.configs, self.device = list(configs), device
         # initial weights come from per-model CPU generators, so PyTorch's global random state is never touched
-        self.stack = VIBStack(c.k, c.covariance, c.hidden, seeds=[ci.seed for ci in configs]).to(device)
+        self.stack = VIBStack(c.k, c.covariance, c.hidden, seeds=[ci.seed for ci in configs],
+                              mixture=c.mixture).to(device)
         self.opt = make_adam(self.stack.parameters(), c, device)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=c.decay_epochs, gamma=c.decay_rate)
         self.ema = EMA(self.stack.parameters(), c.ema_decay)
@@ -148,7 +149,7 @@ class TrainState:
     def ema_stack(self) -> VIBStack:
         """A stack holding the current debiased averages (built once, refreshed on every call)."""
         if self._ema_stack is None:
-            self._ema_stack = VIBStack(*self.stack.shape_args, seeds=[None] * self.m, init=False).to(self.device)
+            self._ema_stack = VIBStack(**self.stack.shape, seeds=[None] * self.m, init=False).to(self.device)
         with torch.no_grad():
             torch._foreach_copy_(list(self._ema_stack.parameters()), self.ema_averages())
         return self._ema_stack
@@ -412,7 +413,7 @@ def _results(state: TrainState, finals: list[dict], paths: list[Path | None], ti
 
 def _model(c: TrainConfig, tensors: dict, device: torch.device) -> VIB:
     """A VIB of config ``c`` holding stored per-model tensors, on ``device``, in eval mode."""
-    model = VIB(c.k, c.covariance, c.hidden, init=False)
+    model = VIB(c.k, c.covariance, c.hidden, init=False, mixture=c.mixture)
     model.load_model_states([tensors])
     return model.to(device).eval()
 
@@ -440,7 +441,8 @@ def load_run(path: str | Path, device: str | None = None) -> RunResult:
         config = TrainConfig.from_dict(payload.get("config") or {})
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} holds an unusable config ({exc})") from None
-    check_run_payload(payload, parameter_shapes(config.k, config.covariance, config.hidden), path)
+    check_run_payload(payload, parameter_shapes(config.k, config.covariance, config.hidden, mixture=config.mixture),
+                      path)
     return _finished(payload, config, pick_device(device), Path(path))
 
 
