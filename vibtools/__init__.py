@@ -2,8 +2,8 @@
 
 The names below are the package's face. Each is imported from its module on first use (PEP 562), so
 ``import vibtools`` and ``python -m vibtools --help`` load neither torch nor the chapters' helpers; ``vt.train``
-loads the training core, ``vt.book``, ``vt.results``, ``vt.report``, ``vt.plots``, ``vt.stats`` or ``vt.attacks``
-their own modules.
+loads the training core, ``vt.book``, ``vt.results``, ``vt.report``, ``vt.plots``, ``vt.stats``, ``vt.attacks`` or
+``vt.uncertainty`` their own modules.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ _NAMES = {  # name -> module that defines it
     **dict.fromkeys(("RESULTS_VERSION", "CheckpointError", "default_cache_dir", "load_checkpoint",
                      "save_checkpoint"), "store"),
     "TrainConfig": "config",
-    **dict.fromkeys(("DataNotFoundError", "MNISTFileError", "MNISTTensors", "default_data_root", "load_mnist"),
-                    "data"),
+    **dict.fromkeys(("DataNotFoundError", "MNISTFileError", "MNISTTensors", "default_data_root", "load_fashion_mnist",
+                     "load_mnist"), "data"),
     "pick_device": "device",
     "EMA": "ema",
     **dict.fromkeys(("evaluate", "format_line"), "evaluation"),
@@ -31,7 +31,8 @@ _NAMES = {  # name -> module that defines it
     **dict.fromkeys(("RunResult", "TrainingInterrupted", "load_run", "train", "train_sweep"), "training"),
 }
 # listed in __all__; every other submodule (vt.infotheory, vt.model, ...) is reachable too
-_MODULES = ("attacks", "book", "experiments", "plots", "report", "reproduce", "results", "stats", "store", "widgets")
+_MODULES = ("attacks", "book", "experiments", "plots", "report", "reproduce", "results", "stats", "store",
+            "uncertainty", "widgets")
 
 __all__ = [*_NAMES, *_MODULES, "__version__"]
 

@@ -229,7 +229,7 @@ def _missing_message(raw: Path, missing: list[str], reason: str, dataset: str = 
 
 
 def _download(root: Path, dataset: str = "MNIST") -> None:
-    """Download the missing files into ``root``/<dataset>/raw with torchvision's own downloader, without parsing them."""
+    """Download the missing files into ``root``/<dataset>/raw with torchvision's downloader, without parsing them."""
     import torchvision.datasets
 
     # download() needs only ``root``; building the dataset would also parse the files before we check them

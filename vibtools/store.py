@@ -314,9 +314,14 @@ def check_writable(folder: Path, needed_bytes: int, what: str = "cache folder") 
                          f"{2 * needed_bytes / 2**20:.0f} MiB: free some space or choose another folder")
 
 
+def run_shapes(config: TrainConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of each stored parameter of one model of this config (the learned marginal's included)."""
+    return parameter_shapes(config.k, config.covariance, config.hidden, mixture=config.mixture)
+
+
 def checkpoint_bytes(config: TrainConfig) -> int:
     """About how large a partial run's file is: five float32 copies of the weights (raw, EMA, shadow, 2 moments)."""
-    n = sum(math.prod(s) for s in parameter_shapes(config.k, config.covariance, config.hidden, mixture=config.mixture).values())
+    n = sum(math.prod(s) for s in run_shapes(config).values())
     return 5 * 4 * n + 2**20
 
 
@@ -367,7 +372,7 @@ class RunCache:
             if not path.is_file():  # a FIFO would block the read forever; a folder or a device is no run either
                 raise CheckpointError(f"{path} is not a regular file")
             payload = load_checkpoint(path)
-            check_run_payload(payload, parameter_shapes(config.k, config.covariance, config.hidden, mixture=config.mixture), path)
+            check_run_payload(payload, run_shapes(config), path)
             try:
                 same = TrainConfig.from_dict(payload["config"]).key_dict() == config.key_dict()
             except (TypeError, ValueError):
@@ -375,7 +380,7 @@ class RunCache:
             if not same or payload["data"] != data_fingerprint:
                 raise CheckpointError(f"{path} holds a different configuration or data set")
             if payload["epochs_done"] < config.epochs:  # to resume, the training state must be whole too
-                check_run_payload(payload, parameter_shapes(config.k, config.covariance, config.hidden, mixture=config.mixture), path,
+                check_run_payload(payload, run_shapes(config), path,
                                   need_training=True)
             return payload
         except CheckpointError as exc:
@@ -402,7 +407,7 @@ def check_sweep(configs: Sequence[TrainConfig]) -> None:
 def memory_needed(configs: Sequence[TrainConfig]) -> int:
     """About how many bytes training and evaluating these models needs on the device, beside the data."""
     c, m = configs[0], len(configs)
-    n_params = sum(math.prod(s) for s in parameter_shapes(c.k, c.covariance, c.hidden, mixture=c.mixture).values())
+    n_params = sum(math.prod(s) for s in run_shapes(c).values())
     weights = 6 * 4 * n_params * m  # weights, gradients, two Adam moments, EMA shadow, EMA model
     width = 2 * c.hidden + head_dim(c.k, c.covariance)
     draws = (c.n_eval_samples + 1) * m * max(EVAL_CHUNK, c.batch_size)

@@ -35,7 +35,7 @@ from .data import MNISTTensors, load_mnist
 from .device import configure_fast_math, describe_device, pick_device
 from .ema import EMA
 from .evaluation import eval_generators, evaluate_stack, evaluate_stacks, noise, to_floats
-from .model import VIB, VIBStack, parameter_shapes
+from .model import VIB, VIBStack
 from .store import (
     CheckpointError,
     RunCache,
@@ -45,6 +45,7 @@ from .store import (
     check_run_payload,
     check_sweep,
     load_checkpoint,
+    run_shapes,
     save_checkpoint,
     save_json,
 )
@@ -441,8 +442,7 @@ def load_run(path: str | Path, device: str | None = None) -> RunResult:
         config = TrainConfig.from_dict(payload.get("config") or {})
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} holds an unusable config ({exc})") from None
-    check_run_payload(payload, parameter_shapes(config.k, config.covariance, config.hidden, mixture=config.mixture),
-                      path)
+    check_run_payload(payload, run_shapes(config), path)
     return _finished(payload, config, pick_device(device), Path(path))
 
 
