@@ -208,8 +208,14 @@ class VIBStack(nn.Module):
             keep: dropout while training: two (M, B, hidden) masks, already scaled by 1 / (1 - rate), that
                 multiply the two hidden layers; None (evaluation, or no dropout) uses every unit.
         """
-        h = (2 * x - 1).expand(self.m, *x.shape)
-        h = F.relu(self._linear(h, "enc1"))
+        return self.head_from_first(self.first_hidden(x), keep)
+
+    def first_hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """(M, B, hidden) activations of the first hidden layer for shared images x (see :meth:`stacked_head`)."""
+        return F.relu(self._linear((2 * x - 1).expand(self.m, *x.shape), "enc1"))
+
+    def head_from_first(self, h: torch.Tensor, keep: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """The rest of the encoder, from the first hidden layer's activations (MC-dropout reuses them per draw)."""
         if keep is not None:
             h = h * keep[0]
         h = F.relu(self._linear(h, "enc2"))

@@ -12,6 +12,7 @@ Read in order:
    label and the draw of z (entropy of the mean minus mean entropy); and their detection metrics
    (:func:`auroc`, :func:`fpr_at_tpr`, :func:`detection`).
 4. :func:`ood_sets`: the images the book tests against (Fashion-MNIST, noise, rotated and inverted digits).
+5. :func:`assess`: all of it for one model: calibration on the test set, detection of each OOD set by each score.
 
 The metrics are written here in a few lines of torch (exact, with ties handled, no extra dependency) and tested
 against scikit-learn's ``roc_auc_score``, ``roc_curve``, ``calibration_curve`` and ``log_loss``
@@ -47,6 +48,11 @@ class Predictions:
     mean_entropy: torch.Tensor
     rate: torch.Tensor | None = None
 
+    @classmethod
+    def from_draws(cls, p: torch.Tensor, rate: torch.Tensor | None = None) -> Predictions:
+        """The predictions made of per-draw class probabilities ``p`` of shape (S, N, classes)."""
+        return cls(p.mean(0), _entropy_bits(p).mean(0), rate)
+
 
 def _entropy_bits(p: torch.Tensor) -> torch.Tensor:
     """Entropy in bits along the last dimension (0 log 0 = 0)."""
@@ -81,12 +87,12 @@ def predict(model: VIB, x: torch.Tensor, n_samples: int = 12, seed: int = 0, dro
     for start in range(0, len(x), chunk):
         xb = x[start:start + chunk]
         draws = n_samples if (dropout or not model.deterministic) else 1
-        if dropout:  # one encoder pass per mask draw; z = mu for the deterministic baselines
-            heads = []
+        if dropout:  # the first layer once, the rest per mask draw; z = mu for the deterministic baselines
+            first, heads = model.first_hidden(xb), []
             for _ in range(draws):
                 keep = [(torch.rand((1, len(xb), model.hidden), generator=g, device=x.device) >= dropout)
                         .to(xb.dtype) / (1 - dropout) for _ in range(2)]
-                heads.append(model.stacked_head(xb, keep))
+                heads.append(model.head_from_first(first, keep))
             head = torch.stack(heads)  # (S, 1, B, head)
             eps = None if model.deterministic else torch.randn(draws, 1, len(xb), model.k, generator=g,
                                                                 device=x.device)
@@ -96,9 +102,9 @@ def predict(model: VIB, x: torch.Tensor, n_samples: int = 12, seed: int = 0, dro
             eps = None if model.deterministic else torch.randn(draws, 1, len(xb), model.k, generator=g,
                                                                 device=x.device)
             z, q = model.latent(head, eps, draws)
-        p = model.stacked_logits(z).softmax(-1)[:, 0]  # (S, B, classes)
-        probs.append(p.mean(0))
-        mean_ent.append(_entropy_bits(p).mean(0))
+        part = Predictions.from_draws(model.stacked_logits(z).softmax(-1)[:, 0])  # draws: (S, B, classes)
+        probs.append(part.probs)
+        mean_ent.append(part.mean_entropy)
         if q is not None and not dropout:
             rates.append(model.rate_bits(q, z)[0])
     model.train(was_training)
@@ -247,3 +253,27 @@ def ood_sets(mnist_test: torch.Tensor, fashion_test: torch.Tensor, n: int = 10_0
             "Gaussian noise": (0.5 + torch.randn(n, 784, generator=g)).clamp(0, 1).to(dev),
             "rotated 90°": rotate90(mnist_test[:n]),
             "inverted": 1 - mnist_test[:n]}
+
+
+# ----------------------------------------------------------------------------- one model, all of it
+def assess(model: VIB, x: torch.Tensor, y: torch.Tensor, ood: dict[str, torch.Tensor], n_samples: int = 12,
+           seed: int = 0, dropout: float = 0.0) -> dict:
+    """Calibration of ``model`` on (x, y) and detection of each OOD set by each score.
+
+    Args:
+        model: a trained VIB (or deterministic baseline).
+        x, y: in-distribution test images and labels.
+        ood: name -> (N, 784) out-of-distribution images (:func:`ood_sets`, or held-out classes).
+        n_samples, seed, dropout: as in :func:`predict` (each set gets its own noise stream).
+    Returns:
+        calibration (:func:`calibration`), reliability (:func:`reliability`), detection (set -> score ->
+        auroc, fpr95) and scores (``"in"`` and each set -> score -> (N,) CPU tensor, for histograms).
+    """
+    inside = predict(model, x, n_samples, seed, dropout)
+    out = {"calibration": calibration(inside.probs, y), "reliability": reliability(inside.probs, y),
+           "detection": {}, "scores": {"in": {k: v.cpu() for k, v in ood_scores(inside).items()}}}
+    for i, (name, images) in enumerate(ood.items()):
+        pred = predict(model, images, n_samples, seed + 1 + i, dropout)
+        out["detection"][name] = detection(inside, pred)
+        out["scores"][name] = {k: v.cpu() for k, v in ood_scores(pred).items()}
+    return out
