@@ -162,6 +162,29 @@ def test_held_out_digit_runs_see_only_their_digits(small, tmp_path):
     assert [f.stem for f in files] == ["deterministic-k256-e1-seed0", "vib-beta0.001-k256-e1-seed0",
                                        "vib-beta0.01-k256-e1-seed0"]
     kept = small.only_classes(range(5))
-    data = load_results(files[0])["data"]
+    record = load_results(files[0])
+    data = record["data"]
     assert data["classes"] == [0, 1, 2, 3, 4] and data["n_train"] == len(kept.train_x) < len(small.train_x)
     assert data["n_test"] == len(kept.test_x) and set(kept.test_y.tolist()) == {0, 1, 2, 3, 4}
+    assert list(record["uncertainty"]["detection"]) == ["digits 5–9"]  # the unseen digits are the OOD set
+
+
+def test_uncertainty_records_hold_calibration_detection_and_the_rate_histogram(small, tmp_path):
+    from vibtools.reproduce import load_results, reproduce
+
+    fashion = vt.MNISTTensors(*(t.flip(0) for t in (small.train_x, small.train_y, small.test_x, small.test_y)))
+    kw = {"epochs": 1, "device": "cpu", "results_dir": tmp_path / "results", "cache": tmp_path / "cache",
+          "progress": False, "overrides": {"hidden": 16}}
+    with pytest.raises(ValueError, match="Fashion-MNIST"):  # refused before any work
+        reproduce(["uncertainty"], small, **kw)
+    assert not (tmp_path / "results").exists()
+    reproduce(["uncertainty"], small, **kw, fashion=fashion, only=["dropout-*-seed0", "vib-beta0.001-*-seed0"])
+    folder = tmp_path / "results" / "uncertainty"
+    dropout = load_results(folder / "dropout-k256-e1-seed0.json")["uncertainty"]
+    vib = load_results(folder / "vib-beta0.001-k256-e1-seed0.json")["uncertainty"]
+    sets = ["Fashion-MNIST", "uniform noise", "Gaussian noise", "rotated 90°", "inverted"]
+    assert list(vib["detection"]) == sets and set(vib["detection"]["inverted"]) == set(un.SCORES)
+    assert "rate" not in dropout["detection"]["inverted"] and "mc_dropout" in dropout and "mc_dropout" not in vib
+    assert set(vib["calibration"]) == {"err", "ece", "nll_bits", "brier"}
+    assert [sum(c) for c in vib["rate_histogram"].values()] == [len(small.test_x)] * 6
+    assert sum(vib["reliability"]["count"]) == len(small.test_x)

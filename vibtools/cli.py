@@ -220,6 +220,11 @@ def _reproduce(args) -> int:
         return _fail(str(exc))
     try:
         data = load_mnist(args.data, device)
+        fashion = None
+        if any(EXPERIMENTS[n].uncertainty and EXPERIMENTS[n].classes is None for n in names):
+            from .data import load_fashion_mnist
+
+            fashion = load_fashion_mnist(args.data, device)  # the far OOD set of the uncertainty experiments
     except DataNotFoundError as exc:
         return _fail(str(exc))
 
@@ -236,7 +241,7 @@ def _reproduce(args) -> int:
     try:
         written = reproduce(names, data, epochs=args.epochs, device=str(device), results_dir=results, cache=cache,
                             progress=not args.no_progress, on_group=announce, only=only,
-                            max_pass=args.pass_model_epochs,
+                            max_pass=args.pass_model_epochs, fashion=fashion,
                             compile={"": False, "default": True}.get(args.compile, args.compile))
     except ValueError as exc:
         return _fail(str(exc))

@@ -37,6 +37,7 @@ class Experiment:
     description: str
     runs: Callable[[int], list[TrainConfig]]  # epochs -> configs, in priority order
     classes: tuple[int, ...] | None = None  # train and test on these digits only (None: all ten)
+    uncertainty: bool = False  # records also hold calibration and OOD detection (vibtools.uncertainty)
 
 
 def _table1(epochs: int) -> list[TrainConfig]:
@@ -71,25 +72,29 @@ def _learned_marginal(epochs: int) -> list[TrainConfig]:
             for s in SEEDS for b in (1e-3, 1e-2)]
 
 
-def _uncertainty_baselines(epochs: int) -> list[TrainConfig]:
-    """The deterministic net and dropout, seed by seed: the baselines of the uncertainty chapter."""
-    return [model_config(name, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
-            for s in SEEDS for name in ("deterministic", "dropout")]
+def _uncertainty(epochs: int) -> list[TrainConfig]:
+    """The deterministic net and dropout, then K=256 VIB at beta 1e-4 ... 1e-1 (the beta sweep's runs), 3 seeds."""
+    baselines = [model_config(name, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
+                 for s in SEEDS for name in ("deterministic", "dropout")]
+    return baselines + [TrainConfig(beta=b, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
+                        for s in SEEDS for b in UNCERTAINTY_BETAS]
 
 
 MIXTURE = 10  # components of the learned marginal
+UNCERTAINTY_BETAS = (1e-4, 1e-3, 1e-2, 1e-1)
 HELD_OUT_TRAIN = (0, 1, 2, 3, 4)  # the digits the held-out-class models see; 5-9 are their near-OOD test
 
 EXPERIMENTS = {e.name: e for e in (
     Experiment("table1", "VIB K=256 beta=1e-3 and the four baselines of the paper's Table 1, 3 seeds", _table1),
     Experiment("k2", "K=2 full-covariance VIB at beta 1e-3, 1e-2, 1e-1, 1, 3 seeds", _k2),
     Experiment("beta-sweep", "K=256 VIB at beta 1e-9 ... 1 (the information plane), 3 seeds", _beta_sweep),
-    Experiment("uncertainty-baselines", "the deterministic net and dropout (the uncertainty chapter's baselines), "
-               "3 seeds", _uncertainty_baselines),
-    Experiment("held-out-digits", "trained on digits 0-4 only: the deterministic net and K=256 VIB at beta 1e-3 "
-               "and 1e-2, 3 seeds", _held_out_digits, classes=HELD_OUT_TRAIN),
+    Experiment("uncertainty", "calibration and out-of-distribution detection of the deterministic net, dropout "
+               "and K=256 VIB at beta 1e-4 ... 1e-1, 3 seeds", _uncertainty, uncertainty=True),
+    Experiment("held-out-digits", "trained on digits 0-4 only, tested on 5-9 as unseen classes: the deterministic "
+               "net and K=256 VIB at beta 1e-3 and 1e-2, 3 seeds", _held_out_digits, classes=HELD_OUT_TRAIN,
+               uncertainty=True),
     Experiment("learned-marginal", f"K=256 VIB with a learned {MIXTURE}-component mixture marginal r(z), beta "
-               "1e-3 and 1e-2, 3 seeds", _learned_marginal),
+               "1e-3 and 1e-2, 3 seeds", _learned_marginal, uncertainty=True),
 )}
 
 

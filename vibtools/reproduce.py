@@ -7,7 +7,8 @@ EMA weights under several draws of the evaluation noise, the device, the trainin
 For stochastic encoders the record holds lower and upper bounds on the true I(Z;X) over the test set
 (:func:`vibtools.infotheory.encoder_mi_bounds`). No weights and no optimizer state are written; for K=2 runs the
 posterior means and covariances of the first :data:`N_EMBED` test images are, so that the embeddings can be
-redrawn.
+redrawn. The experiments of the uncertainty chapter add its calibration and out-of-distribution numbers
+(:func:`uncertainty_record`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ NOISE_DRAWS = 5  # draws of the evaluation noise per run (each on the whole test
 N_EMBED = 1000  # test images whose K=2 posteriors are stored
 MI_DRAWS = 2  # independent draws of the codes for the I(Z;X) bounds on the test set
 FORMAT = "vibtools-results"
+N_OOD = 10_000  # images of each out-of-distribution set
+UNCERTAINTY_SEED = 3000  # seed of the evaluation noise of the uncertainty numbers
+RATE_EDGES = [10 ** (e / 10) for e in range(-20, 61)]  # log-spaced bins of R(x) in bits, 1e-2 ... 1e6
 
 
 class ResultsError(ValueError):
@@ -100,8 +104,48 @@ def data_record(data: MNISTTensors, classes: Sequence[int] | None = None) -> dic
     return record if classes is None else {**record, "classes": list(classes)}
 
 
-def result_record(result, data: MNISTTensors, experiment: str, epochs: int) -> dict:
-    """The results-file contents of one finished run."""
+def uncertainty_record(result, data: MNISTTensors, ood: dict[str, torch.Tensor]) -> dict:
+    """Calibration on the test set and detection of each OOD set by each score (:mod:`vibtools.uncertainty`), and
+    for VIB the histogram of the rate R(x) over :data:`RATE_EDGES`; for dropout models also as MC-dropout."""
+    from .uncertainty import assess
+
+    def compact(a: dict) -> dict:
+        rel = {k: [None if v != v else float(v) for v in t.tolist()] for k, t in a["reliability"].items()}
+        out = {"calibration": a["calibration"], "reliability": rel, "detection": a["detection"]}
+        if "rate" in a["scores"]["in"]:
+            edges = torch.tensor(RATE_EDGES, dtype=torch.float64)
+            out["rate_histogram"] = {
+                name: torch.histc(torch.log10(v["rate"].double().clamp(edges[0], edges[-1])),
+                                  len(RATE_EDGES) - 1, math.log10(RATE_EDGES[0]), math.log10(RATE_EDGES[-1]))
+                .long().tolist() for name, v in a["scores"].items()}
+        return out
+
+    model, x, y = result.ema_model, data.test_x, data.test_y
+    record = compact(assess(model, x, y, ood, result.config.n_eval_samples, UNCERTAINTY_SEED))
+    if result.config.dropout:
+        record["mc_dropout"] = compact(assess(model, x, y, ood, result.config.n_eval_samples, UNCERTAINTY_SEED,
+                                              dropout=result.config.dropout))
+    return record
+
+
+def ood_for(experiment: str, full: MNISTTensors, fashion: MNISTTensors | None) -> dict[str, torch.Tensor]:
+    """The OOD sets of an experiment's uncertainty numbers: the held-out digits of the full test set for a
+    held-out-class experiment, else the sets of :func:`vibtools.uncertainty.ood_sets` (which need Fashion-MNIST)."""
+    from .uncertainty import ood_sets
+
+    classes = EXPERIMENTS[experiment].classes
+    if classes is not None:
+        unseen = ~torch.isin(full.test_y, torch.tensor(classes, device=full.test_y.device))
+        names = sorted(set(range(10)) - set(classes))
+        return {f"digits {names[0]}–{names[-1]}": full.test_x[unseen]}
+    if fashion is None:
+        raise ValueError(f"experiment {experiment!r} tests against Fashion-MNIST: pass fashion=load_fashion_mnist()")
+    return ood_sets(full.test_x, fashion.test_x.to(full.test_x.device), n=N_OOD)
+
+
+def result_record(result, data: MNISTTensors, experiment: str, epochs: int,
+                  ood: dict[str, torch.Tensor] | None = None) -> dict:
+    """The results-file contents of one finished run (``ood``: the OOD sets of an uncertainty experiment)."""
     record = {"format": FORMAT, "results_version": RESULTS_VERSION, "experiment": experiment,
               "run": run_name(result.config), "model": model_name(result.config), "protocol": {"epochs": epochs},
               "config": result.config.as_dict(), "data": data_record(data, EXPERIMENTS[experiment].classes),
@@ -113,6 +157,8 @@ def result_record(result, data: MNISTTensors, experiment: str, epochs: int) -> d
         record["mi_bounds"] = _mi_bounds(result, data)
     if result.config.k == 2 and result.config.covariance != "none":
         record["embedding"] = _embedding(result, data)
+    if ood is not None:
+        record["uncertainty"] = uncertainty_record(result, data, ood)
     return sealed(record)
 
 
@@ -238,7 +284,8 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
               results_dir: str | Path = "results", cache=True, progress: bool = True,
               on_group: Callable[[str, int, int, list[str]], None] | None = None,
               overrides: dict | None = None, compile: bool | str = False,
-              only: Sequence[str] | None = None, max_pass: int = PASS_MODEL_EPOCHS) -> list[Path]:
+              only: Sequence[str] | None = None, max_pass: int = PASS_MODEL_EPOCHS,
+              fashion: MNISTTensors | None = None) -> list[Path]:
     """Train the named experiments (what is missing), resume interrupted runs, and write their results files.
 
     Runs are trained in each experiment's priority order, in stacked passes of at most
@@ -256,6 +303,8 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
         compile: as in :func:`vibtools.train_sweep` ("reduce-overhead" captures CUDA graphs on a GPU).
         only: shell patterns of run names to train (``["vib-*", "deterministic-*"]``); None trains all.
         max_pass: at most this many model-epochs per stacked pass (a GPU takes larger ones).
+        fashion: Fashion-MNIST (:func:`vibtools.data.load_fashion_mnist`), the far OOD set of the uncertainty
+            experiments; needed only by them.
     Returns:
         The results files written.
     """
@@ -266,6 +315,9 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
         raise ValueError(f"unknown experiment {unknown[0]!r}: use one of {', '.join(EXPERIMENTS)}")
     chosen = {name: select([c.with_(**(overrides or {})) for c in EXPERIMENTS[name].runs(epochs)], only)
               for name in names}  # every pattern is checked before any work
+    for name in names:
+        if EXPERIMENTS[name].uncertainty and EXPERIMENTS[name].classes is None and fashion is None:
+            raise ValueError(f"experiment {name!r} tests against Fashion-MNIST: pass fashion=load_fashion_mnist()")
     written = []
     for name, configs in chosen.items():
         classes = EXPERIMENTS[name].classes
@@ -283,9 +335,10 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
                 on_group(name, g, len(passes), [run_name(c) for c in todo])
             results = train_sweep(todo, exp_data, device=device, cache=cache, progress=progress, compile=compile)
             exp_data = exp_data.to(results[0].ema_model.dec_weight.device)  # evaluate where the models are
+            ood = ood_for(name, data.to(exp_data.device), fashion) if EXPERIMENTS[name].uncertainty else None
             for r in results:
                 path = Path(results_dir) / name / f"{run_name(r.config)}.json"
-                save_json(path, result_record(r, exp_data, name, epochs))
+                save_json(path, result_record(r, exp_data, name, epochs, ood))
                 written.append(path)
     return written
 
