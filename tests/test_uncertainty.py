@@ -188,3 +188,34 @@ def test_uncertainty_records_hold_calibration_detection_and_the_rate_histogram(s
     assert set(vib["calibration"]) == {"err", "ece", "nll_bits", "brier"}
     assert [sum(c) for c in vib["rate_histogram"].values()] == [len(small.test_x)] * 6
     assert sum(vib["reliability"]["count"]) == len(small.test_x)
+
+
+def fake_record(config: dict, seed: int, ece: float, auroc: dict, sets=("uniform noise", "Gaussian noise",
+                                                                          "Fashion-MNIST")) -> dict:
+    """A stored run's record with made-up uncertainty numbers (every score has ``auroc[score]`` on every set)."""
+    detection = {w: {s: {"auroc": a, "fpr95": 1 - a} for s, a in auroc.items()} for w in sets}
+    unc = {"calibration": {"err": 0.02, "ece": ece, "nll_bits": 0.1, "brier": 0.03}, "detection": detection}
+    if config.get("dropout"):
+        unc["mc_dropout"] = {**unc}
+    return {"config": {"covariance": "diag", "beta": 1e-3, **config, "seed": seed}, "uncertainty": unc}
+
+
+def test_published_claims_are_judged_by_the_books_rule():
+    det = {"covariance": "none", "beta": 0.0}
+    scores = {"max-softmax": 0.9, "entropy": 0.91, "mutual-info": 0.5, "rate": 1.0}
+    records = [fake_record(det, s, 0.010 + 0.001 * s, {k: v for k, v in scores.items() if k != "rate"})
+               for s in range(3)]
+    records += [fake_record({**det, "dropout": 0.5}, s, 0.02, scores) for s in range(3)]
+    records += [fake_record({}, s, 0.0062 + 0.001 * s, {**scores, "rate": 1.0 - 1e-4 * s}) for s in range(3)]
+    groups = un.stored_groups(records)
+    assert list(groups) == ["deterministic", "dropout", "dropout, MC", "VIB β=0.001"]
+    near = {"max-softmax": 0.93, "entropy": 0.947, "mutual-info": 0.6, "rate": 0.7}
+    held = {"VIB β=0.001": [fake_record({}, s, 0.01, {k: v + 0.002 * (s - 1) for k, v in near.items()},
+                                        sets=(un.NEAR,))["uncertainty"] for s in range(3)]}
+    rows = {r["claim"][:30]: r["reproduced"] for r in un.published_claims(groups, held)}
+    assert list(rows.values()) == [True, True, True, True, True, True, None]
+    # a VIB as badly calibrated as the deterministic net reproduces neither calibration claim
+    worse = [r for r in records if r["config"]["covariance"] == "none"]
+    worse += [fake_record({}, s, 0.010 + 0.001 * s, {**scores, "rate": 0.8}) for s in range(3)]
+    verdicts = [r["reproduced"] for r in un.published_claims(un.stored_groups(worse), held)]
+    assert verdicts[:4] == [False, False, False, False]
