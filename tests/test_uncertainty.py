@@ -219,3 +219,9 @@ def test_published_claims_are_judged_by_the_books_rule():
     worse += [fake_record({}, s, 0.010 + 0.001 * s, {**scores, "rate": 0.8}) for s in range(3)]
     verdicts = [r["reproduced"] for r in un.published_claims(un.stored_groups(worse), held)]
     assert verdicts[:4] == [False, False, False, False]
+    # a best score tied with another within the spread is not called either way
+    tie = {**near, "max-softmax": 0.947}
+    held_tie = {"VIB β=0.001": [fake_record({}, s, 0.01, {k: v + 0.002 * (s - 1) for k, v in tie.items()},
+                                            sets=(un.NEAR,))["uncertainty"] for s in range(3)]}
+    row = un.published_claims(groups, held_tie)[5]
+    assert row["reproduced"] is None and row["why"].startswith("undecided")
