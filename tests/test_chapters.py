@@ -73,14 +73,16 @@ def test_page_note_holds_the_provenance_and_adds_loaded_training_to_the_colab_es
     assert "about 10 min" in text  # 600 s loaded + a moment of wall time
     assert page.startswith("<details") and "trains &lt;the&gt; run" in page and "<the>" not in page
     assert "under a minute" in repr(vt.report.how_made(watch, torch.device("cpu"), "n/a", 1.0, "wall time"))
+    assert "not measured, as this page ran on a CPU" in text and "available to us" not in text  # a fact, no excuse
 
 
-def test_the_page_note_on_a_gpu_does_not_also_say_no_gpu_was_available(monkeypatch):
+def test_the_page_note_on_a_gpu_estimates_the_gpu_runtime_from_its_own_time(monkeypatch):
     monkeypatch.delenv("VIBTOOLS_QUICK", raising=False)
     monkeypatch.setattr("vibtools.device.describe_device", lambda device: "cuda (NVIDIA H200)")
     note = vt.report.how_made(vt.book.Stopwatch(), "cuda", 10, 30.0)
     text = " ".join(v for _, v in note.items)
-    assert "no GPU was available" not in text and "On a GPU runtime expect" in text and "NVIDIA H200" in text
+    assert "not measured" not in text.split("On a CPU")[0] and "On a GPU runtime expect" in text
+    assert "NVIDIA H200" in text
 
 
 def test_markdown_table_escapes_pipes_inside_cells():

@@ -148,8 +148,8 @@ def how_made(watch: Stopwatch, device, epochs, seconds: float, what: str = "trai
     if here.startswith("cpu"):
         colab = (f"On a CPU runtime expect {total}: an estimate, this page's wall time plus the training time of "
                  f"what it loaded, both measured on the CPU above (Colab's CPU runtime also has 2 cores, which may "
-                 f"be slower). On a GPU runtime: not measured, as no GPU was available to us; there the training "
-                 f"runs on the GPU.")
+                 f"be slower). On a GPU runtime: not measured, as this page ran on a CPU; there the training runs on "
+                 f"the GPU.")
     else:
         colab = (f"On a GPU runtime expect {total} on a GPU like this page's ({here}); Colab's GPUs may be "
                  f"slower. On a CPU runtime: not estimated, as this page ran on a GPU.")
