@@ -234,8 +234,8 @@ def ood_sets(mnist_test: torch.Tensor, fashion_test: torch.Tensor, n: int = 10_0
              seed: int = 0) -> dict[str, torch.Tensor]:
     """The out-of-distribution images for a model trained on MNIST, ``n`` of each (at most the test set).
 
-    Far: Fashion-MNIST test images; uniform noise U[0, 1]; Gaussian noise N(0.5, 1) clipped to [0, 1] (per pixel,
-    as Hendrycks & Gimpel 2017). Shift: the MNIST test digits turned by 90 degrees, and inverted (1 - x).
+    Far: Fashion-MNIST test images; uniform noise U[0, 1]; Gaussian noise N(0.5, 1) clipped to [0, 1] (per
+    pixel). Shift: the MNIST test digits turned by 90 degrees, and inverted (1 - x).
 
     Args:
         mnist_test, fashion_test: (N, 784) test images in [0, 1].
