@@ -428,3 +428,17 @@ def test_reproduce_on_cuda_with_data_on_the_cpu(small, tmp_path):
     written = reproduce(["k2"], small.subset(300, 100), epochs=1, device="cuda", results_dir=tmp_path / "results",
                         cache=tmp_path / "cache", progress=False, overrides=SMALL, only=["vib-beta1-*seed0"])
     assert len(written) == 1
+
+
+def test_finished_records_keep_only_configurations_with_every_seed(tmp_path, monkeypatch):
+    source = Path(__file__).resolve().parents[1] / "results" / "table1"
+    folder = tmp_path / "table1"
+    folder.mkdir()
+    for run in ("deterministic-k256-e200-seed0", "deterministic-k256-e200-seed1", "deterministic-k256-e200-seed2",
+                "vib-beta0.001-k256-e200-seed0", "vib-beta0.001-k256-e200-seed1"):
+        (folder / f"{run}.json").write_bytes((source / f"{run}.json").read_bytes())
+    monkeypatch.setenv("VIBTOOLS_RESULTS", str(tmp_path))
+    kept = vt.results.finished_records("table1", 200)
+    assert sorted(r["run"] for r in kept) == [f"deterministic-k256-e200-seed{s}" for s in range(3)]
+    (folder / "deterministic-k256-e200-seed2.json").unlink()
+    assert vt.results.finished_records("table1", 200) == []

@@ -135,6 +135,27 @@ def experiment_records(name: str) -> tuple[list[dict], str]:
     return load_experiment(folder, name), f"stored results in {folder.name}/{name}"
 
 
+def finished_records(name: str, epochs: int) -> list[dict]:
+    """The stored runs of a protocol still being trained, kept only for configurations whose every seed is stored.
+
+    For the 200-epoch protocol, trained run by run: a chapter can show each model as soon as all its seeds have
+    landed, and never a model with a seed missing. May be [].
+    """
+    from .experiments import EXPERIMENTS, run_name
+    from .reproduce import load_protocol_runs
+
+    def config_of(run: str) -> str:
+        return run.rsplit("-seed", 1)[0]
+
+    wanted: dict[str, set[str]] = {}
+    for c in EXPERIMENTS[name].runs(epochs):
+        wanted.setdefault(config_of(run_name(c)), set()).add(run_name(c))
+    records = load_protocol_runs(results_dir(), name, epochs)
+    have = {r["run"] for r in records}
+    done = {key for key, runs in wanted.items() if runs <= have}
+    return [r for r in records if config_of(r["run"]) in done]
+
+
 def seed_means(records: list[dict]) -> list:
     """One entry per configuration (runs differing only in seed): its config and seed-averaged final metrics.
 
