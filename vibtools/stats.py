@@ -118,15 +118,16 @@ def mean_interval(values: Iterable[float], level: float = LEVEL) -> Interval:
     return interval_of(*mean_and_sd(values), len(values), level)
 
 
-def against_paper(ours: Interval, paper: float) -> bool | None:
+def against_paper(ours: Interval, paper: float, rounding: float = 0.0) -> bool | None:
     """True when the paper's number lies inside our interval, False when outside, None when undecidable.
 
     Undecidable: fewer than two seeds, or an interval wider than :data:`WIDE` times the paper's number on each side,
-    inside which almost any value would lie.
+    inside which almost any value would lie. ``rounding``: half the last digit the paper printed (0.0005 for
+    "94.7%"), so that any value the printed number may stand for counts.
     """
     if ours.half != ours.half:
         return None
-    inside = abs(ours.mean - paper) <= ours.half
+    inside = abs(ours.mean - paper) <= ours.half + rounding
     return None if inside and ours.half > WIDE * paper else inside
 
 
