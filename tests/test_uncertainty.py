@@ -214,7 +214,7 @@ def test_published_claims_are_judged_by_the_books_rule():
                                         sets=(un.NEAR,))["uncertainty"] for s in range(3)]}
     rows = {r["claim"][:30]: r["reproduced"] for r in un.published_claims(groups, held)}
     assert list(rows.values()) == [True, True, True, True, True, True, None]
-    # a VIB as well calibrated as the deterministic net: "better" is not shown, the 38% cut is refuted
+    # a VIB as well calibrated as the deterministic net at its only β: "better" is not shown, the 38% cut refuted
     same = [r for r in records if r["config"]["covariance"] == "none"]
     same += [fake_record({}, s, 0.010 + 0.001 * s, {**scores, "rate": 0.8}) for s in range(3)]
     verdicts = [r["reproduced"] for r in un.published_claims(un.stored_groups(same), held)]
