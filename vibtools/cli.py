@@ -221,7 +221,7 @@ def _reproduce(args) -> int:
     try:
         data = load_mnist(args.data, device)
         fashion = None
-        if any(EXPERIMENTS[n].uncertainty and EXPERIMENTS[n].classes is None for n in names):
+        if any(EXPERIMENTS[n].needs_fashion for n in names):
             from .data import load_fashion_mnist
 
             fashion = load_fashion_mnist(args.data, device)  # the far OOD set of the uncertainty experiments

@@ -39,6 +39,11 @@ class Experiment:
     classes: tuple[int, ...] | None = None  # train and test on these digits only (None: all ten)
     uncertainty: bool = False  # records also hold calibration and OOD detection (vibtools.uncertainty)
 
+    @property
+    def needs_fashion(self) -> bool:
+        """True when its uncertainty numbers test against Fashion-MNIST (all but a held-out-class experiment)."""
+        return self.uncertainty and self.classes is None
+
 
 def _table1(epochs: int) -> list[TrainConfig]:
     """VIB (K=256, beta=1e-3) and the deterministic net seed by seed, then dropout, label smoothing, confidence."""

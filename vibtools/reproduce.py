@@ -316,7 +316,7 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
     chosen = {name: select([c.with_(**(overrides or {})) for c in EXPERIMENTS[name].runs(epochs)], only)
               for name in names}  # every pattern is checked before any work
     for name in names:
-        if EXPERIMENTS[name].uncertainty and EXPERIMENTS[name].classes is None and fashion is None:
+        if EXPERIMENTS[name].needs_fashion and fashion is None:
             raise ValueError(f"experiment {name!r} tests against Fashion-MNIST: pass fashion=load_fashion_mnist()")
     written = []
     for name, configs in chosen.items():
@@ -324,6 +324,7 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
         exp_data = data if classes is None else data.only_classes(classes)
         fingerprint = exp_data.fingerprint()
         passes = plan_passes(configs, max_pass)
+        ood = None  # the experiment's OOD sets, made once, when its first pass has trained
         for g, group in enumerate(passes):
             paths = [Path(results_dir) / name / f"{run_name(c)}.json" for c in group]
             for path in paths:  # a write killed mid-way (SIGKILL) left its temporary file in the results folder
@@ -335,7 +336,8 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
                 on_group(name, g, len(passes), [run_name(c) for c in todo])
             results = train_sweep(todo, exp_data, device=device, cache=cache, progress=progress, compile=compile)
             exp_data = exp_data.to(results[0].ema_model.dec_weight.device)  # evaluate where the models are
-            ood = ood_for(name, data.to(exp_data.device), fashion) if EXPERIMENTS[name].uncertainty else None
+            if ood is None and EXPERIMENTS[name].uncertainty:
+                ood = ood_for(name, data.to(exp_data.device), fashion)
             for r in results:
                 path = Path(results_dir) / name / f"{run_name(r.config)}.json"
                 save_json(path, result_record(r, exp_data, name, epochs, ood))

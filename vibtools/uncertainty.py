@@ -94,14 +94,11 @@ def predict(model: VIB, x: torch.Tensor, n_samples: int = 12, seed: int = 0, dro
                         .to(xb.dtype) / (1 - dropout) for _ in range(2)]
                 heads.append(model.head_from_first(first, keep))
             head = torch.stack(heads)  # (S, 1, B, head)
-            eps = None if model.deterministic else torch.randn(draws, 1, len(xb), model.k, generator=g,
-                                                                device=x.device)
-            z, q = model.latent(head, eps)
         else:
             head = model.stacked_head(xb)
-            eps = None if model.deterministic else torch.randn(draws, 1, len(xb), model.k, generator=g,
-                                                                device=x.device)
-            z, q = model.latent(head, eps, draws)
+        eps = None if model.deterministic else torch.randn(draws, 1, len(xb), model.k, generator=g, device=x.device)
+        # with masks, each draw has its own head already; without, latent repeats the one head per draw
+        z, q = model.latent(head, eps) if dropout else model.latent(head, eps, draws)
         part = Predictions.from_draws(model.stacked_logits(z).softmax(-1)[:, 0])  # draws: (S, B, classes)
         probs.append(part.probs)
         mean_ent.append(part.mean_entropy)
