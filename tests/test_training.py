@@ -92,6 +92,16 @@ def test_train_leaves_the_global_random_state_alone(small, cache_dir):
     assert torch.equal(torch.random.get_rng_state(), before), "loading a stored run moved the global generator"
 
 
+def test_training_inside_no_grad_equals_training_outside_it(small):
+    """A page that switched gradients off to evaluate can still train (chapter 8's exercise does)."""
+    a = fit(TINY, small, cache=False)
+    with torch.no_grad():
+        b = fit(TINY, small, cache=False)
+    assert torch.is_grad_enabled()
+    assert numeric(a.history) == numeric(b.history)
+    assert_same_weights(a.model, b.model)
+
+
 # ---------------------------------------------------------------- the loop: its EMA, encoders, evaluation, progress bar
 
 

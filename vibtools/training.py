@@ -525,6 +525,7 @@ def train_sweep(configs: list[TrainConfig], data: MNISTTensors | None = None, *,
     return results  # type: ignore[return-value]
 
 
+@torch.enable_grad()  # training works inside a caller's torch.no_grad() (a page that otherwise only evaluates)
 def _train_pass(configs, stored, paths, data, fp, progress, on_epoch, checkpoint_every, stop_after,
                 compile) -> list[RunResult]:
     """The training loop of one stacked pass (see :func:`train_sweep`), top to bottom."""
