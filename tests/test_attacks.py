@@ -211,3 +211,91 @@ def test_cw_summary_counts_only_changed_images():
     assert out["median_l2"] > 0
     none = A.cw_summary(model, x, y, steps=1, search_steps=1)
     assert none["success"] <= out["success"]
+
+
+def test_predictive_objective_is_the_loss_of_the_averaged_softmax():
+    x, y = _batch(8)
+    det, vib = _vib("none"), _vib()
+    torch.testing.assert_close(A.attack_loss(det, x, y, 4, objective="predictive"), A.attack_loss(det, x, y, 4))
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    logits = vib(x, 6, g())
+    by_hand = -torch.log(logits.softmax(-1).mean(0).gather(1, y[:, None])[:, 0])
+    torch.testing.assert_close(A.attack_loss(vib, x, y, 6, g(), objective="predictive"), by_hand)
+    # Jensen: the loss of the average is at most the average loss
+    assert (A.attack_loss(vib, x, y, 6, g(), objective="predictive") <= A.attack_loss(vib, x, y, 6, g()) + 1e-6).all()
+    with pytest.raises(ValueError, match="objective must be"):
+        A.pgd(vib, x, y, 0.1, objective="dlr")
+
+
+def test_restarts_take_the_worst_case_under_one_fixed_judge():
+    x, y = _batch(64)
+    model = _vib()
+    one = A.robust_accuracy(model, x, y, [0.05, 0.2], steps=3, draws=2, restarts=1)
+    three = A.robust_accuracy(model, x, y, [0.05, 0.2], steps=3, draws=2, restarts=3)
+    assert all(b <= a for a, b in zip(one, three))  # restart 0 is the same attack, judged by the same draws
+    assert A.robust_accuracy(model, x, y, [0.0], restarts=3) == [A.accuracy(model, x, y, seed=1)]
+
+
+class NoisyLinear(torch.nn.Module):
+    """The linear classifier with Gaussian noise of sd ``scale`` on each draw's logits: single draws often err
+    near the clean image, the average over many draws does not."""
+
+    def __init__(self, linear: Linear, scale: float):
+        super().__init__()
+        self.linear, self.scale = linear, scale
+
+    def forward(self, x, n_samples=1, generator=None):
+        clean = self.linear(x, n_samples)
+        return clean + self.scale * torch.randn(clean.shape, generator=generator, device=x.device)
+
+
+def test_cw_success_judged_on_its_own_draws_is_an_artefact_of_the_noise():
+    linear, x, y, v = _linear_problem()
+    x[:, :3] = 0.5
+    keep = (x @ v) < 0  # class 0 wins without noise
+    x, y = x[keep], y[keep]
+    boundary = -(x @ v) / v.norm()  # the smallest L2 perturbation that flips the noiseless classifier
+    model = NoisyLinear(linear, 4.0)
+    gen = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+    lucky = A.cw_l2(model, x, y, steps=50, search_steps=2, generator=gen(0))
+    assert (lucky - x).norm(dim=1).median() < 0.1 * boundary.median()  # "fooled" next to the clean image ...
+    # ... yet the averaged prediction rarely changed
+    assert (A.predict(model, lucky, 2000, gen(1)) == y).float().mean() >= 0.75
+    judged = A.cw_l2(model, x, y, steps=50, search_steps=2, generator=gen(0), judge_samples=200, kappa=0.2,
+                     judge_generator=gen(2))
+    changed = (judged != x).any(1)
+    assert changed.any()
+    assert (A.predict(model, judged[changed], 2000, gen(1)) != y[changed]).all()
+    assert ((judged - x).norm(dim=1)[changed] >= 0.9 * boundary[changed]).all()
+
+
+def test_cw_summary_median_counts_the_images_it_failed_on():
+    model, x, y, v = _linear_problem()
+    x[:, :3] = 0.5
+    out = A.cw_summary(model, x, y, steps=100, search_steps=3)
+    assert out["median_l2"] == pytest.approx(out["median_l2_fooled"])  # every image fooled: no bias
+    weak = A.cw_summary(model, x, y, steps=1, search_steps=1)
+    finite = [d for d in weak["distances"] if d != float("inf")]
+    assert len(weak["distances"]) == int(((x @ v) < 0).sum())
+    assert weak["success"] == pytest.approx(len(finite) / len(weak["distances"]))
+    assert weak["median_l2"] >= weak["median_l2_fooled"] or not finite
+
+
+def test_image_classifier_returns_the_log_of_the_averaged_softmax():
+    x, _ = _batch(5)
+    vib = _vib()
+    torch.manual_seed(0)
+    out = A.ImageClassifier(vib, 7)(x.view(5, 1, 28, 28))
+    torch.manual_seed(0)
+    torch.testing.assert_close(out, vib(x, 7).softmax(-1).mean(0).log())
+    torch.testing.assert_close(out.exp().sum(1), torch.ones(5))
+
+
+def test_torchattacks_apgd_runs_on_the_wrapped_model():
+    torchattacks = pytest.importorskip("torchattacks")
+    model, x, y, v = _linear_problem()
+    wrapped = A.ImageClassifier(model, 1)
+    adv = torchattacks.APGD(wrapped, norm="Linf", eps=0.5, steps=10, loss="ce")(x.view(-1, 1, 4, 5), y)
+    adv = adv.view(len(x), -1)
+    assert (adv - x).abs().max() <= 0.5 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    assert A.accuracy(model, adv, y) == 0.0  # the closed-form worst case flips every image at this radius

@@ -21,6 +21,8 @@ from .config import EVAL_CHUNK, check_int, check_number
 
 Norm = Literal["linf", "l2"]
 NORMS = ("linf", "l2")
+Objective = Literal["ce", "predictive"]
+OBJECTIVES = ("ce", "predictive")
 
 
 class Classifier(Protocol):
@@ -40,27 +42,45 @@ def _check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError("x must hold pixel values in [0, 1] (vibtools' MNIST tensors do)")
 
 
+def _check_objective(objective: str) -> None:
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+
+
+def predictive_log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """log of the softmax averaged over draws: (draws, B, classes) -> (B, classes), computed stably."""
+    return logits.log_softmax(-1).logsumexp(0) - math.log(len(logits))
+
+
 def attack_loss(model: Classifier, x: torch.Tensor, y: torch.Tensor, draws: int = 1,
-                generator: torch.Generator | None = None, targeted: bool = False) -> torch.Tensor:
-    """Per-image loss an attack maximizes: cross-entropy of y, averaged over ``draws`` draws of z.
+                generator: torch.Generator | None = None, targeted: bool = False,
+                objective: Objective = "ce") -> torch.Tensor:
+    """Per-image loss an attack maximizes, over ``draws`` draws of z.
 
     Args:
         model: the classifier.
         x: (B, D) images in [0, 1]; y: (B,) true labels, or the targets when ``targeted``.
-        draws: draws of z averaged (1: one draw; more: EOT). A deterministic model ignores it.
+        draws: draws of z (1: one draw; more: EOT). A deterministic model ignores it.
         generator: source of the noise (PyTorch's global one if None).
-        targeted: maximize minus the cross-entropy of the target y instead.
+        targeted: maximize minus the loss of the target y instead.
+        objective: "ce", the cross-entropy of each draw's softmax averaged over the draws; or "predictive", the
+            cross-entropy of the averaged softmax, i.e. the loss of the prediction the book reports (with 12
+            draws, that predictor itself under fresh noise). The two agree for a deterministic model.
     Returns:
         A (B,) tensor.
     """
     logits = model(x, draws, generator)
-    ce = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(logits)), reduction="none").view(len(logits), -1)
-    loss = ce.mean(0)
+    if objective == "predictive":
+        loss = F.nll_loss(predictive_log_probs(logits), y, reduction="none")
+    else:
+        ce = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(logits)), reduction="none")
+        loss = ce.view(len(logits), -1).mean(0)
     return -loss if targeted else loss
 
 
 def input_gradient(model: Classifier, x: torch.Tensor, y: torch.Tensor, draws: int = 1,
-                   generator: torch.Generator | None = None, targeted: bool = False):
+                   generator: torch.Generator | None = None, targeted: bool = False,
+                   objective: Objective = "ce"):
     """Gradient of :func:`attack_loss` with respect to the images, and the loss itself.
 
     Returns:
@@ -68,7 +88,7 @@ def input_gradient(model: Classifier, x: torch.Tensor, y: torch.Tensor, draws: i
     """
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
-        loss = attack_loss(model, xg, y, draws, generator, targeted)
+        loss = attack_loss(model, xg, y, draws, generator, targeted, objective)
         (grad,) = torch.autograd.grad(loss.sum(), xg)
     return grad, loss.detach()
 
@@ -84,11 +104,12 @@ def predict(model: Classifier, x: torch.Tensor, n_samples: int = 12, generator: 
 
 
 def fgsm(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: float, *, draws: int = 1,
-         generator: torch.Generator | None = None, targeted: bool = False) -> torch.Tensor:
+         generator: torch.Generator | None = None, targeted: bool = False,
+         objective: Objective = "ce") -> torch.Tensor:
     """Fast gradient sign method (Goodfellow et al. 2015): one step of size eps along the gradient's sign.
 
     Args:
-        model, y, draws, generator, targeted: as in :func:`attack_loss`.
+        model, y, draws, generator, targeted, objective: as in :func:`attack_loss`.
         x: (B, D) images in [0, 1].
         eps: the L-inf radius.
     Returns:
@@ -97,9 +118,10 @@ def fgsm(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: float, *, dra
     _check_batch(x, y)
     check_number("eps", eps)
     check_int("draws", draws)
+    _check_objective(objective)
     if eps == 0:
         return x.clone()
-    grad, _ = input_gradient(model, x, y, draws, generator, targeted)
+    grad, _ = input_gradient(model, x, y, draws, generator, targeted, objective)
     return (x + eps * grad.sign()).clamp(0, 1)
 
 
@@ -124,14 +146,15 @@ def _unit(grad: torch.Tensor) -> torch.Tensor:
 def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm: Norm = "linf",
         steps: int = 20, step_size: float | None = None, draws: int = 1,
         generator: torch.Generator | None = None, random_start: bool = True,
-        targeted: bool = False) -> torch.Tensor:
+        targeted: bool = False, objective: Objective = "ce") -> torch.Tensor:
     """Projected gradient ascent on :func:`attack_loss` inside an L-inf or L2 ball (Madry et al. 2018).
 
     Each image keeps the iterate with the highest loss seen, the clean image included, so on a deterministic
-    model the returned loss is never below the clean one.
+    model the returned loss is never below the clean one. Restarts are the evaluation's business: see
+    :func:`robust_accuracy`, which judges each restart by the reported predictor.
 
     Args:
-        model, y, draws, generator, targeted: as in :func:`attack_loss`.
+        model, y, draws, generator, targeted, objective: as in :func:`attack_loss`.
         x: (B, D) images in [0, 1].
         eps: the radius.
         norm: "linf" (steps along the gradient's sign) or "l2" (steps along the unit gradient).
@@ -147,13 +170,14 @@ def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     check_int("steps", steps)
     check_int("draws", draws)
+    _check_objective(objective)
     if step_size is not None:
         check_number("step_size", step_size)
     if eps == 0:
         return x.clone()
     alpha = 2.5 * eps / steps if step_size is None else step_size
     with torch.no_grad():
-        best, best_loss = x.clone(), attack_loss(model, x, y, draws, generator, targeted)
+        best, best_loss = x.clone(), attack_loss(model, x, y, draws, generator, targeted, objective)
     delta = torch.zeros_like(x)
     if random_start:
         if norm == "linf":
@@ -164,7 +188,7 @@ def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm
             delta = d * eps * u ** (1 / x.shape[1])
         delta = _project(delta, x, eps, norm)
     for step in range(steps + 1):
-        grad, loss = input_gradient(model, x + delta, y, draws, generator, targeted)
+        grad, loss = input_gradient(model, x + delta, y, draws, generator, targeted, objective)
         better = loss > best_loss
         best = torch.where(better[:, None], x + delta, best)
         best_loss = torch.where(better, loss, best_loss)
@@ -184,36 +208,57 @@ def _margin(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tens
 
 def cw_l2(model: Classifier, x: torch.Tensor, y: torch.Tensor, *, targeted: bool = False, c: float = 1.0,
           kappa: float = 0.0, steps: int = 100, lr: float = 0.05, search_steps: int = 4, draws: int = 1,
-          generator: torch.Generator | None = None) -> torch.Tensor:
+          generator: torch.Generator | None = None, objective: Objective = "ce", judge_samples: int = 0,
+          judge_generator: torch.Generator | None = None) -> torch.Tensor:
     """An L2 optimization attack in the style of Carlini & Wagner (2017), the paper's second attack.
 
-    Minimizes ||x' - x||^2 + c f(x') over x' = (tanh(w) + 1) / 2 with Adam, where f is the logit margin of the
-    true class (untargeted) or of the target (``targeted``), averaged over ``draws`` draws of z; a binary search
-    over c per image (``search_steps`` rounds, c grown tenfold until a first success) keeps the smallest
-    perturbation that succeeded during the optimization.
+    Minimizes ||x' - x||^2 + c max(f(x'), -kappa) over x' = (tanh(w) + 1) / 2 with Adam, where f is the margin of
+    the true class over the best other one (untargeted) or of the best other class over the target
+    (``targeted``); a binary search over c per image (``search_steps`` rounds, c grown tenfold until a first
+    success) keeps the smallest perturbation that succeeded during the optimization.
+
+    What counts as a success decides what the attack reports. With ``judge_samples=0`` (Carlini and Wagner's
+    bookkeeping) an iterate succeeds when the margin on the attack's own draws of z is below -kappa: for a
+    stochastic model one lucky draw then passes for a success. With ``judge_samples=n`` an iterate succeeds only
+    when the softmax averaged over n *fresh* draws (``judge_generator``) misclassifies it with a margin of kappa
+    in log-probability: the predictor that is reported, with a confidence margin.
 
     Args:
         model, draws, generator: as in :func:`attack_loss`.
         x: (B, D) images in [0, 1]; y: true labels, or the targets when ``targeted``.
         c: starting weight of the margin term.
-        kappa: confidence: success needs a margin of kappa.
+        kappa: the confidence margin, in the loss and in the success test.
         steps: Adam steps per round; lr: its learning rate.
         search_steps: rounds of the binary search over c.
+        objective: "ce": f is the logit margin of each draw, averaged over the draws (the paper's form);
+            "predictive": f is the log-probability margin of the softmax averaged over the draws.
+        judge_samples: 0 judges success on the attack's own draws; n > 0 by n fresh draws (see above).
+        judge_generator: source of the judge's draws (PyTorch's global one if None).
     Returns:
         The smallest successful adversarial image found for each image, or the image itself where none was.
-        Success during the search is judged on the draws the attack used; judge the result with :func:`predict`.
+        Judge the result with :func:`predict` under other draws still: the search's own test is not the verdict.
     """
     _check_batch(x, y)
     for name, v in (("c", c), ("lr", lr), ("kappa", kappa)):
         check_number(name, v)
     for name, v in (("steps", steps), ("search_steps", search_steps), ("draws", draws)):
         check_int(name, v)
+    check_int("judge_samples", judge_samples, low=0)
+    _check_objective(objective)
     x = x.detach()
     w0 = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6))
     lo = torch.zeros(len(x), device=x.device, dtype=x.dtype)
     hi = torch.full_like(lo, math.inf)
     cs = torch.full_like(lo, c)
     best, best_l2 = x.clone(), torch.full_like(lo, math.inf)
+
+    def succeeded(adv: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
+        """Which iterates count as adversarial (see the docstring)."""
+        if judge_samples == 0:
+            return (gap.mean(0) <= -kappa) if kappa > 0 else (gap.mean(0) < 0)
+        judged = _margin(predictive_log_probs(model(adv, judge_samples, judge_generator))[None], y, targeted)[0]
+        return (judged <= -kappa) if kappa > 0 else (judged < 0)
+
     for _ in range(search_steps):
         w = w0.clone().requires_grad_(True)
         opt = torch.optim.Adam([w], lr=lr)
@@ -222,12 +267,16 @@ def cw_l2(model: Classifier, x: torch.Tensor, y: torch.Tensor, *, targeted: bool
             with torch.enable_grad():
                 adv = (torch.tanh(w) + 1) / 2
                 l2sq = (adv - x).pow(2).sum(1)
-                gap = _margin(model(adv, draws, generator), y, targeted)
-                loss = (l2sq + cs * gap.clamp_min(-kappa).mean(0)).sum()  # Carlini-Wagner's f, per draw
+                logits = model(adv, draws, generator)
+                if objective == "predictive":
+                    gap = _margin(predictive_log_probs(logits)[None], y, targeted)  # (1, B)
+                else:
+                    gap = _margin(logits, y, targeted)  # (draws, B)
+                loss = (l2sq + cs * gap.clamp_min(-kappa).mean(0)).sum()  # Carlini-Wagner's f
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
             with torch.no_grad():
-                ok = (gap.mean(0) <= -kappa) if kappa > 0 else (gap.mean(0) < 0)
+                ok = succeeded(adv.detach(), gap.detach())
                 l2 = l2sq.sqrt()
                 better = ok & (l2 < best_l2)
                 best = torch.where(better[:, None], adv.detach(), best)
@@ -259,10 +308,20 @@ def accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor, n_samples: int
     return int((predict(model, x, n_samples, g) == y).sum()) / len(y)
 
 
+def _judge(seed: int, batch_index: int, device) -> torch.Generator:
+    """The evaluation noise of one batch: the same draws however often the batch is judged."""
+    return torch.Generator(device=device).manual_seed(seed + 1 + 7919 * batch_index)
+
+
 def robust_accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps_list, *, attack: str = "pgd",
                     norm: Norm = "linf", draws: int = 1, steps: int = 20, seed: int = 0, n_samples: int = 12,
-                    batch: int = 1000) -> list[float]:
+                    batch: int = 1000, restarts: int = 1, objective: Objective = "ce",
+                    step_size: float | None = None) -> list[float]:
     """Accuracy of the 12-sample prediction on attacked copies of (x, y), one value per eps.
+
+    The prediction is judged under evaluation noise that the attacker never sees, the same draws for every
+    restart, so that the judged predictor is one fixed classifier. An image counts as robust only when that
+    predictor classifies it correctly clean and after every restart (the worst case over restarts).
 
     Args:
         model: the classifier; x, y: images in [0, 1] and their labels.
@@ -270,10 +329,12 @@ def robust_accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps_lis
         attack: "fgsm" (L-inf only), "pgd", or "noise" (the random control of :func:`random_noise`).
         norm: "linf" or "l2" (pgd and noise).
         draws: draws of z per gradient (1 plain, more EOT).
-        steps: PGD steps.
-        seed: seed of the attack's noise; the evaluation noise uses seed + 1.
+        steps: PGD steps; step_size: their length (None: 2.5 eps / steps).
+        seed: seed of the attack's noise (restart r uses seed + 100003 r); the evaluation noise is seeded apart.
         n_samples: draws averaged by the prediction that is judged.
         batch: images attacked at once.
+        restarts: independent random starts of PGD (or draws of the noise control).
+        objective: the loss the attack climbs (:func:`attack_loss`).
     Returns:
         One accuracy per eps.
     """
@@ -281,50 +342,84 @@ def robust_accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps_lis
         raise ValueError(f"attack must be 'fgsm', 'pgd' or 'noise', got {attack!r}")
     if attack == "fgsm" and norm != "linf":
         raise ValueError("fgsm is an L-inf attack: use norm='linf'")
+    check_int("restarts", restarts)
+    _check_objective(objective)
     out = []
     for eps in eps_list:
-        g = torch.Generator(device=x.device).manual_seed(seed)
-        ge = torch.Generator(device=x.device).manual_seed(seed + 1)
         correct = 0
-        for i in range(0, len(x), batch):
+        for b, i in enumerate(range(0, len(x), batch)):
             xb, yb = x[i:i + batch], y[i:i + batch]
-            if attack == "fgsm":
-                adv = fgsm(model, xb, yb, eps, draws=draws, generator=g)
-            elif attack == "pgd":
-                adv = pgd(model, xb, yb, eps, norm=norm, steps=steps, draws=draws, generator=g)
-            else:
-                adv = random_noise(xb, eps, norm, generator=g)
-            correct += int((predict(model, adv, n_samples, ge) == yb).sum())
+            robust = predict(model, xb, n_samples, _judge(seed, b, x.device)) == yb
+            for r in range(restarts if attack != "fgsm" else 1):
+                g = torch.Generator(device=x.device).manual_seed(seed + 100003 * r + 7919 * b)
+                if attack == "fgsm":
+                    adv = fgsm(model, xb, yb, eps, draws=draws, generator=g, objective=objective)
+                elif attack == "pgd":
+                    adv = pgd(model, xb, yb, eps, norm=norm, steps=steps, draws=draws, generator=g,
+                              objective=objective, step_size=step_size)
+                else:
+                    adv = random_noise(xb, eps, norm, generator=g)
+                robust &= predict(model, adv, n_samples, _judge(seed, b, x.device)) == yb
+            correct += int(robust.sum())
         out.append(correct / len(x))
     return out
 
 
 def cw_summary(model: Classifier, x: torch.Tensor, y: torch.Tensor, *, draws: int = 1, steps: int = 40,
-               search_steps: int = 3, seed: int = 0, n_samples: int = 12, batch: int = 1000) -> dict[str, float]:
-    """Untargeted :func:`cw_l2` on (x, y), judged by the 12-sample prediction.
+               search_steps: int = 3, seed: int = 0, n_samples: int = 12, batch: int = 1000,
+               objective: Objective = "ce", judge_samples: int = 0, kappa: float = 0.0) -> dict:
+    """Untargeted :func:`cw_l2` on (x, y), judged by the 12-sample prediction under noise the attack never saw.
 
+    Args:
+        model, x, y, draws, steps, search_steps, objective, judge_samples, kappa: as in :func:`cw_l2`.
+        seed: seed of the attack's noise; its success test and the final judgement use noise seeded apart.
+        n_samples: draws averaged by the prediction that judges the result.
+        batch: images attacked at once.
     Returns:
-        success: the fraction of correctly classified images that the attack changed and that are then
-        misclassified (a 12-sample prediction judges both, under the same draws of z);
-        median_l2: the median L2 size of those successful perturbations (NaN if none).
+        success: the fraction of correctly classified images that the returned example misclassifies (the clean
+        and the attacked image are judged under the same draws of z, so an image whose prediction merely
+        changes with the noise does not count);
+        median_l2: the median distance over *all* correctly classified images, an image not fooled counting as
+        infinitely far (so ``inf`` when fewer than half are fooled): the median over the fooled ones only would
+        leave out exactly the images the attack failed on;
+        median_l2_fooled: that biased median over the fooled images alone (NaN if none), for comparison;
+        distances: the distance of each correctly classified image (``inf`` where not fooled).
     """
     g = torch.Generator(device=x.device).manual_seed(seed)
-    fooled, clean_ok, sizes = 0, 0, []
-    for i in range(0, len(x), batch):
+    gj = torch.Generator(device=x.device).manual_seed(seed + 50021)
+    dist = []
+    for b, i in enumerate(range(0, len(x), batch)):
         xb, yb = x[i:i + batch], y[i:i + batch]
-        # the clean and the attacked images are judged under the same draws of z, so an image whose prediction
-        # merely changes with the noise does not count as fooled
-        ok = predict(model, xb, n_samples, torch.Generator(device=x.device).manual_seed(seed + 1 + i)) == yb
-        adv = cw_l2(model, xb, yb, steps=steps, search_steps=search_steps, draws=draws, generator=g)
+        ok = predict(model, xb, n_samples, _judge(seed, b, x.device)) == yb
+        adv = cw_l2(model, xb, yb, steps=steps, search_steps=search_steps, draws=draws, generator=g,
+                    objective=objective, judge_samples=judge_samples, judge_generator=gj, kappa=kappa)
         found = (adv != xb).any(1)  # cw_l2 returns the image itself where it found nothing
-        judged = predict(model, adv, n_samples, torch.Generator(device=x.device).manual_seed(seed + 1 + i))
-        hit = ok & found & (judged != yb)
-        clean_ok += int(ok.sum())
-        fooled += int(hit.sum())
-        sizes.append((adv - xb).norm(dim=1)[hit])
-    sizes = torch.cat(sizes)
-    return {"success": fooled / max(clean_ok, 1),
-            "median_l2": float(sizes.median()) if len(sizes) else math.nan}
+        hit = found & (predict(model, adv, n_samples, _judge(seed, b, x.device)) != yb)
+        d = (adv - xb).norm(dim=1).where(hit, torch.full_like(ok, math.inf, dtype=xb.dtype))
+        dist.append(d[ok])
+    d = torch.cat(dist).double()
+    fooled = d[torch.isfinite(d)]
+    return {"success": len(fooled) / max(len(d), 1),
+            "median_l2": float(d.sort().values[(len(d) - 1) // 2]) if len(d) else math.nan,
+            "median_l2_fooled": float(fooled.median()) if len(fooled) else math.nan,
+            "distances": [round(float(v), 4) if math.isfinite(v) else math.inf for v in d.tolist()]}
+
+
+class ImageClassifier(torch.nn.Module):
+    """A VIB as a plain image classifier for attack libraries such as torchattacks: images (B, 1, 28, 28) or
+    (B, 784) in, the log of the softmax averaged over ``n_samples`` fresh draws of z out (B, classes).
+
+    Log-probabilities serve as logits (the softmax of log p is p), so an attack on this module attacks the
+    prediction the book reports; each call draws new noise from PyTorch's global generator, as such libraries
+    expect of a randomized model (their EOT averages the gradient over calls).
+    """
+
+    def __init__(self, model: Classifier, n_samples: int = 12):
+        super().__init__()
+        self.model, self.n_samples = model, check_int("n_samples", n_samples)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return predictive_log_probs(self.model(images.flatten(1), self.n_samples))
 
 
 def robustness_sweep(models: dict[str, list], x: torch.Tensor, y: torch.Tensor, eps_list, *, attack: str = "pgd",

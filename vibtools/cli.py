@@ -117,6 +117,24 @@ def build_parser() -> argparse.ArgumentParser:
                                      "about 47 min on 2 CPU cores; a GPU takes larger passes)")
     r.add_argument("--list", action="store_true", help="list the experiments and their runs, and exit")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    a = sub.add_parser("attack-study", help="attack the adversarial chapter's models and write results/adversarial/",
+                       description="Attack each model of the adversarial chapter (FGSM, PGD plain and strong with "
+                                   "a step check, PGD L2, noise, the L2 optimization attack in two forms, and "
+                                   "torchattacks' APGD when installed) and write RESULTS/adversarial/<run>.json as "
+                                   "each model finishes; models with a record are skipped. 10-epoch models are "
+                                   "trained when missing; 200-epoch ones must be in the run cache.")
+    a.add_argument("--epochs", type=int, choices=(10, PAPER_EPOCHS), default=10,
+                   help="10: the deterministic net and VIB at beta 1e-3 ... 1; 200: Table 1's deterministic net "
+                        "and VIB (default 10)")
+    a.add_argument("--only", default="", metavar="PATTERNS",
+                   help="attack only models whose run name matches one of these comma-separated shell patterns")
+    a.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    a.add_argument("--data", type=_folder("--data"), default=None,
+                   help="MNIST folder holding MNIST/raw/ (default $VIBTOOLS_DATA)")
+    a.add_argument("--results", type=_folder("--results"), default="results", help="results folder (default ./results)")
+    a.add_argument("--cache", type=_folder("--cache"), default=None,
+                   help="run cache (default $VIBTOOLS_CACHE, else ~/.cache/vibtools/runs)")
+    a.add_argument("--list", action="store_true", help="list the models attacked, and exit")
     return p
 
 
@@ -260,6 +278,49 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _attack_study(args) -> int:
+    """The ``attack-study`` command."""
+    import fnmatch
+
+    from .experiments import run_name
+    from .robustness import study_configs
+
+    only = [p.strip() for p in args.only.split(",") if p.strip()]
+    names = [run_name(c) for cs in study_configs(args.epochs).values() for c in cs]
+    for pattern in only:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            return _fail(f"--only {pattern!r} matches none of the study's models (they are named like "
+                         f"{names[0]!r}); see --list")
+    if args.list:
+        print("\n".join(n for n in names if not only or any(fnmatch.fnmatchcase(n, p) for p in only)))
+        return 0
+    from .data import DataNotFoundError, load_mnist
+    from .device import pick_device
+    from .robustness import run_study
+    from .store import check_writable
+
+    try:
+        device = pick_device(args.device)
+        _check_data_folder(args.data)
+        if args.results.exists() and not args.results.is_dir():
+            raise ValueError(f"--results {str(args.results)!r} exists and is not a folder")
+        check_writable(args.results, 2**20, what="--results")
+        data = load_mnist(args.data, device)
+    except (ValueError, DataNotFoundError) as exc:
+        return _fail(str(exc))
+    _interruptible()
+    try:
+        written = run_study(args.epochs, data, results_dir=args.results, device=str(device),
+                            cache=args.cache if args.cache is not None else True, only=only,
+                            log=lambda line: print(line, flush=True))
+    except ValueError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt as exc:  # finished models are written; the next run starts with the one cut short
+        return _interrupted(exc)
+    print(f"# wrote {len(written)} records to {args.results / 'adversarial'}")
+    return 0
+
+
 def _write_history(result, path: Path) -> None:
     """The history JSON beside the run, written under the run's lock; left alone when it already says the same
     (so a read-only folder holding a finished run serves it)."""
@@ -305,6 +366,8 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "reproduce":
         return _reproduce(args)
+    if args.command == "attack-study":
+        return _attack_study(args)
     try:  # the options alone, before torch is imported
         config = _config(args)
         _check_data_folder(args.data)

@@ -1,0 +1,288 @@
+"""The adversarial chapter's study: each of its models attacked on one grid, one results file per model.
+
+``python -m vibtools attack-study [--epochs 10|200]`` loads (or trains) the models, attacks the first
+``n_images`` test images with every attack of :class:`AttackGrid`, and writes ``results/adversarial/<run>.json``
+as each model finishes, so an interrupted study resumes with the next model. Every accuracy is that of the
+12-sample prediction under evaluation noise the attacker never sees (:func:`vibtools.attacks.robust_accuracy`).
+
+The attacks, per model:
+
+- FGSM (L-inf), plain (one draw of z per gradient) and with EOT on the prediction's loss;
+- PGD L-inf, plain (one draw, one start: the weak form) and strong (the loss of the 12-sample prediction with EOT,
+  several restarts, the worst case kept), and the strong form with twice the steps at two radii (the step check);
+- PGD L2, strong; random noise of the same L-inf size (the control);
+- the L2 optimization attack in two forms: the paper's bookkeeping (success on the attack's own draw, no
+  margin) and success judged by the 12-sample prediction under fresh draws with a margin;
+- APGD-CE and APGD-DLR from torchattacks (Croce & Hein 2020) with EOT, on the same prediction, when installed:
+  an attack written by others, the check that ours is not weak.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .baselines import model_config
+from .config import TrainConfig
+from .experiments import PAPER_EPOCHS, batch_order, plan_passes, run_name
+
+FORMAT = "vibtools-attacks"
+FOLDER = "adversarial"
+SEEDS = (0, 1, 2)
+BETAS = (1e-3, 1e-2, 1e-1, 0.3, 1.0)  # the 10-epoch models; the 200-epoch ones are those of Table 1
+STUDY_EPOCHS = (10, PAPER_EPOCHS)
+
+
+@dataclass(frozen=True)
+class AttackGrid:
+    """What each model is attacked with (the chapter's full settings; :data:`QUICK_GRID` for the tests)."""
+
+    n_images: int = 500  # the first test images
+    eps_linf: tuple[float, ...] = (0.01, 0.03, 0.05, 0.07, 0.1, 0.15)
+    eps_l2: tuple[float, ...] = (0.5, 1.0, 2.0)
+    steps: int = 40  # PGD steps (step size 2.5 eps / steps)
+    restarts: int = 2  # random starts of the strong PGD
+    eot: int = 12  # draws of z per gradient in the EOT forms (the prediction's own 12)
+    check_eps: tuple[float, ...] = (0.05, 0.1)  # radii of the step check (strong PGD with 2 x steps)
+    cw_steps: int = 50  # Adam steps per round of the L2 optimization attack
+    cw_rounds: int = 3  # rounds of its search over c
+    cw_kappa: float = 0.5  # the judged form's margin, in log-probability
+    apgd_steps: int = 50  # torchattacks APGD iterations
+    apgd_eot: int = 2  # its EOT iterations (each averages the 12 draws of the prediction)
+    apgd_eps: tuple[float, ...] = (0.05, 0.1)
+
+
+QUICK_GRID = AttackGrid(n_images=50, eps_linf=(0.05, 0.1), eps_l2=(1.0,), steps=5, eot=4, check_eps=(0.1,),
+                        cw_steps=10, cw_rounds=2, apgd_steps=5, apgd_eot=1, apgd_eps=(0.1,))
+
+
+def study_configs(epochs: int) -> dict[str, list[TrainConfig]]:
+    """The models attacked, by group: at 200 epochs those of Table 1 (the deterministic net and VIB at beta=1e-3),
+    otherwise the deterministic net and K=256 VIB at :data:`BETAS`; three training seeds each.
+
+    The configs equal those of ``reproduce table1`` / ``reproduce beta-sweep`` (beta 0.3 is the study's own), so
+    runs those commands trained come from the run cache.
+    """
+    betas = (1e-3,) if epochs >= PAPER_EPOCHS else BETAS
+    groups = {"deterministic": [model_config("deterministic", epochs=epochs, seed=s,
+                                             data_seed=batch_order(epochs, s)) for s in SEEDS]}
+    for b in betas:
+        groups[group_name(b)] = [TrainConfig(beta=b, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
+                                 for s in SEEDS]
+    return groups
+
+
+def group_name(beta: float | None) -> str:
+    """The name a model group goes by in the chapter ("deterministic", "VIB β=0.01")."""
+    return "deterministic" if beta is None else f"VIB β={beta:g}"
+
+
+def attack_model(model, x: torch.Tensor, y: torch.Tensor, grid: AttackGrid, seed: int = 0,
+                 log=None) -> dict:
+    """Every attack of ``grid`` on one model (see the module's docstring).
+
+    Args:
+        model: a trained VIB or deterministic net (its EMA weights), in eval mode.
+        x, y: the images attacked (the first ``grid.n_images`` are used) and their labels.
+        grid: the attacks' settings.
+        seed: seed of the attacks' noise (the evaluation noise is seeded apart from it).
+        log: called with one line per finished attack (None: silent).
+    Returns:
+        The numbers of a results record: accuracies per radius, the step check, the L2 attack's summaries,
+        and APGD's accuracies (None when torchattacks is not installed).
+    """
+    from . import attacks as A
+
+    x, y = x[:grid.n_images], y[:grid.n_images]
+    model.requires_grad_(False)  # gradients with respect to the images only
+    det = bool(getattr(model, "deterministic", False))
+    eot = 1 if det else grid.eot  # every draw of a deterministic net is the same
+    t0 = time.perf_counter()
+
+    def acc(eps, **kw):
+        out = A.robust_accuracy(model, x, y, eps, seed=seed, steps=grid.steps, batch=len(x), **kw)
+        if log:
+            log(f"{kw.get('attack', 'pgd')} {kw.get('norm', 'linf')} {kw} done at {time.perf_counter() - t0:.0f} s")
+        return out
+
+    strong = dict(draws=eot, objective="predictive", restarts=grid.restarts)
+    rec: dict = {"clean": A.robust_accuracy(model, x, y, [0.0], seed=seed, batch=len(x))[0]}
+    plain_fgsm = acc(grid.eps_linf, attack="fgsm")
+    rec["fgsm"] = {"plain": plain_fgsm,
+                   "eot": plain_fgsm if det else acc(grid.eps_linf, attack="fgsm", draws=eot, objective="predictive")}
+    rec["pgd_linf"] = {"plain": acc(grid.eps_linf), "strong": acc(grid.eps_linf, **strong)}
+    double = A.robust_accuracy(model, x, y, grid.check_eps, seed=seed, steps=2 * grid.steps, batch=len(x),
+                               **strong)
+    rec["step_check"] = {"eps": list(grid.check_eps), "steps": grid.steps,
+                         "strong": [rec["pgd_linf"]["strong"][grid.eps_linf.index(e)] for e in grid.check_eps],
+                         "double": double}
+    rec["pgd_l2"] = {"strong": acc(grid.eps_l2, norm="l2", **strong)}
+    rec["noise"] = acc(grid.eps_linf, attack="noise")
+    cw = dict(steps=grid.cw_steps, search_steps=grid.cw_rounds, seed=seed, batch=len(x))
+    rec["cw"] = {"paper": A.cw_summary(model, x, y, **cw),
+                 "judged": A.cw_summary(model, x, y, draws=eot, objective="predictive", judge_samples=12,
+                                        kappa=grid.cw_kappa, **cw)}
+    rec["apgd"] = apgd(model, x, y, grid, seed)
+    rec["seconds"] = time.perf_counter() - t0
+    return rec
+
+
+def apgd(model, x: torch.Tensor, y: torch.Tensor, grid: AttackGrid, seed: int = 0) -> dict | None:
+    """torchattacks' APGD-CE and APGD-DLR (L-inf, EOT) on the 12-sample prediction, judged as ours are.
+
+    Returns:
+        {"eps", "ce", "dlr", "version"}: accuracies per radius of :attr:`AttackGrid.apgd_eps`, or None when
+        torchattacks is not installed (``pip install --no-deps torchattacks``: it needs only torch).
+    """
+    try:
+        import torchattacks
+    except ImportError:
+        return None
+    from . import attacks as A
+
+    wrapped = A.ImageClassifier(model, 12)
+    judge = A.predict(model, x, 12, A._judge(seed, 0, x.device)) == y  # the judge of robust_accuracy
+    out: dict = {"eps": list(grid.apgd_eps), "version": torchattacks.__version__}
+    for loss in ("ce", "dlr"):
+        accs = []
+        for eps in grid.apgd_eps:
+            with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+                atk = torchattacks.APGD(wrapped, norm="Linf", eps=eps, steps=grid.apgd_steps, n_restarts=1,
+                                        loss=loss, eot_iter=grid.apgd_eot, seed=seed)
+                adv = atk(x.view(-1, 1, 28, 28), y).view(len(x), -1)
+            ok = judge & (A.predict(model, adv, 12, A._judge(seed, 0, x.device)) == y)
+            accs.append(int(ok.sum()) / len(x))
+        out[loss] = accs
+    return out
+
+
+def _finite(obj):
+    """The numbers with every infinite or NaN float as None (null in JSON: "not fooled", "undefined")."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
+
+
+def record(config: TrainConfig, numbers: dict, grid: AttackGrid, data, device: str) -> dict:
+    """A sealed results record of one attacked model (infinite distances and undefined medians stored as null)."""
+    from .reproduce import code_version, sealed
+
+    group = group_name(None if _is_det(config) else config.beta)
+    return sealed(_finite({"format": FORMAT, "run": run_name(config), "group": group, "config": config.as_dict(),
+                           "grid": asdict(grid), "data": {"fingerprint": data.fingerprint(), "images": grid.n_images},
+                           "device": device, "code": code_version(), **numbers}))
+
+
+def _is_det(config: TrainConfig) -> bool:
+    from .baselines import model_name
+
+    return model_name(config) == "deterministic"
+
+
+def load_record(path: str | Path) -> dict:
+    """One study record, checked (format, checksum, run name); ResultsError in one line otherwise."""
+    import json
+
+    from .reproduce import ResultsError, record_checksum
+
+    path = Path(path)
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path} is not a readable attack-study record ({type(exc).__name__}); rerun "
+                           f"python -m vibtools attack-study to rewrite it") from None
+    if not isinstance(rec, dict) or rec.get("format") != FORMAT:
+        raise ResultsError(f"{path} is not a vibtools attack-study record")
+    if rec.get("checksum") != record_checksum(rec):
+        raise ResultsError(f"{path} does not match its checksum (edited or damaged); rerun python -m vibtools "
+                           f"attack-study to remake it")
+    if rec.get("run") != path.stem:
+        raise ResultsError(f"{path} holds the run {rec.get('run')!r}, not {path.stem!r}")
+    return rec
+
+
+def load_study(results_dir: str | Path, epochs: int) -> dict[str, list[dict]]:
+    """The stored records of one protocol by group, in seed order; ResultsError (one line) when any is missing."""
+    from .reproduce import ResultsError
+
+    folder = Path(results_dir) / FOLDER
+    groups: dict[str, list[dict]] = {}
+    for name, configs in study_configs(epochs).items():
+        paths = [folder / f"{run_name(c)}.json" for c in configs]
+        missing = [p.stem for p in paths if not p.exists()]
+        if missing:
+            raise ResultsError(f"{folder} lacks {missing[0]} ({len(missing)} of the {epochs}-epoch study missing): "
+                               f"run python -m vibtools attack-study --epochs {epochs}")
+        groups[name] = [load_record(p) for p in paths]
+    return groups
+
+
+def run_study(epochs: int, data, *, grid: AttackGrid = AttackGrid(), results_dir: str | Path = "results",
+              device=None, cache=True, only: list[str] | None = None, log=print) -> list[Path]:
+    """Attack every model of :func:`study_configs` that has no record yet; write each record when it is done.
+
+    The 200-epoch models are never trained here (hours on a CPU): they must be in the run cache, else ValueError
+    before any work names the command that trains them. The 10-epoch ones are trained when missing.
+    """
+    from .device import describe_device
+    from .store import RunCache, cache_folder, save_json
+    from .training import train_sweep
+
+    configs = [c for cs in study_configs(epochs).values() for c in cs]
+    if only:
+        configs = [c for c in configs if any(fnmatch.fnmatchcase(run_name(c), p) for p in only)]
+        if not configs:
+            raise ValueError(f"--only {','.join(only)!r} matches none of the study's runs (see --list)")
+    folder = Path(results_dir) / FOLDER
+    todo = [c for c in configs if not _done(folder / f"{run_name(c)}.json", c, grid)]
+    if epochs >= PAPER_EPOCHS and todo:
+        store_dir = cache_folder(cache)
+        store = RunCache(store_dir) if store_dir else None
+        fp = data.fingerprint()
+        for c in todo:
+            stored = store.read(store.path(c, fp), c, fp) if store else None
+            if not (stored and stored["epochs_done"] >= c.epochs and stored.get("final") is not None):
+                raise ValueError(f"{run_name(c)} is not in the run cache: train it first with python -m vibtools "
+                                 f"reproduce table1 --epochs {c.epochs}")
+    written = []
+    x, y = data.test_x, data.test_y
+    trained = {}  # models of one shape train (or load) together, in stacked passes
+    for group in plan_passes(todo, 10**9):
+        trained.update(zip(map(run_name, group), train_sweep(group, data, device=device, cache=cache,
+                                                             progress=log is not None)))
+    for c in todo:
+        run = trained[run_name(c)]
+        model = run.ema_model.eval()
+        if log:
+            log(f"{run_name(c)}: attacking {grid.n_images} images ({time.strftime('%H:%M')})")
+        where = next(model.parameters()).device
+        numbers = attack_model(model, x.to(where), y.to(where), grid, seed=c.seed)
+        path = folder / f"{run_name(c)}.json"
+        save_json(path, record(c, numbers, grid, data, describe_device(where)))
+        written.append(path)
+        if log:
+            log(f"{run_name(c)}: wrote {path} after {numbers['seconds']:.0f} s "
+                f"(PGD L-inf strong {[round(a, 3) for a in numbers['pgd_linf']['strong']]})")
+    return written
+
+
+def _done(path: Path, config: TrainConfig, grid: AttackGrid) -> bool:
+    """True when ``path`` holds a valid record of this model under this grid."""
+    import json
+
+    from .reproduce import ResultsError
+
+    if not path.exists():
+        return False
+    try:
+        rec = load_record(path)
+    except ResultsError:
+        return False
+    return rec["config"] == config.as_dict() and rec["grid"] == json.loads(json.dumps(asdict(grid)))
