@@ -18,6 +18,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
+	# torchattacks (the adversarial chapter's independent check) needs only torch; its pin of requests==2.25.1
+	# conflicts with Sphinx, so it is installed without its dependencies
+	$(PY) -m pip install -q --no-deps "torchattacks==3.5.1"
 	touch $@
 
 assets: setup

@@ -1,0 +1,98 @@
+"""vibtools.robustness: the adversarial chapter's study on small models, its records, and its command."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import cli, fake_mnist
+
+from vibtools import VIB
+from vibtools import robustness as R
+from vibtools.reproduce import ResultsError
+from vibtools.store import save_json
+
+GRID = R.AttackGrid(n_images=24, eps_linf=(0.05, 0.2), eps_l2=(1.0,), steps=3, restarts=2, eot=3, check_eps=(0.2,),
+                    cw_steps=4, cw_rounds=1, apgd_steps=3, apgd_eot=1, apgd_eps=(0.2,))
+
+
+def _batch(n=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+@pytest.fixture(scope="module")
+def numbers():
+    x, y = _batch()
+    return {name: R.attack_model(VIB(k=4, hidden=32, covariance=cov, seed=0).eval(), x, y, GRID)
+            for name, cov in (("det", "none"), ("vib", "diag"))}
+
+
+def test_every_attack_reports_an_accuracy_per_radius(numbers):
+    for rec in numbers.values():
+        for key in ("fgsm", "pgd_linf"):
+            for form, accs in rec[key].items():
+                assert len(accs) == len(GRID.eps_linf) and all(0 <= a <= rec["clean"] for a in accs), (key, form)
+        assert len(rec["pgd_l2"]["strong"]) == len(GRID.eps_l2) and len(rec["noise"]) == len(GRID.eps_linf)
+        assert rec["step_check"]["strong"] == [rec["pgd_linf"]["strong"][GRID.eps_linf.index(e)]
+                                               for e in GRID.check_eps]
+        assert len(rec["step_check"]["double"]) == len(GRID.check_eps)
+        for form in ("paper", "judged"):
+            cw = rec["cw"][form]
+            assert 0 <= cw["success"] <= 1 and len(cw["distances"]) == round(rec["clean"] * GRID.n_images)
+
+
+def test_on_a_deterministic_net_the_strong_attack_is_the_plain_one_plus_restarts(numbers):
+    det = numbers["det"]
+    assert det["fgsm"]["eot"] == det["fgsm"]["plain"]
+    assert all(s <= p for s, p in zip(det["pgd_linf"]["strong"], det["pgd_linf"]["plain"]))
+
+
+def test_apgd_is_reported_when_torchattacks_is_installed(numbers):
+    pytest.importorskip("torchattacks")
+    apgd = numbers["vib"]["apgd"]
+    assert apgd["eps"] == list(GRID.apgd_eps) and len(apgd["ce"]) == len(apgd["dlr"]) == len(GRID.apgd_eps)
+
+
+def test_records_are_sealed_and_store_infinities_as_null(numbers, tmp_path):
+    config = R.study_configs(10)["VIB β=0.01"][1]
+    numbers = {**numbers["vib"], "cw": {"paper": {"success": 0.0, "median_l2": math.inf, "distances": [math.inf]}}}
+    x, _ = _batch()
+
+    class Data:
+        def fingerprint(self):
+            return "f" * 16
+
+    rec = R.record(config, numbers, GRID, Data(), "cpu")
+    path = tmp_path / f"{rec['run']}.json"
+    save_json(path, rec)
+    loaded = R.load_record(path)
+    assert loaded["group"] == "VIB β=0.01" and loaded["cw"]["paper"]["median_l2"] is None
+    assert loaded["cw"]["paper"]["distances"] == [None]
+    tampered = json.loads(path.read_text())
+    tampered["clean"] = 1.0
+    path.write_text(json.dumps(tampered))
+    with pytest.raises(ResultsError, match="checksum"):
+        R.load_record(path)
+
+
+def test_a_missing_study_names_the_command_that_makes_it(tmp_path):
+    with pytest.raises(ResultsError, match="attack-study --epochs 200"):
+        R.load_study(tmp_path, 200)
+    assert not (tmp_path / "adversarial").exists()
+
+
+def test_the_command_lists_refuses_and_never_trains_a_200_epoch_model(tmp_path):
+    listed = cli(["attack-study", "--list", "--epochs", "200"], tmp_path)
+    assert listed.returncode == 0 and listed.stdout.split() == [
+        f"{m}-k256-e200-seed{s}" for m in ("deterministic", "vib-beta0.001") for s in (0, 1, 2)]
+    bad = cli(["attack-study", "--only", "cnn-*"], tmp_path)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--list" in bad.stderr
+    fake_mnist(tmp_path / "data")
+    out = cli(["attack-study", "--epochs", "200", "--data", str(tmp_path / "data"), "--results",
+               str(tmp_path / "results")], tmp_path)
+    assert out.returncode == 2 and "reproduce table1 --epochs 200" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists() and not (tmp_path / "default-cache").exists()
