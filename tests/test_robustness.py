@@ -96,3 +96,28 @@ def test_the_command_lists_refuses_and_never_trains_a_200_epoch_model(tmp_path):
     assert out.returncode == 2 and "reproduce table1 --epochs 200" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "results").exists() and not (tmp_path / "default-cache").exists()
+
+
+def _fake(clean, strong, double, ce, dlr, distances, n=4):
+    """A study record with the fields the chapter's tables read."""
+    return {"clean": clean, "data": {"images": n},
+            "grid": {"eps_linf": [0.05, 0.1]}, "pgd_linf": {"strong": strong},
+            "step_check": {"eps": [0.1], "steps": 40, "strong": [strong[1]], "double": [double]},
+            "apgd": {"eps": [0.1], "ce": [ce], "dlr": [dlr]},
+            "cw": {"judged": {"distances": distances}}}
+
+
+def test_the_tables_read_the_records_as_documented():
+    groups = {"deterministic": [_fake(1.0, [0.6, 0.2], 0.2, 0.25, 0.3, [0.5, 1.0, None, 2.0]) for _ in range(3)],
+              "VIB β=0.01": [_fake(1.0, [0.8, s], s - 0.01, 0.1, 0.2, [1.5, None, None, None])
+                             for s in (0.30, 0.32, 0.34)]}
+    step = {r["group"]: r for r in R.step_check_rows(groups)}
+    assert step["deterministic"]["largest"] == 0 and step["deterministic"]["change"].mean == 0
+    assert step["VIB β=0.01"]["change"].mean == pytest.approx(-0.01)
+    apgd = {r["group"]: r for r in R.apgd_rows(groups)}
+    assert apgd["deterministic"]["best"] == 0.25 and apgd["deterministic"]["diff"].mean == pytest.approx(-0.05)
+    assert apgd["VIB β=0.01"]["diff"].mean == pytest.approx(0.22)  # ours left more: ours weaker there
+    assert R.versus(groups, "deterministic", "pgd_linf", "strong") == {"VIB β=0.01": ["+", "+"]}
+    within = R.fooled_within(groups["deterministic"], [0.0, 1.0, 3.0])[0]
+    assert within == pytest.approx([0.0, 0.5, 0.75])  # 4 images, all correct; one never fooled
+    assert R.fooled_within(groups["VIB β=0.01"], [2.0])[0] == pytest.approx([0.25])

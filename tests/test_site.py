@@ -170,6 +170,7 @@ class PageReport:
     widget_views: int = 0
     rendered_widgets: int = 0
     widget_text: list[str] = field(default_factory=list)
+    text: str = ""  # every text node of the page, collapsed boxes included
 
 
 def _toc_files() -> list[str]:
@@ -309,6 +310,7 @@ def reports(browser, site_url) -> dict[str, PageReport]:
             rep.raw_tex = page.evaluate(_RAW_TEX_JS)
             rep.images = page.evaluate(_IMAGES_JS)
             rep.links = page.eval_on_selector_all("a[href]", "els => els.map(a => a.href)")
+            rep.text = " ".join(page.evaluate("() => document.body.textContent").split())
             rep.colab_links = [u for u in rep.links if u.startswith("https://colab.research.google.com")]
             rep.widget_views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
             if rep.widget_views:
@@ -344,6 +346,20 @@ def test_pages_load_offline_without_errors(reports):
         problems += [f"{rep.name}: failed request {r}" for r in rep.failed_requests]
         problems += [f"{rep.name}: request to another host {r}" for r in rep.external_requests]
     _fail_if(problems, "pages with errors or network requests off 127.0.0.1")
+
+
+# Sentences about how the book was made, or what its authors lacked, that a reader's page must not hold
+# (the collapsed "How this page was made" note keeps provenance and timing, as facts).
+NOT_THE_READERS_VOICE = ("we could not consult the paper", "no GPU was available to us", "the test suite checks",
+                         "in the reduced test mode", "the loop never waits on the host")
+
+
+def test_pages_speak_about_vib_not_about_how_they_were_made(reports):
+    problems = [f"{rep.name}: {phrase!r}" for rep in reports.values() for phrase in NOT_THE_READERS_VOICE
+                if phrase.lower() in rep.text.lower()]
+    if not any(rep.text for rep in reports.values()):
+        problems.append("no page text was read")
+    _fail_if(problems, "sentences about how the book was made")
 
 
 def test_math_is_typeset(reports):

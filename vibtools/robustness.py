@@ -286,3 +286,103 @@ def _done(path: Path, config: TrainConfig, grid: AttackGrid) -> bool:
     except ResultsError:
         return False
     return rec["config"] == config.as_dict() and rec["grid"] == json.loads(json.dumps(asdict(grid)))
+
+
+# ---------------------------------------------------------------- reading the study: what the chapter tabulates
+
+def stored_study(epochs: int) -> dict[str, list[dict]]:
+    """The committed study records of one protocol (:func:`load_study` on :func:`vibtools.results.results_dir`)."""
+    from .results import results_dir
+
+    return load_study(results_dir(), epochs)
+
+
+def values(records: list[dict], *keys: str, index: int | None = None) -> list:
+    """One number (or list) per seed: ``records[i][keys[0]][keys[1]]...`` (and element ``index`` of a list)."""
+    out = []
+    for r in records:
+        v = r
+        for k in keys:
+            v = v[k]
+        out.append(v if index is None else v[index])
+    return out
+
+
+def curve(records: list[dict], *keys: str) -> tuple[list[float], list[float]]:
+    """Mean and sd over seeds of an accuracy per radius (``curve(recs, "pgd_linf", "strong")``)."""
+    from .stats import mean_and_sd
+
+    per_seed = values(records, *keys)
+    pairs = [mean_and_sd(col) for col in zip(*per_seed)]
+    return [m for m, _ in pairs], [s for _, s in pairs]
+
+
+def paired(a: list[float], b: list[float]):
+    """The t-interval of the mean per-seed difference a - b (the same models under two attacks)."""
+    from .stats import mean_interval
+
+    return mean_interval([x - y for x, y in zip(a, b)])
+
+
+def step_check_rows(groups: dict[str, list[dict]]) -> list[dict]:
+    """Per group and radius of the step check: the strong PGD's accuracy with its steps and with twice as many
+    (means over seeds), the largest change of one model, and the interval of the mean change."""
+    rows = []
+    for name, recs in groups.items():
+        check = recs[0]["step_check"]
+        for i, eps in enumerate(check["eps"]):
+            single, double = values(recs, "step_check", "strong", index=i), values(recs, "step_check", "double",
+                                                                                      index=i)
+            change = paired(double, single)
+            rows.append({"group": name, "eps": eps, "steps": check["steps"], "single": sum(single) / len(single),
+                         "double": sum(double) / len(double),
+                         "largest": max(abs(d - s) for d, s in zip(double, single)), "change": change})
+    return rows
+
+
+def apgd_rows(groups: dict[str, list[dict]]) -> list[dict]:
+    """Per group and APGD radius: our strong PGD, APGD-CE and APGD-DLR (means over seeds), and the interval of
+    the per-seed difference ours - the stronger APGD of the two (above 0: ours is weaker, outside the noise)."""
+    rows = []
+    for name, recs in groups.items():
+        if any(r.get("apgd") is None for r in recs):
+            continue
+        eps_grid = recs[0]["grid"]["eps_linf"]
+        for i, eps in enumerate(recs[0]["apgd"]["eps"]):
+            ours = values(recs, "pgd_linf", "strong", index=eps_grid.index(eps))
+            ce, dlr = values(recs, "apgd", "ce", index=i), values(recs, "apgd", "dlr", index=i)
+            best = [min(a, b) for a, b in zip(ce, dlr)]
+            rows.append({"group": name, "eps": eps, "ours": sum(ours) / len(ours), "ce": sum(ce) / len(ce),
+                         "dlr": sum(dlr) / len(dlr), "best": sum(best) / len(best), "diff": paired(ours, best)})
+    return rows
+
+
+def versus(groups: dict[str, list[dict]], baseline: str, *keys: str) -> dict[str, list[str]]:
+    """For every group but ``baseline`` and every radius: "+" / "−" where its accuracy is above / below the
+    baseline's outside the noise (Welch's 95% interval over seeds, :func:`vibtools.stats.compare`), "≈" otherwise."""
+    from .stats import compare, mean_interval
+
+    base = values(groups[baseline], *keys)
+    out = {}
+    for name, recs in groups.items():
+        if name == baseline:
+            continue
+        mine = values(recs, *keys)
+        out[name] = [{"<": "−", ">": "+", "≈": "≈"}[compare(mean_interval(col_a), mean_interval(col_b)).sign()]
+                     for col_a, col_b in zip(zip(*mine), zip(*base))]
+    return out
+
+
+def fooled_within(records: list[dict], radii, form: str = "judged") -> tuple[list[float], list[float]]:
+    """The fraction of *all* attacked images that the L2 optimization attack fooled within each L2 radius (an image
+    misclassified clean counts as fooled at 0), mean and sd over seeds: comparable with 1 - PGD-L2 accuracy."""
+    from .stats import mean_and_sd
+
+    per_seed = []
+    for r in records:
+        n = r["data"]["images"]
+        d = [math.inf if v is None else v for v in r["cw"][form]["distances"]]
+        wrong = n - len(d)
+        per_seed.append([(wrong + sum(v <= e for v in d)) / n for e in radii])
+    pairs = [mean_and_sd(col) for col in zip(*per_seed)]
+    return [m for m, _ in pairs], [s for _, s in pairs]
