@@ -194,14 +194,6 @@ def test_robust_accuracy_at_eps_zero_is_the_clean_accuracy_and_falls_with_eps():
         A.robust_accuracy(model, x, y, [0.1], attack="bim")
 
 
-def test_robustness_sweep_returns_one_curve_per_model():
-    x, y = _batch(12)
-    models = {"det": [_vib("none"), _vib("none")], "vib": [_vib()]}
-    out = A.robustness_sweep(models, x, y, [0.0, 0.1], steps=2, draws=4)
-    assert [len(out["det"]), len(out["vib"])] == [2, 1]
-    assert all(len(curve) == 2 for curves in out.values() for curve in curves)
-
-
 def test_cw_summary_counts_only_changed_images():
     model, x, y, v = _linear_problem()
     x[:, :3] = 0.5

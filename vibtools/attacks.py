@@ -420,19 +420,3 @@ class ImageClassifier(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return predictive_log_probs(self.model(images.flatten(1), self.n_samples))
-
-
-def robustness_sweep(models: dict[str, list], x: torch.Tensor, y: torch.Tensor, eps_list, *, attack: str = "pgd",
-                     norm: Norm = "linf", draws: int = 1, steps: int = 20) -> dict[str, list[list[float]]]:
-    """:func:`robust_accuracy` of every model of several groups (one model per training seed).
-
-    Args:
-        models: group name -> models (one per seed); a deterministic model (``.deterministic``) is attacked once,
-            as every draw of z is the same for it.
-        x, y, eps_list, attack, norm, draws, steps: as in :func:`robust_accuracy`; model i of a group uses seed i.
-    Returns:
-        group name -> one list of accuracies (one per eps) per model.
-    """
-    return {name: [robust_accuracy(m, x, y, eps_list, attack=attack, norm=norm, steps=steps, seed=i,
-                                   draws=1 if getattr(m, "deterministic", False) else draws)
-                   for i, m in enumerate(group)] for name, group in models.items()}

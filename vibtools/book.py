@@ -31,14 +31,8 @@ class BookSettings:
     embed_betas: tuple[float, ...]
     n_embed_points: int = 1000
     seeds: tuple[int, ...] = field(default=(0,))
-    adv_epochs: int = 10  # the adversarial chapter: the models attacked (the protocol of results/beta-sweep)
-    adv_seeds: tuple[int, ...] = (0, 1, 2)
-    adv_betas: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
-    n_attack: int = 1000  # test images attacked
-    adv_steps: int = 20  # PGD steps
-    adv_eot: int = 16  # draws of z per gradient in the expectation-over-transformation form of each attack
-    cw_steps: int = 60  # Adam steps per round of the Carlini-Wagner search
-    cw_rounds: int = 4  # rounds of its search over c
+    adv_epochs: int = 10  # the adversarial chapter: the two models it attacks itself (those of its stored study)
+    n_attack: int = 1000  # test images of its from-scratch check
     unc_epochs: int = 10  # the uncertainty chapter: the model it checks by hand (the protocol of its records)
     n_ood: int = 10_000  # images of each out-of-distribution set in that check
 
@@ -46,7 +40,7 @@ class BookSettings:
 FULL = BookSettings(
     mode="full", n_train=None, n_test=None, reference_epochs=10, scratch_epochs=3,
     sweep_epochs=8, sweep_betas=tuple(10.0 ** e for e in range(-9, 1)),
-    embed_epochs=20, embed_betas=(1e-3, 1e-2, 1e-1, 1.0),
+    embed_epochs=20, embed_betas=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 0.3, 1.0),
 )
 
 
@@ -54,8 +48,7 @@ QUICK = BookSettings(  # the notebook tests: every cell runs, at sizes that take
     mode="quick", n_train=1000, n_test=500, reference_epochs=2, scratch_epochs=1,
     sweep_epochs=2, sweep_betas=(1e-9, 1e-3, 1e-2, 1.0),
     embed_epochs=2, embed_betas=(1e-3, 1e-1, 1.0), n_embed_points=300,
-    adv_epochs=2, adv_seeds=(0, 1), adv_betas=(1e-3, 1e-1), n_attack=50, adv_steps=5, adv_eot=4, cw_steps=10,
-    cw_rounds=2, unc_epochs=2, n_ood=500,
+    adv_epochs=2, n_attack=50, unc_epochs=2, n_ood=500,
 )
 
 
@@ -101,23 +94,22 @@ def sweep_configs() -> list:
 def embed_configs() -> list:
     """The explorer chapter's K=2 models (the paper's full-covariance encoder over a β grid), seed 0.
 
-    At full settings they equal the seed-0 runs of ``reproduce k2``, whose stored results the embeddings chapter
-    draws, so the explorer shows the same models and loads them from the run cache where that command ran.
+    At full settings they hold the seed-0 runs of ``reproduce k2`` (β 1e-3, 1e-2, 1e-1, 1), whose stored results
+    the embeddings chapter draws, so the explorer shows those models (loaded from the run cache where that
+    command ran), and the half-decades between them, so that its slider has a frame every half decade of β.
     """
     s = settings()
     return [TrainConfig(beta=b, k=2, covariance="full", epochs=s.embed_epochs, data_seed=0) for b in s.embed_betas]
 
 
-def adversarial_configs() -> dict[str, list]:
-    """The adversarial chapter's models: the deterministic baseline and K=256 VIB at a few β, several seeds each.
+def adversarial_configs() -> dict:
+    """The two models the adversarial chapter attacks itself: the deterministic net and K=256 VIB at β=1e-2, seed 0.
 
-    The VIB configs equal those of ``reproduce beta-sweep`` and the deterministic ones those of ``reproduce table1``
-    at the same epochs, so runs those commands trained are loaded from the run cache.
+    At full settings they are models of its stored study (``python -m vibtools attack-study``), trained with the
+    recipe of ``reproduce beta-sweep`` / ``reproduce table1``, so they come from the run cache where those ran.
     """
     from .baselines import model_config
 
     s = settings()
-    det = [model_config("deterministic", epochs=s.adv_epochs, seed=k, data_seed=0) for k in s.adv_seeds]
-    vib = [TrainConfig(beta=b, epochs=s.adv_epochs, seed=k, data_seed=0) for b in s.adv_betas for k in s.adv_seeds]
-    return {"deterministic": det, "vib": vib}
-
+    return {"deterministic": model_config("deterministic", epochs=s.adv_epochs, seed=0, data_seed=0),
+            "VIB β=0.01": TrainConfig(beta=1e-2, epochs=s.adv_epochs, seed=0, data_seed=0)}
