@@ -62,6 +62,16 @@ def _folder(option: str):
     return _parsed(option, str, lambda name, text: user_path(text, name))
 
 
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options ``reproduce`` and ``attack-study`` share: device, data, results folder and run cache."""
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    p.add_argument("--data", type=_folder("--data"), default=None,
+                   help="MNIST folder holding MNIST/raw/ (default $VIBTOOLS_DATA)")
+    p.add_argument("--results", type=_folder("--results"), default="results", help="results folder (default ./results)")
+    p.add_argument("--cache", type=_folder("--cache"), default=None,
+                   help="run cache for resuming (default $VIBTOOLS_CACHE, else ~/.cache/vibtools/runs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``vibtools`` argument parser."""
     from .baselines import MODELS
@@ -101,12 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("names", nargs="*", metavar="NAME", help=f"experiments: {', '.join(EXPERIMENTS)} (default: all)")
     r.add_argument("--epochs", type=_integer("epochs", 1, MAX_EPOCHS), default=PAPER_EPOCHS,
                    help=f"epochs of every run (default {PAPER_EPOCHS}, the paper's protocol)")
-    r.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
-    r.add_argument("--data", type=_folder("--data"), default=None,
-                   help="MNIST folder holding MNIST/raw/ (default $VIBTOOLS_DATA)")
-    r.add_argument("--results", type=_folder("--results"), default="results", help="results folder (default ./results)")
-    r.add_argument("--cache", type=_folder("--cache"), default=None,
-                   help="run cache for resuming (default $VIBTOOLS_CACHE, else ~/.cache/vibtools/runs)")
+    _add_run_options(r)
     r.add_argument("--compile", default="", choices=("", "default", "reduce-overhead"),
                    help="torch.compile the step: default, or reduce-overhead (CUDA graphs on a GPU)")
     r.add_argument("--only", default="", metavar="PATTERNS",
@@ -128,12 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "and VIB (default 10)")
     a.add_argument("--only", default="", metavar="PATTERNS",
                    help="attack only models whose run name matches one of these comma-separated shell patterns")
-    a.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
-    a.add_argument("--data", type=_folder("--data"), default=None,
-                   help="MNIST folder holding MNIST/raw/ (default $VIBTOOLS_DATA)")
-    a.add_argument("--results", type=_folder("--results"), default="results", help="results folder (default ./results)")
-    a.add_argument("--cache", type=_folder("--cache"), default=None,
-                   help="run cache (default $VIBTOOLS_CACHE, else ~/.cache/vibtools/runs)")
+    _add_run_options(a)
     a.add_argument("--list", action="store_true", help="list the models attacked, and exit")
     return p
 
