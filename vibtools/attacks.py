@@ -308,8 +308,9 @@ def accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor, n_samples: int
     return int((predict(model, x, n_samples, g) == y).sum()) / len(y)
 
 
-def _judge(seed: int, batch_index: int, device) -> torch.Generator:
-    """The evaluation noise of one batch: the same draws however often the batch is judged."""
+def judge_noise(seed: int, batch_index: int, device) -> torch.Generator:
+    """The evaluation noise that judges one batch of :func:`robust_accuracy`: the same draws however often the
+    batch is judged (every restart, every attack), and never the draws an attacker sees."""
     return torch.Generator(device=device).manual_seed(seed + 1 + 7919 * batch_index)
 
 
@@ -349,7 +350,7 @@ def robust_accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps_lis
         correct = 0
         for b, i in enumerate(range(0, len(x), batch)):
             xb, yb = x[i:i + batch], y[i:i + batch]
-            robust = predict(model, xb, n_samples, _judge(seed, b, x.device)) == yb
+            robust = predict(model, xb, n_samples, judge_noise(seed, b, x.device)) == yb
             for r in range(restarts if attack != "fgsm" else 1):
                 g = torch.Generator(device=x.device).manual_seed(seed + 100003 * r + 7919 * b)
                 if attack == "fgsm":
@@ -359,7 +360,7 @@ def robust_accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps_lis
                               objective=objective, step_size=step_size)
                 else:
                     adv = random_noise(xb, eps, norm, generator=g)
-                robust &= predict(model, adv, n_samples, _judge(seed, b, x.device)) == yb
+                robust &= predict(model, adv, n_samples, judge_noise(seed, b, x.device)) == yb
             correct += int(robust.sum())
         out.append(correct / len(x))
     return out
@@ -390,11 +391,11 @@ def cw_summary(model: Classifier, x: torch.Tensor, y: torch.Tensor, *, draws: in
     dist = []
     for b, i in enumerate(range(0, len(x), batch)):
         xb, yb = x[i:i + batch], y[i:i + batch]
-        ok = predict(model, xb, n_samples, _judge(seed, b, x.device)) == yb
+        ok = predict(model, xb, n_samples, judge_noise(seed, b, x.device)) == yb
         adv = cw_l2(model, xb, yb, steps=steps, search_steps=search_steps, draws=draws, generator=g,
                     objective=objective, judge_samples=judge_samples, judge_generator=gj, kappa=kappa)
         found = (adv != xb).any(1)  # cw_l2 returns the image itself where it found nothing
-        hit = found & (predict(model, adv, n_samples, _judge(seed, b, x.device)) != yb)
+        hit = found & (predict(model, adv, n_samples, judge_noise(seed, b, x.device)) != yb)
         d = (adv - xb).norm(dim=1).where(hit, torch.full_like(ok, math.inf, dtype=xb.dtype))
         dist.append(d[ok])
     d = torch.cat(dist).double()

@@ -146,7 +146,7 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, grid: AttackGrid, seed: int = 
     from . import attacks as A
 
     wrapped = A.ImageClassifier(model, 12)
-    judge = A.predict(model, x, 12, A._judge(seed, 0, x.device)) == y  # the judge of robust_accuracy
+    judge = A.predict(model, x, 12, A.judge_noise(seed, 0, x.device)) == y  # the judge of robust_accuracy
     out: dict = {"eps": list(grid.apgd_eps), "version": torchattacks.__version__}
     for loss in ("ce", "dlr"):
         accs = []
@@ -155,7 +155,7 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, grid: AttackGrid, seed: int = 
                 atk = torchattacks.APGD(wrapped, norm="Linf", eps=eps, steps=grid.apgd_steps, n_restarts=1,
                                         loss=loss, eot_iter=grid.apgd_eot, seed=seed)
                 adv = atk(x.view(-1, 1, 28, 28), y).view(len(x), -1)
-            ok = judge & (A.predict(model, adv, 12, A._judge(seed, 0, x.device)) == y)
+            ok = judge & (A.predict(model, adv, 12, A.judge_noise(seed, 0, x.device)) == y)
             accs.append(int(ok.sum()) / len(x))
         out[loss] = accs
     return out
@@ -233,7 +233,7 @@ def run_study(epochs: int, data, *, grid: AttackGrid = AttackGrid(), results_dir
     """
     from .device import describe_device
     from .store import RunCache, cache_folder, save_json
-    from .training import train_sweep
+    from .training import finished_run, train_sweep
 
     configs = [c for cs in study_configs(epochs).values() for c in cs]
     if only:
@@ -248,7 +248,7 @@ def run_study(epochs: int, data, *, grid: AttackGrid = AttackGrid(), results_dir
         fp = data.fingerprint()
         for c in todo:
             stored = store.read(store.path(c, fp), c, fp) if store else None
-            if not (stored and stored["epochs_done"] >= c.epochs and stored.get("final") is not None):
+            if not finished_run(stored, c):
                 raise ValueError(f"{run_name(c)} is not in the run cache: train it first with python -m vibtools "
                                  f"reproduce table1 --epochs {c.epochs}")
     written = []

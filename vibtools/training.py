@@ -511,7 +511,8 @@ def train_sweep(configs: list[TrainConfig], data: MNISTTensors | None = None, *,
     paths = [store.path(c, fp) if store else None for c in configs]
     with store.locked(paths) if store and unwritable is None else contextlib.nullcontext():
         stored = [store.read(p, c, fp) if store else None for p, c in zip(paths, configs)]
-        results = [_finished(st, c, dev, p) if _done(st, c) else None for st, c, p in zip(stored, configs, paths)]
+        results = [_finished(st, c, dev, p) if finished_run(st, c) else None
+                   for st, c, p in zip(stored, configs, paths)]
         if unwritable is not None and None in results:
             raise unwritable  # a read-only store can serve finished runs, not train new ones
         passes: dict[int, list[int]] = {}  # runs saved at the same epoch resume together
@@ -593,7 +594,7 @@ def _start(configs: list[TrainConfig], stored: list[dict | None], paths: list[Pa
     return state
 
 
-def _done(stored: dict | None, c: TrainConfig) -> bool:
+def finished_run(stored: dict | None, c: TrainConfig) -> bool:
     """True for a stored run that is finished: all its epochs and its final evaluation."""
     return stored is not None and stored["epochs_done"] >= c.epochs and stored.get("final") is not None
 
