@@ -430,7 +430,7 @@ def test_reproduce_on_cuda_with_data_on_the_cpu(small, tmp_path):
     assert len(written) == 1
 
 
-def test_finished_records_keep_only_configurations_with_every_seed(tmp_path, monkeypatch):
+def test_finished_records_keep_only_configurations_with_every_seed_and_progress_names_the_rest(tmp_path, monkeypatch):
     source = Path(__file__).resolve().parents[1] / "results" / "table1"
     folder = tmp_path / "table1"
     folder.mkdir()
@@ -440,5 +440,7 @@ def test_finished_records_keep_only_configurations_with_every_seed(tmp_path, mon
     monkeypatch.setenv("VIBTOOLS_RESULTS", str(tmp_path))
     kept = vt.results.finished_records("table1", 200)
     assert sorted(r["run"] for r in kept) == [f"deterministic-k256-e200-seed{s}" for s in range(3)]
+    stored, partial = vt.results.protocol_progress("table1", 200)
+    assert len(stored) == 5 and partial == ["vib-beta0.001-k256: seeds 0, 1 of 0, 1, 2 stored"]
     (folder / "deterministic-k256-e200-seed2.json").unlink()
     assert vt.results.finished_records("table1", 200) == []

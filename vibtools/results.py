@@ -135,25 +135,52 @@ def experiment_records(name: str) -> tuple[list[dict], str]:
     return load_experiment(folder, name), f"stored results in {folder.name}/{name}"
 
 
+def protocol_progress(name: str, epochs: int) -> tuple[list[dict], list[str]]:
+    """How far a protocol being trained run by run has got: its stored runs and what each configuration lacks.
+
+    Args:
+        name: an experiment of ``python -m vibtools reproduce``.
+        epochs: the protocol's epochs (200 for the paper's).
+    Returns:
+        (every stored run of the protocol, finished configurations or not; one line per configuration with some
+        but not all of its seeds stored, such as "vib-beta0.1-k2: seeds 0 of 0, 1, 2 stored").
+    """
+    records, wanted, have = _protocol(name, epochs)
+    partial = [f"{key.replace(f'-e{epochs}', '')}: seeds {', '.join(map(str, sorted(have[key])))} of "
+               f"{', '.join(map(str, sorted(seeds)))} stored"
+               for key, seeds in wanted.items() if key in have and have[key] < seeds]
+    return records, partial
+
+
 def finished_records(name: str, epochs: int) -> list[dict]:
     """The stored runs of a protocol still being trained, kept only for configurations whose every seed is stored.
 
     For the 200-epoch protocol, trained run by run: a chapter can show each model as soon as all its seeds have
     landed, and never a model with a seed missing. May be [].
     """
+    records, wanted, have = _protocol(name, epochs)
+    done = {key for key, seeds in wanted.items() if seeds <= have.get(key, set())}
+    return [r for r in records if _config_key(r["run"]) in done]
+
+
+def _protocol(name: str, epochs: int) -> tuple[list[dict], dict[str, set[int]], dict[str, set[int]]]:
+    """A protocol's stored runs, the seeds each configuration needs, and the seeds it has (by configuration)."""
     from .experiments import EXPERIMENTS, run_name
     from .reproduce import load_protocol_runs
 
-    def config_of(run: str) -> str:
-        return run.rsplit("-seed", 1)[0]
-
-    wanted: dict[str, set[str]] = {}
+    wanted: dict[str, set[int]] = {}
     for c in EXPERIMENTS[name].runs(epochs):
-        wanted.setdefault(config_of(run_name(c)), set()).add(run_name(c))
+        wanted.setdefault(_config_key(run_name(c)), set()).add(c.seed)
     records = load_protocol_runs(results_dir(), name, epochs)
-    have = {r["run"] for r in records}
-    done = {key for key, runs in wanted.items() if runs <= have}
-    return [r for r in records if config_of(r["run"]) in done]
+    have: dict[str, set[int]] = {}
+    for r in records:
+        have.setdefault(_config_key(r["run"]), set()).add(r["config"]["seed"])
+    return records, wanted, have
+
+
+def _config_key(run: str) -> str:
+    """A run's name without its seed: the key its seeds share."""
+    return run.rsplit("-seed", 1)[0]
 
 
 def seed_means(records: list[dict]) -> list:
