@@ -137,3 +137,11 @@ def test_sweep_rejects_mismatched_configs(small):
         fit_sweep([], small, cache=False)
     with pytest.raises(ValueError, match="beta"):
         TINY.with_(beta=-1.0)
+
+
+@pytest.mark.parametrize("threads, words", [(1, "1 thread)"), (2, "2 threads)")])
+def test_a_cpu_is_described_with_its_thread_count(monkeypatch, threads, words):
+    from vibtools.device import describe_device
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    assert describe_device(torch.device("cpu")).endswith(words)
