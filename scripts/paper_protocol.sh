@@ -2,7 +2,7 @@
 # The paper's 200-epoch protocol on this machine, in the order that decides the book's verdicts first:
 #   (a) VIB K=256 beta=1e-3 and the deterministic net, seed by seed;  (b) K=2 at beta 1e-1 and 1;
 #   (c) dropout, label smoothing, confidence penalty;  (d) K=2 at beta 1e-3 and 1e-2;  (e) the beta sweep.
-# Each `reproduce` trains in passes of at most about 47 minutes of CPU (400 model-epochs), writes each run's
+# Each `reproduce` trains in passes of at most 400 model-epochs (two 200-epoch models), writes each run's
 # results file when its pass ends, and resumes an interrupted pass from the run cache, so rerunning this
 # script after a stop (or on the next day, with the cache kept) continues where it left off. Niced, so the
 # machine stays usable. Usage, from the repository root (a clean checkout, so the records name its commit):

@@ -118,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train only runs whose name matches one of these comma-separated shell patterns, e.g. "
                         "'vib-*,deterministic-*' or '*-beta0.1-*' (run names: --list)")
     r.add_argument("--pass-model-epochs", type=_integer("pass-model-epochs", 1), default=PASS_MODEL_EPOCHS,
-                   metavar="N", help=f"at most N model-epochs per stacked pass (default {PASS_MODEL_EPOCHS}, "
-                                     "about 47 min on 2 CPU cores; a GPU takes larger passes)")
+                   metavar="N", help=f"at most N model-epochs per stacked pass (default {PASS_MODEL_EPOCHS}: "
+                                     "two 200-epoch models; a GPU takes larger passes)")
     r.add_argument("--list", action="store_true", help="list the experiments and their runs, and exit")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     a = sub.add_parser("attack-study", help="attack the adversarial chapter's models and write results/adversarial/",
