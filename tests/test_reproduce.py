@@ -441,6 +441,6 @@ def test_finished_records_keep_only_configurations_with_every_seed_and_progress_
     kept = vt.results.finished_records("table1", 200)
     assert sorted(r["run"] for r in kept) == [f"deterministic-k256-e200-seed{s}" for s in range(3)]
     stored, partial = vt.results.protocol_progress("table1", 200)
-    assert len(stored) == 5 and partial == ["vib-beta0.001-k256: seeds 0, 1 of 0, 1, 2 stored"]
+    assert len(stored) == 5 and partial == ["vib-beta0.001-k256 (seeds 0, 1 stored, seed 2 to come)"]
     (folder / "deterministic-k256-e200-seed2.json").unlink()
     assert vt.results.finished_records("table1", 200) == []

@@ -143,11 +143,13 @@ def protocol_progress(name: str, epochs: int) -> tuple[list[dict], list[str]]:
         epochs: the protocol's epochs (200 for the paper's).
     Returns:
         (every stored run of the protocol, finished configurations or not; one line per configuration with some
-        but not all of its seeds stored, such as "vib-beta0.1-k2: seeds 0 of 0, 1, 2 stored").
+        but not all of its seeds stored, such as "vib-beta0.1-k2 (seed 0 stored, seeds 1, 2 to come)").
     """
     records, wanted, have = _protocol(name, epochs)
-    partial = [f"{key.replace(f'-e{epochs}', '')}: seeds {', '.join(map(str, sorted(have[key])))} of "
-               f"{', '.join(map(str, sorted(seeds)))} stored"
+    def listed(seeds: set[int]) -> str:
+        return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))}"
+
+    partial = [f"{key.replace(f'-e{epochs}', '')} ({listed(have[key])} stored, {listed(seeds - have[key])} to come)"
                for key, seeds in wanted.items() if key in have and have[key] < seeds]
     return records, partial
 
