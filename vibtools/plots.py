@@ -305,7 +305,7 @@ def plot_mean_curves(groups: dict[str, list[dict]], key: str = "ema_test_avg_err
             continue
         curves = np.array([r["history"][key] for r in runs]) * 100
         ep = np.arange(1, curves.shape[1] + 1)
-        ax.plot(ep, curves.mean(0), color=color, label=f"{label} ({len(runs)} seeds)")
+        ax.plot(ep, curves.mean(0), color=color, label=f"{label} ({len(runs)} seed{'s' if len(runs) != 1 else ''})")
         ax.fill_between(ep, curves.min(0), curves.max(0), color=color, alpha=0.2, lw=0)
         if paper and label in paper:
             ax.axhline(100 * paper[label], color=color, ls=":", lw=1)
