@@ -194,7 +194,7 @@ def seed_means(records: list[dict]) -> list:
     """
     groups: dict[str, list[dict]] = {}
     for r in records:
-        groups.setdefault(r["run"].rsplit("-seed", 1)[0], []).append(r)
+        groups.setdefault(_config_key(r["run"]), []).append(r)
     out = []
     for runs in groups.values():
         final, final_sd = {}, {}
