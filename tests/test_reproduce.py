@@ -4,6 +4,7 @@ finished, and a damaged results file is a clear error, never a silent wrong tabl
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -444,3 +445,30 @@ def test_finished_records_keep_only_configurations_with_every_seed_and_progress_
     assert len(stored) == 5 and partial == ["vib-beta0.001-k256 (seeds 0, 1 stored, seed 2 to come)"]
     (folder / "deterministic-k256-e200-seed2.json").unlink()
     assert vt.results.finished_records("table1", 200) == []
+
+
+def test_objective_reads_the_record_and_the_stored_draws(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIBTOOLS_RESULTS", str(tmp_path))
+    record = {"experiment": "k2", "run": "vib-beta1-k2-e200-seed0", "config": {"beta": 1.0},
+              "final": {"ema_test": {"izy": math.log2(10) - 3.0, "izx": 0.25}}}
+    got = vt.results.objective(record)
+    assert got["one_draw"] == pytest.approx(3.25) and got["mean"] is None and got["draws"] == 0
+    folder = tmp_path / "k2" / "objective-draws"
+    folder.mkdir(parents=True)
+    stored = {"run": record["run"], "rate_bits": 0.5, "class_bits": [3.0, 3.1, 3.2]}
+    (folder / f"{record['run']}.json").write_text(json.dumps(stored))
+    got = vt.results.objective(record)
+    assert got["mean"] == pytest.approx(3.6) and got["sd_one_draw"] == pytest.approx(0.1) and got["draws"] == 3
+    assert got["one_draw"] == pytest.approx(3.25)  # the record's own draw is kept beside them
+    (folder / f"{record['run']}.json").write_text(json.dumps({**stored, "run": "another"}))
+    with pytest.raises(ResultsError, match="objective_draws.py"):
+        vt.results.objective(record)
+
+
+def test_objective_draws_script_refuses_a_missing_record_before_any_work(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "objective_draws.py"
+    missing = tmp_path / "k2" / "nothere.json"
+    proc = subprocess.run([sys.executable, str(script), "--data", str(tmp_path / "no-data"), str(missing)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0 and "no such record" in proc.stderr
+    assert not (tmp_path / "k2").exists()

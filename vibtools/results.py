@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import json
+import math
 import os
 import shutil
 import statistics
@@ -241,6 +243,34 @@ def k2_rows(records: list[dict]) -> list[dict]:
         rows.append({"beta": beta, "paper_err": p1, "paper_avg_err": p12, "err": one, "avg_err": avg,
                      **_judged(runs, "avg_err", p12)})
     return rows
+
+
+def objective(record: dict) -> dict:
+    """The objective J = class loss + β·info loss (bits, on the test set) of a stored run at its own β.
+
+    A record holds the class loss of one draw of z per test image, so the one-draw J carries Monte Carlo noise
+    (about 0.005 bit at K=2, β = 1), as large as J − H(Y) near the collapsed optimum. Where
+    ``scripts/objective_draws.py`` stored the class loss over many draws (``<experiment>/objective-draws/``
+    beside the records), their mean and the spread of one draw come with it.
+
+    Args:
+        record: a results record with a final evaluation.
+    Returns:
+        A dict with ``one_draw`` (J from the record), ``mean`` (J over the stored draws, or None), ``sd_one_draw``
+        (the sample sd of J over those draws, or None) and ``draws`` (their number, 0 if none are stored).
+    """
+    m, beta = record["final"]["ema_test"], record["config"]["beta"]
+    # the record's I(Z;Y) bound is log2(classes) minus the class loss in bits
+    out = {"one_draw": (math.log2(10) - m["izy"]) + beta * m["izx"], "mean": None, "sd_one_draw": None, "draws": 0}
+    path = results_dir() / record["experiment"] / "objective-draws" / f"{record['run']}.json"
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("run") != record["run"] or len(stored.get("class_bits", ())) < 2:
+            raise ResultsError(f"{path}: not the many-draw objective of {record['run']}; rerun "
+                               f"scripts/objective_draws.py on that record")
+        j = [c + beta * stored["rate_bits"] for c in stored["class_bits"]]
+        out.update(mean=statistics.fmean(j), sd_one_draw=statistics.stdev(j), draws=len(j))
+    return out
 
 
 def mi_summary(group) -> dict:
