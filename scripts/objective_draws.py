@@ -8,7 +8,8 @@ chapter 4 reads it from here instead: for each record this loads the run's EMA m
 nothing), computes the rate in closed form and the class loss over the 10 000 test images for ``--draws``
 independent draws of z, and writes ``results/k2/objective-draws/<run>.json`` beside the records. A run that is not
 in the run cache, or a record that is not a finished K=2 run, stops the script with a one-line message before
-anything is written.
+anything is written; so does a cached model whose exact rate differs from the record's (another training
+of the same config).
 """
 
 from __future__ import annotations
@@ -64,17 +65,26 @@ def main() -> int:
     x, y = data.test_x, data.test_y
     freq = torch.bincount(y).double() / len(y)
     h_y = float(-(freq * freq.log2()).sum())
-    for path, record, config, cached in todo:
+    done = []
+    for path, record, config, cached in todo:  # compute everything, then write
         model = load_run(cached, "cpu").ema_model.eval()
         gen = torch.Generator().manual_seed(config.seed)
         with torch.no_grad():
             q = model.encode(x)
             prior = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
             rate = float(torch.distributions.kl_divergence(q, prior).mean()) / math.log(2)
+            stored_rate = record["final"]["ema_test"]["izx"]
+            if not math.isclose(rate, stored_rate, rel_tol=1e-5):
+                # the rate is exact given the weights: a mismatch means the cache holds another training of this
+                # config (a one-model run rounds differently from the stacked pass that wrote the record)
+                sys.exit(f"{path}: the run cache holds a different model than this record (rate {rate:.6f} bit, "
+                         f"record {stored_rate:.6f}); retrain it with `vibtools reproduce` or leave it out")
             class_bits = []
             for _ in range(args.draws):
                 z = q.mean + (q.scale_tril @ torch.randn(len(x), 2, 1, generator=gen)).squeeze(-1)
                 class_bits.append(float(class_loss_bits(model.decode(z), y)))
+        done.append((path, record, config, rate, class_bits))
+    for path, record, config, rate, class_bits in done:
         out = path.parent / "objective-draws" / path.name
         out.parent.mkdir(exist_ok=True)
         save_json(out, {"run": record["run"], "beta": config.beta, "draws": args.draws, "h_y_bits": h_y,
