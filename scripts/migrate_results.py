@@ -31,7 +31,9 @@ def main() -> int:
     if (full["n_train"], full["n_test"]) != (60_000, 10_000):
         sys.exit(f"{args.data} does not hold the full MNIST set: {full}")
     todo = []
-    for path in sorted(p for folder in args.folders for p in folder.rglob("*.json")):
+    # objective-draws/ beside the K=2 records holds scripts/objective_draws.py's output, not records
+    found = (p for folder in args.folders for p in folder.rglob("*.json") if "objective-draws" not in p.parts)
+    for path in sorted(found):
         record = json.loads(path.read_text())
         if "data" in record and "checksum" in record:
             continue
