@@ -18,6 +18,7 @@ from pathlib import Path
 
 from vibtools import load_mnist
 from vibtools.reproduce import data_record, load_results, sealed
+from vibtools.results import OBJECTIVE_FOLDER
 from vibtools.store import save_json
 
 
@@ -32,7 +33,7 @@ def main() -> int:
         sys.exit(f"{args.data} does not hold the full MNIST set: {full}")
     todo = []
     # objective-draws/ beside the K=2 records holds scripts/objective_draws.py's output, not records
-    found = (p for folder in args.folders for p in folder.rglob("*.json") if "objective-draws" not in p.parts)
+    found = (p for folder in args.folders for p in folder.rglob("*.json") if OBJECTIVE_FOLDER not in p.parts)
     for path in sorted(found):
         record = json.loads(path.read_text())
         if "data" in record and "checksum" in record:

@@ -25,6 +25,7 @@ from vibtools import load_mnist
 from vibtools.bounds import class_loss_bits
 from vibtools.config import TrainConfig
 from vibtools.reproduce import ResultsError, code_version, data_record, load_results
+from vibtools.results import OBJECTIVE_FOLDER
 from vibtools.store import default_cache_dir, run_key, save_json
 from vibtools.training import load_run
 
@@ -85,7 +86,7 @@ def main() -> int:
                 class_bits.append(float(class_loss_bits(model.decode(z), y)))
         done.append((path, record, config, rate, class_bits))
     for path, record, config, rate, class_bits in done:
-        out = path.parent / "objective-draws" / path.name
+        out = path.parent / OBJECTIVE_FOLDER / path.name
         out.parent.mkdir(exist_ok=True)
         save_json(out, {"run": record["run"], "beta": config.beta, "draws": args.draws, "h_y_bits": h_y,
                         "rate_bits": rate, "class_bits": class_bits, "data": record["data"],

@@ -309,6 +309,7 @@ def test_the_committed_records_carry_their_data_and_checksum():
 
     # MNIST's sizes, and those of its digits 0-4 (the held-out-class experiment trains and tests on them)
     sizes = {None: (60_000, 10_000), (0, 1, 2, 3, 4): (30_596, 5_139)}
+    import vibtools.results as vt_results
     from vibtools.robustness import FOLDER, load_record
 
     records = sorted((REPO / "results").rglob("*.json"))
@@ -317,6 +318,9 @@ def test_the_committed_records_carry_their_data_and_checksum():
         if path.parent.name == FOLDER:  # the attack study's records: their own format, checked by their reader
             study = load_record(path)
             assert len(study["data"]["fingerprint"]) == 16 and study["data"]["images"] > 0, path
+            continue
+        if path.parent.name == vt_results.OBJECTIVE_FOLDER:  # many-draw objectives: checked by their reader
+            assert vt_results.load_objective_draws(path)["run"] == path.stem, path
             continue
         record = load_results(path)
         classes = EXPERIMENTS[record["experiment"]].classes

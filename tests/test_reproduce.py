@@ -449,26 +449,40 @@ def test_finished_records_keep_only_configurations_with_every_seed_and_progress_
 
 def test_objective_reads_the_record_and_the_stored_draws(tmp_path, monkeypatch):
     monkeypatch.setenv("VIBTOOLS_RESULTS", str(tmp_path))
-    record = {"experiment": "k2", "run": "vib-beta1-k2-e200-seed0", "config": {"beta": 1.0},
-              "final": {"ema_test": {"izy": math.log2(10) - 3.0, "izx": 0.25}}}
+    data = {"fingerprint": "0123456789abcdef", "n_train": 60_000, "n_test": 10_000}
+    record = {"experiment": "k2", "run": "vib-beta1-k2-e200-seed0", "config": {"beta": 1.0}, "data": data,
+              "final": {"ema_test": {"izy": math.log2(10) - 3.0, "izx": 0.5}}}
     got = vt.results.objective(record)
-    assert got["one_draw"] == pytest.approx(3.25) and got["mean"] is None and got["draws"] == 0
+    assert got["one_draw"] == pytest.approx(3.5) and got["mean"] is None and got["draws"] == 0
     folder = tmp_path / "k2" / "objective-draws"
     folder.mkdir(parents=True)
-    stored = {"run": record["run"], "rate_bits": 0.5, "class_bits": [3.0, 3.1, 3.2]}
-    (folder / f"{record['run']}.json").write_text(json.dumps(stored))
+    stored = {"run": record["run"], "rate_bits": 0.5, "class_bits": [3.0, 3.1, 3.2], "data": data}
+    path = folder / f"{record['run']}.json"
+    path.write_text(json.dumps(stored))
     got = vt.results.objective(record)
     assert got["mean"] == pytest.approx(3.6) and got["sd_one_draw"] == pytest.approx(0.1) and got["draws"] == 3
-    assert got["one_draw"] == pytest.approx(3.25)  # the record's own draw is kept beside them
-    (folder / f"{record['run']}.json").write_text(json.dumps({**stored, "run": "another"}))
-    with pytest.raises(ResultsError, match="objective_draws.py"):
-        vt.results.objective(record)
+    assert got["one_draw"] == pytest.approx(3.5)  # the record's own draw is kept beside them
+    for wrong in ({"run": "another"}, {"rate_bits": 0.51}, {"data": {**data, "fingerprint": "f" * 16}}):
+        path.write_text(json.dumps({**stored, **wrong}))  # another run, another training, other data
+        with pytest.raises(ResultsError, match="objective_draws.py"):
+            vt.results.objective(record)
+    for damaged in ("{", json.dumps({**stored, "class_bits": [3.0]}), json.dumps({"run": record["run"]})):
+        path.write_text(damaged)
+        with pytest.raises(ResultsError, match="objective_draws.py"):
+            vt.results.objective(record)
 
 
-def test_objective_draws_script_refuses_a_missing_record_before_any_work(tmp_path):
+def test_objective_draws_script_checks_every_record_before_any_work(tmp_path):
     script = Path(__file__).resolve().parents[1] / "scripts" / "objective_draws.py"
-    missing = tmp_path / "k2" / "nothere.json"
-    proc = subprocess.run([sys.executable, str(script), "--data", str(tmp_path / "no-data"), str(missing)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0 and "no such record" in proc.stderr
-    assert not (tmp_path / "k2").exists()
+    folder = tmp_path / "k2"
+    folder.mkdir()
+    good = "vib-beta1-k2-e200-seed0.json"
+    (folder / good).write_bytes((Path(__file__).resolve().parents[1] / "results" / "k2" / good).read_bytes())
+    for later, message in ((folder / "nothere.json", "no such record"),
+                           (folder / "broken.json", "not a vibtools results file")):
+        if later.name == "broken.json":
+            later.write_text("{}")
+        proc = subprocess.run([sys.executable, str(script), "--data", str(tmp_path / "no-data"), str(folder / good),
+                               str(later)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0 and message in proc.stderr, proc.stderr
+        assert not (folder / "objective-draws").exists()  # nothing written for the good record either

@@ -245,6 +245,24 @@ def k2_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
+OBJECTIVE_FOLDER = "objective-draws"  # beside an experiment's records: scripts/objective_draws.py's output
+
+
+def load_objective_draws(path) -> dict:
+    """Read one file of ``scripts/objective_draws.py`` and check what :func:`objective` needs; ResultsError (one
+    line) on anything else."""
+    try:
+        stored = json.loads(Path(path).read_text())
+        ok = (isinstance(stored.get("run"), str) and float(stored["rate_bits"]) >= 0
+              and len(stored["class_bits"]) >= 2 and all(float(c) >= 0 for c in stored["class_bits"])
+              and len(stored["data"]["fingerprint"]) == 16)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        ok = False
+    if not ok:
+        raise ResultsError(f"{path} is not a file of scripts/objective_draws.py; rerun that script on its record")
+    return stored
+
+
 def objective(record: dict) -> dict:
     """The objective J = class loss + β·info loss (bits, on the test set) of a stored run at its own β.
 
@@ -258,15 +276,19 @@ def objective(record: dict) -> dict:
     Returns:
         A dict with ``one_draw`` (J from the record), ``mean`` (J over the stored draws, or None), ``sd_one_draw``
         (the sample sd of J over those draws, or None) and ``draws`` (their number, 0 if none are stored).
+    Raises:
+        ResultsError: the stored draws are damaged, or belong to another run or another training of it (their
+            exact rate differs from the record's).
     """
     m, beta = record["final"]["ema_test"], record["config"]["beta"]
     # the record's I(Z;Y) bound is log2(classes) minus the class loss in bits
     out = {"one_draw": (math.log2(10) - m["izy"]) + beta * m["izx"], "mean": None, "sd_one_draw": None, "draws": 0}
-    path = results_dir() / record["experiment"] / "objective-draws" / f"{record['run']}.json"
+    path = results_dir() / record["experiment"] / OBJECTIVE_FOLDER / f"{record['run']}.json"
     if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored.get("run") != record["run"] or len(stored.get("class_bits", ())) < 2:
-            raise ResultsError(f"{path}: not the many-draw objective of {record['run']}; rerun "
+        stored = load_objective_draws(path)
+        if (stored["run"] != record["run"] or not math.isclose(stored["rate_bits"], m["izx"], rel_tol=1e-5)
+                or stored["data"] != record.get("data", stored["data"])):
+            raise ResultsError(f"{path}: not the many-draw objective of {record['run']} as stored; rerun "
                                f"scripts/objective_draws.py on that record")
         j = [c + beta * stored["rate_bits"] for c in stored["class_bits"]]
         out.update(mean=statistics.fmean(j), sd_one_draw=statistics.stdev(j), draws=len(j))
