@@ -7,6 +7,7 @@ torch is imported. :mod:`vibtools.reproduce` trains them and writes their result
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,9 @@ from .config import TrainConfig, sweep_shared_fields
 
 PAPER_EPOCHS = 200  # the paper's protocol (Alemi et al. 2017, section 4.1)
 SEEDS = (0, 1, 2)
+POWER_SEEDS = (3, 4)  # more seeds of VIB and the deterministic net at the paper's protocol: does VIB regularize?
+K2_BETA_EFF = (0.5, math.log(2))  # K=2 at beta 1/2 and ln 2: is the paper's beta=1 an effective beta below 1?
+PAPER_LR = 1e-3  # the learning rate section 4.1.1 of the paper states (the authors' code, and ours, uses 1e-4)
 PASS_MODEL_EPOCHS = 400  # at most this many model-epochs per stacked pass: about 47 min at 7 s each on 2 CPU cores
 
 
@@ -46,16 +50,29 @@ class Experiment:
 
 
 def _table1(epochs: int) -> list[TrainConfig]:
-    """VIB (K=256, beta=1e-3) and the deterministic net seed by seed, then dropout, label smoothing, confidence."""
+    """VIB (K=256, beta=1e-3) and the deterministic net seed by seed, then dropout, label smoothing, confidence;
+    under the paper's protocol, then seeds 3 and 4 of VIB and the deterministic net (:data:`POWER_SEEDS`)."""
+    power = POWER_SEEDS if epochs >= PAPER_EPOCHS else ()
     return [model_config(name, epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
-            for names in (("vib", "deterministic"), ("dropout", "label-smoothing", "confidence-penalty"))
-            for s in SEEDS for name in names]
+            for names, seeds in ((("vib", "deterministic"), SEEDS),
+                                 (("dropout", "label-smoothing", "confidence-penalty"), SEEDS),
+                                 (("vib", "deterministic"), power))
+            for s in seeds for name in names]
 
 
 def _k2(epochs: int) -> list[TrainConfig]:
-    """K=2 with the paper's full-covariance encoder: beta 1e-1 and 1 seed by seed first, then 1e-3 and 1e-2."""
+    """K=2 with the paper's full-covariance encoder: beta 1e-1 and 1 seed by seed first, then 1e-3 and 1e-2;
+    under the paper's protocol, then seed 0 at the effective betas of :data:`K2_BETA_EFF`."""
+    eff = K2_BETA_EFF if epochs >= PAPER_EPOCHS else ()
     return [TrainConfig(beta=b, k=2, covariance="full", epochs=epochs, seed=s, data_seed=batch_order(epochs, s))
-            for betas in ((1e-1, 1.0), (1e-3, 1e-2)) for s in SEEDS for b in betas]
+            for betas, seeds in (((1e-1, 1.0), SEEDS), ((1e-3, 1e-2), SEEDS), (eff, (0,)))
+            for s in seeds for b in betas]
+
+
+def _learning_rate(epochs: int) -> list[TrainConfig]:
+    """VIB (K=256, beta=1e-3) and the deterministic net at the paper's stated learning rate, seed by seed."""
+    return [model_config(name, epochs=epochs, seed=s, data_seed=batch_order(epochs, s), lr=PAPER_LR)
+            for s in SEEDS for name in ("vib", "deterministic")]
 
 
 def _beta_sweep(epochs: int) -> list[TrainConfig]:
@@ -90,8 +107,10 @@ UNCERTAINTY_BETAS = (1e-4, 1e-3, 1e-2, 1e-1)
 HELD_OUT_TRAIN = (0, 1, 2, 3, 4)  # the digits the held-out-class models see; 5-9 are their near-OOD test
 
 EXPERIMENTS = {e.name: e for e in (
-    Experiment("table1", "VIB K=256 beta=1e-3 and the four baselines of the paper's Table 1, 3 seeds", _table1),
-    Experiment("k2", "K=2 full-covariance VIB at beta 1e-3, 1e-2, 1e-1, 1, 3 seeds", _k2),
+    Experiment("table1", "VIB K=256 beta=1e-3 and the four baselines of the paper's Table 1, 3 seeds (VIB and "
+               "the deterministic net: 5 at 200 epochs)", _table1),
+    Experiment("k2", "K=2 full-covariance VIB at beta 1e-3, 1e-2, 1e-1, 1, 3 seeds (at 200 epochs also "
+               "beta 0.5 and ln 2, seed 0)", _k2),
     Experiment("beta-sweep", "K=256 VIB at beta 1e-9 ... 1 (the information plane), 3 seeds", _beta_sweep),
     Experiment("uncertainty", "calibration and out-of-distribution detection of the deterministic net, dropout "
                "and K=256 VIB at beta 1e-4 ... 1e-1, 3 seeds", _uncertainty, uncertainty=True),
@@ -100,6 +119,8 @@ EXPERIMENTS = {e.name: e for e in (
                uncertainty=True),
     Experiment("learned-marginal", f"K=256 VIB with a learned {MIXTURE}-component mixture marginal r(z), beta "
                "1e-3 and 1e-2, 3 seeds", _learned_marginal, uncertainty=True),
+    Experiment("learning-rate", f"VIB K=256 beta=1e-3 and the deterministic net at the learning rate the paper "
+               f"states ({PAPER_LR:g}; the recipe's is 1e-4), 3 seeds", _learning_rate),
 )}
 
 
@@ -137,8 +158,10 @@ def select(configs: Sequence[TrainConfig], only: Sequence[str] | None) -> list[T
 
 
 def run_name(c: TrainConfig) -> str:
-    """A results file's name: model, beta for VIB, K, epochs and seed ("vib-beta0.001-k256-e200-seed0")."""
+    """A results file's name: model, beta for VIB, K, epochs and seed ("vib-beta0.001-k256-e200-seed0"); a
+    learning rate other than the recipe's is named too ("deterministic-lr0.001-k256-e200-seed0")."""
     name = model_name(c)
     beta = f"-beta{c.beta:g}" if name in ("vib", "custom") else ""
     marginal = f"-mog{c.mixture}" if c.mixture else ""
-    return f"{name}{beta}{marginal}-k{c.k}-e{c.epochs}-seed{c.seed}"
+    lr = f"-lr{c.lr:g}" if c.lr != TrainConfig.lr else ""
+    return f"{name}{beta}{marginal}{lr}-k{c.k}-e{c.epochs}-seed{c.seed}"
