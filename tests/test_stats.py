@@ -7,7 +7,18 @@ import statistics
 
 import pytest
 
-from vibtools.stats import Interval, against_paper, compare, interval_of, mean_interval, t_cdf, t_quantile
+from vibtools.stats import (
+    Interval,
+    against_paper,
+    compare,
+    interval_of,
+    judge,
+    mean_interval,
+    paired,
+    prediction_interval,
+    t_cdf,
+    t_quantile,
+)
 
 
 @pytest.mark.parametrize("t", [-30.0, -2.5, -0.3, 0.0, 0.7, 4.3, 50.0])
@@ -65,3 +76,47 @@ def test_compare_uses_welch_and_says_which_is_lower():
     close = compare(a, interval_of(0.0155, 0.0003, 3))
     assert not close.apart and close.sign() == "≈"
     assert not compare(a, Interval(0.02, math.nan, 1, math.nan)).apart
+
+
+# Student's (1908) sleep data, as R ships it (datasets::sleep): extra hours of sleep of ten patients under two drugs.
+SLEEP_1 = (0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0)
+SLEEP_2 = (1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4)
+
+
+def test_paired_and_welch_intervals_match_r_on_students_sleep_data():
+    # R: t.test(extra ~ group, data = sleep, paired = TRUE) -> mean difference -1.58, 95% CI -2.4598858 -0.7001142
+    p = paired(dict(enumerate(SLEEP_1)), dict(enumerate(SLEEP_2)))
+    assert p.diff == pytest.approx(-1.58) and p.df == 9
+    assert (p.diff - p.half, p.diff + p.half) == pytest.approx((-2.4598858, -0.7001142), abs=1e-6)
+    assert p.apart and p.sign() == "<"
+    # R: t.test(extra ~ group, data = sleep) (Welch) -> df 17.776, 95% CI -3.3654832 0.2054832: not apart
+    w = compare(mean_interval(SLEEP_1), mean_interval(SLEEP_2))
+    assert w.df == pytest.approx(17.776, abs=1e-3)
+    assert (w.diff - w.half, w.diff + w.half) == pytest.approx((-3.3654832, 0.2054832), abs=1e-6)
+    assert not w.apart  # the same numbers: pairing removes what the patients share
+
+
+def test_paired_uses_only_shared_seeds_and_refuses_none():
+    p = paired({0: 1.0, 1: 2.0, 2: 4.0, 3: 9.0}, {0: 0.5, 1: 1.0, 2: 3.0})
+    assert p.diff == pytest.approx((0.5 + 1.0 + 1.0) / 3) and p.df == 2
+    assert math.isnan(paired({0: 1.0}, {0: 0.0}).half)
+    with pytest.raises(ValueError, match="shared seeds"):
+        paired({0: 1.0}, {1: 1.0})
+
+
+def test_prediction_interval_is_the_mean_interval_widened_by_root_n_plus_1():
+    pi, mi = prediction_interval([1.0, 2.0, 3.0]), mean_interval([1.0, 2.0, 3.0])
+    assert pi.mean == 2.0 and pi.half == pytest.approx(4.302653 * math.sqrt(1 + 1 / 3), rel=1e-6)
+    assert pi.half == pytest.approx(mi.half * 2.0)  # sqrt(n + 1) = 2 for three seeds
+    assert math.isnan(prediction_interval([1.0]).half)
+
+
+def test_judge_asks_a_single_run_and_a_mean_different_questions_symmetrically():
+    ours = [1.32, 1.33, 1.23]  # three seeds; mean 1.293, t-half 0.137, prediction half 0.275
+    one = judge(ours, 1.13)
+    assert one.one_run is True and one.average is False and one.verdict is True and one.side == "above"
+    assert judge(ours, 1.13, single_run=False).verdict is False
+    mirrored = judge(ours, 2 * one.mean.mean - 1.13)  # the same distance above our mean
+    assert (mirrored.one_run, mirrored.average, mirrored.side) == (True, False, "below")
+    assert judge(ours, 1.7).one_run is False
+    assert judge([1.0, 50.0, 99.0], 60.0).one_run is None  # too wide to tell anything from anything

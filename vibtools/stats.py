@@ -1,14 +1,23 @@
-"""The one rule by which the book compares numbers: 95% t-intervals over training seeds.
+"""The one rule by which the book compares numbers: 95% t-intervals over training seeds, asked two questions.
 
 With three seeds, "within 2 sd" is no confidence statement: the mean of n runs has the 95% interval
 mean ± t(0.975, n-1) · sd / sqrt(n), with t(0.975, 2) = 4.30 for three seeds. Every chapter calls these functions
 instead of writing its own check:
 
 - :func:`mean_interval`: the 95% interval of a mean over seeds;
-- :func:`against_paper`: whether a published number (the paper reports no spread) lies inside that interval,
-  and which side it lies on otherwise; undecided when the interval is too wide to tell anything from anything;
+- :func:`prediction_interval`: the 95% interval in which one more run of ours would fall,
+  mean ± t(0.975, n-1) · sd · sqrt(1 + 1/n);
+- :func:`judge`: a published number against our runs, by the two questions a published number can be asked.
+  A published *single run* (the paper's Table 1 reports one run and no spread) is "consistent with one run of
+  ours" when it lies inside our prediction interval; a published *mean* "matches our average" when it lies inside
+  the t-interval of our mean. Both are symmetric (a number above ours is judged as one below), and both are
+  undecided when the interval is too wide to tell anything from anything (:data:`WIDE`);
+- :func:`against_paper`: the second question alone, on an interval;
 - :func:`compare`: whether two of our own means differ, by Welch's interval of their difference (unequal
-  variances, Welch-Satterthwaite degrees of freedom), and which is lower.
+  variances, Welch-Satterthwaite degrees of freedom), and which is lower;
+- :func:`paired`: the same for two models whose runs are paired by seed (under the paper's protocol a seed fixes
+  the batch order, ``data_seed = seed``): the t-interval of the mean of the per-seed differences. Where runs are
+  so paired this is the design's test; the chapters print Welch's beside it.
 
 Each run's number is first averaged over its draws of the evaluation noise, so the spread over seeds holds both the
 training and what is left of the evaluation noise. scipy is not a dependency; Student's t is computed here from
@@ -19,7 +28,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 LEVEL = 0.95  # the book's one confidence level
@@ -118,17 +127,85 @@ def mean_interval(values: Iterable[float], level: float = LEVEL) -> Interval:
     return interval_of(*mean_and_sd(values), len(values), level)
 
 
+def prediction_interval(values: Iterable[float], level: float = LEVEL) -> Interval:
+    """Where one more run of ours would fall, with probability ``level``: mean ± t(1-α/2, n-1) · sd · sqrt(1 + 1/n).
+
+    Wider than the interval of the mean by sqrt(n + 1): it holds one run's own spread, not only the uncertainty
+    of the mean. Returns an :class:`Interval` (``half`` is its half-width; NaN for fewer than two values).
+    """
+    return prediction_of(mean_interval(values, level), level)
+
+
+def prediction_of(mean: Interval, level: float = LEVEL) -> Interval:
+    """The prediction interval for one more run from the summary of n runs (:func:`prediction_interval`)."""
+    if mean.n < 2 or mean.sd != mean.sd:
+        return Interval(mean.mean, math.nan, mean.n, math.nan)
+    return Interval(mean.mean, mean.sd, mean.n,
+                    t_quantile(0.5 + level / 2, mean.n - 1) * mean.sd * math.sqrt(1 + 1 / mean.n))
+
+
 def against_paper(ours: Interval, paper: float, rounding: float = 0.0) -> bool | None:
     """True when the paper's number lies inside our interval, False when outside, None when undecidable.
 
     Undecidable: fewer than two seeds, or an interval wider than :data:`WIDE` times the paper's number on each side,
     inside which almost any value would lie. ``rounding``: half the last digit the paper printed (0.0005 for
-    "94.7%"), so that any value the printed number may stand for counts.
+    "94.7%"), so that any value the printed number may stand for counts. Symmetric: only the distance counts.
     """
     if ours.half != ours.half:
         return None
     inside = abs(ours.mean - paper) <= ours.half + rounding
     return None if inside and ours.half > WIDE * paper else inside
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A published number against our runs: both intervals and both answers (True, False, or None: undecided).
+
+    ``one_run``: is it inside the prediction interval for one run of ours ("consistent with one run of ours")?
+    The question for a published single run. ``average``: is it inside the t-interval of our mean ("matches our
+    average")? The question for a published mean. ``single_run`` says which of the two the published number is.
+    """
+
+    published: float
+    single_run: bool
+    mean: Interval
+    prediction: Interval
+    one_run: bool | None
+    average: bool | None
+
+    @property
+    def verdict(self) -> bool | None:
+        """The answer to the question that fits what was published."""
+        return self.one_run if self.single_run else self.average
+
+    @property
+    def side(self) -> str:
+        """"above" or "below": where our mean lies relative to the published number."""
+        return "above" if self.mean.mean > self.published else "below"
+
+
+def judge(values: Iterable[float], published: float, *, single_run: bool = True, rounding: float = 0.0,
+          level: float = LEVEL) -> Judgement:
+    """Judge a published number against our per-seed values by the book's rule (both questions).
+
+    Args:
+        values: one number per training seed (each already averaged over its evaluation-noise draws).
+        published: the published number, in the same units.
+        single_run: True when it is one run (the paper's Table 1), False when it is a mean over runs.
+        rounding: half the last printed digit of the published number (see :func:`against_paper`).
+    Returns:
+        The :class:`Judgement`.
+    """
+    return judge_summary(mean_interval(values, level), published, single_run=single_run, rounding=rounding,
+                         level=level)
+
+
+def judge_summary(mean: Interval, published: float, *, single_run: bool = True, rounding: float = 0.0,
+                  level: float = LEVEL) -> Judgement:
+    """:func:`judge` from the t-interval of our mean (its mean, sd and n), where the per-seed values are not kept."""
+    pred = prediction_of(mean, level)
+    return Judgement(published, single_run, mean, pred, against_paper(pred, published, rounding),
+                     against_paper(mean, published, rounding))
 
 
 @dataclass(frozen=True)
@@ -159,3 +236,21 @@ def compare(a: Interval, b: Interval, level: float = LEVEL) -> Comparison:
         return Comparison(a.mean - b.mean, 0.0, math.inf)
     df = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
     return Comparison(a.mean - b.mean, t_quantile(0.5 + level / 2, df) * se, df)
+
+
+def paired(a: Mapping[int, float], b: Mapping[int, float], level: float = LEVEL) -> Comparison:
+    """The t-interval of the mean per-seed difference a - b, over the seeds both have (df = pairs - 1).
+
+    For two models whose runs are paired by seed: what a seed shares between them (its batch order, under the
+    paper's protocol) cancels in each difference. NaN half-width with fewer than two pairs.
+
+    Args:
+        a, b: seed -> that seed's number, for each model.
+    Raises:
+        ValueError: the two share no seed.
+    """
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        raise ValueError(f"paired needs runs with shared seeds, got seeds {sorted(a)} and {sorted(b)}")
+    d = mean_interval([float(a[s]) - float(b[s]) for s in seeds], level)
+    return Comparison(d.mean, d.half, float(d.n - 1) if d.n > 1 else math.nan)
