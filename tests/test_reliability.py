@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import math
 import os
 import resource
 import shutil
@@ -326,6 +327,72 @@ def test_the_committed_records_carry_their_data_and_checksum():
         classes = EXPERIMENTS[record["experiment"]].classes
         assert record["data"].get("classes") == (list(classes) if classes else None), path
         assert (record["data"]["n_train"], record["data"]["n_test"]) == sizes[classes], path
+        # I(Z;Y) >= H(Y) - class loss can never exceed H(Y), of the classes the record was tested on
+        h_y = math.log2(len(classes) if classes else 10)
+        bounds = [m["izy"] for m in record["final"].values()] + [v for k, vals in record["history"].items()
+                                                                 if k.endswith("izy") for v in vals]
+        assert max(bounds) <= h_y + 1e-9, (path, max(bounds), h_y)
+
+
+def _resealed(edit):
+    """An edit of a record made to look genuine: the checksum recomputed after it."""
+    return lambda r: sealed(edit({k: v for k, v in r.items() if k != "checksum"}))
+
+
+def _final(key, value):
+    return _resealed(lambda r: {**r, "final": {**r["final"], "ema_test": {**r["final"]["ema_test"], key: value}}})
+
+
+@pytest.mark.parametrize("edit, words", [
+    (_final("avg_err", -0.01), "cannot be true .*avg_err"),
+    (_final("avg_err", 1.5), "cannot be true .*avg_err"),
+    (_final("izx", -1.0), "cannot be true .*izx"),
+    (_final("izy", 3.4), "cannot be true .*izy"),  # above H(Y) = log2 10
+    (_final("err", float("nan")), "cannot be true .*nan"),
+    (_final("err", "0.1"), "cannot be true .*'0.1'"),
+    (_resealed(lambda r: {**r, "history": {**r["history"], "test_err": 0.5}}), "is a float, not a list"),
+    (_resealed(lambda r: {**r, "eval_noise": {**r["eval_noise"], "avg_err": ["a", "b"]}}), "cannot be true"),
+    (_resealed(lambda r: {**r, "eval_noise": {**r["eval_noise"], "draws": 7}}), "7 draws said"),
+    (_resealed(lambda r: {**r, "data": {**r["data"], "classes": [0, 1, 2, 3, 4]}}), "made on the classes"),
+], ids=["negative-error", "error-above-1", "negative-rate", "izy-above-h-y", "nan", "string", "history-a-number",
+        "draws-strings", "draw-count", "other-classes"])
+def test_a_resealed_record_whose_numbers_cannot_be_true_is_refused_in_one_line(record_file, edit, words):
+    record_file.write_text(json.dumps(edit(json.loads(record_file.read_text()))))
+    with pytest.raises(ResultsError, match=words) as info:
+        load_results(record_file)
+    assert "\n" not in str(info.value)
+
+
+def test_a_record_in_another_experiments_folder_is_refused_in_one_line(record_file):
+    misplaced = record_file.parents[1] / "uncertainty" / record_file.name
+    misplaced.parent.mkdir()
+    shutil.copy(record_file, misplaced)
+    with pytest.raises(ResultsError, match="a record of the experiment 'k2', not of the folder 'uncertainty'"):
+        load_results(misplaced)
+
+
+def test_a_held_out_digit_record_without_its_h_y_is_refused_until_migrated(tmp_path):
+    source = REPO / "results" / "held-out-digits" / "vib-beta0.001-k256-e10-seed0.json"
+    record = json.loads(source.read_text())
+    h_y = record.pop("h_y_bits")
+    old = {**record, "final": {s: {**m, "izy": m["izy"] + math.log2(10) - h_y} for s, m in record["final"].items()},
+           "history": {k: [v + math.log2(10) - h_y for v in vals] if k.endswith("izy") else vals
+                       for k, vals in record["history"].items()}}
+    path = tmp_path / "held-out-digits" / source.name
+    path.parent.mkdir()
+    path.write_text(json.dumps(sealed({k: v for k, v in old.items() if k != "checksum"})))
+    with pytest.raises(ResultsError, match="H\\(Y\\) of its 5 classes: run python scripts/migrate_results.py"):
+        load_results(path)
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from migrate_results import h_y_migrated
+    finally:
+        sys.path.pop(0)
+    path.write_text(json.dumps(sealed(h_y_migrated(old))))
+    again = load_results(path)
+    stored = json.loads(source.read_text())["final"]
+    assert again["h_y_bits"] == h_y and all(again["final"][s]["izy"] == pytest.approx(m["izy"], abs=1e-12)
+                                            for s, m in stored.items())
 
 
 # ----------------------------------------------------------------------------- the results download

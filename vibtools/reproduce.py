@@ -153,6 +153,8 @@ def result_record(result, data: MNISTTensors, experiment: str, epochs: int,
               "seconds": result.seconds, "pass": result.timing.get("pass"),
               "code": code_version(), "history": result.history, "final": result.final,
               "eval_noise": _noise_spread(result, data)}
+    if int(torch.unique(data.test_y).numel()) < 10:  # the I(Z;Y) bounds' H(Y) (vibtools.evaluation)
+        record["h_y_bits"] = math.log2(int(torch.unique(data.test_y).numel()))
     if result.config.covariance != "none":
         record["mi_bounds"] = _mi_bounds(result, data)
     if result.config.k == 2 and result.config.covariance != "none":
@@ -210,6 +212,11 @@ def load_results(path: str | Path) -> dict:
         config = TrainConfig.from_dict(record["config"])
     except (TypeError, ValueError) as exc:
         raise ResultsError(f"{path} holds an unusable config ({exc})") from None
+    for key, column in record["history"].items():
+        if not isinstance(column, list):
+            raise ResultsError(f"{path} holds a number that cannot be true (history[{key!r}] is a "
+                               f"{type(column).__name__}, not a list of numbers); rerun python -m vibtools reproduce "
+                               f"to remake it")
     epochs = record["protocol"].get("epochs") if isinstance(record["protocol"], dict) else None
     lengths = {len(v) for v in record["history"].values()} if isinstance(record["history"], dict) else {None}
     if epochs != config.epochs or lengths != {epochs}:
@@ -221,7 +228,59 @@ def load_results(path: str | Path) -> dict:
     draws = record["eval_noise"].get("avg_err") if isinstance(record["eval_noise"], dict) else None
     if not isinstance(draws, list) or len(draws) < 2:
         raise ResultsError(f"{path} lacks its evaluation-noise draws")
+    if path.parent.name in EXPERIMENTS and record["experiment"] != path.parent.name:
+        raise ResultsError(f"{path} is a record of the experiment {record['experiment']!r}, not of the folder "
+                           f"{path.parent.name!r} it is in: move it back")
+    wanted = EXPERIMENTS[record["experiment"]].classes if record["experiment"] in EXPERIMENTS else None
+    classes = record["data"].get("classes")
+    if record["experiment"] in EXPERIMENTS and (list(wanted) if wanted else None) != classes:
+        raise ResultsError(f"{path} was made on the classes {classes or 'all'}, its experiment "
+                           f"{record['experiment']!r} uses {list(wanted) if wanted else 'all'}")
+    if classes is not None and len(classes) < 10 and "h_y_bits" not in record:
+        raise ResultsError(f"{path} was written before its I(Z;Y) bounds used the H(Y) of its {len(classes)} "
+                           f"classes: run python scripts/migrate_results.py --data DATA {path.parent}")
+    impossible = _impossible_number(record)
+    if impossible:
+        raise ResultsError(f"{path} holds a number that cannot be true ({impossible}); rerun python -m vibtools "
+                           f"reproduce to remake it")
     return record
+
+
+def h_y_bits(record: dict) -> float:
+    """H(Y) in bits of a record's test labels, as its I(Z;Y) bounds use it: log2 of its classes (balanced).
+
+    Records on fewer than ten classes carry it (``h_y_bits``); older full-MNIST records, which lack it, used
+    log2 10.
+    """
+    return float(record.get("h_y_bits", math.log2(10)))
+
+
+def _impossible_number(record: dict) -> str | None:
+    """What in a record's history, final metrics and noise draws cannot be true, or None.
+
+    Every number finite; errors and accuracies in [0, 1]; rates and losses >= 0; I(Z;Y) bounds at most H(Y).
+    """
+    h_y = h_y_bits(record)
+    if not math.isfinite(h_y) or not 0 < h_y <= math.log2(10) + 1e-9:
+        return f"h_y_bits = {h_y!r}"
+    columns = [(f"history[{k!r}]", k, v) for k, v in record["history"].items()]
+    columns += [(f"final[{s!r}][{k!r}]", k, [v]) for s, m in record["final"].items() if isinstance(m, dict)
+                for k, v in m.items()]
+    columns += [(f"eval_noise[{k!r}]", k, v) for k, v in record["eval_noise"].items() if k != "draws"]
+    said, stored = record["eval_noise"].get("draws"), len(record["eval_noise"]["avg_err"])
+    if said != stored:
+        return f"eval_noise: {said!r} draws said, {stored} stored"
+    for where, key, values in columns:
+        if not isinstance(values, list):
+            return f"{where} is a {type(values).__name__}, not a list of numbers"
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                return f"{where} holds {v!r}"
+            if (key.endswith(("err", "acc")) and not 0.0 <= v <= 1.0) \
+                    or (key.endswith(("izx", "_bits", "seconds", "lr")) and v < 0.0) \
+                    or (key.endswith("izy") and v > h_y + 1e-6):
+                return f"{where} = {v!r}"
+    return None
 
 
 def load_experiment(results_dir: str | Path, experiment: str, epochs: int | None = None) -> list[dict]:
