@@ -15,7 +15,7 @@
 # $OUT receives three files: results.tar.gz (results/<experiment>/<run>.json of every finished run: unpack it
 # in the repository root), session.json (device, torch, this call's time, and the measured throughput of
 # every finished pass in model-epochs per second) and log.txt.
-# Environment: EPOCHS (200), EXPERIMENTS ("table1 k2 beta-sweep"), ONLY (run-name patterns, comma-separated),
+# Environment: EPOCHS (200), EXPERIMENTS ("table1 k2 learning-rate beta-sweep"), ONLY (run-name patterns, comma-separated),
 # DEVICE (cuda), BUDGET_S (420), PASS (model-epochs per stacked pass, 6000), COMPILE (reduce-overhead on CUDA),
 # GPU_DIR (_gpu), PY (python3).
 set -euo pipefail
@@ -44,7 +44,7 @@ run)
   set +e
   # SIGTERM at the budget: reproduce saves the last finished epoch and exits 143; the next call resumes there.
   # (Not SIGINT: a process started in the background inherits SIGINT ignored, and Python keeps it so.)
-  PYTHONUNBUFFERED=1 timeout -s TERM -k 60 "${BUDGET_S:-420}" "$PY" -m vibtools reproduce ${EXPERIMENTS:-table1 k2 beta-sweep} \
+  PYTHONUNBUFFERED=1 timeout -s TERM -k 60 "${BUDGET_S:-420}" "$PY" -m vibtools reproduce ${EXPERIMENTS:-table1 k2 learning-rate beta-sweep} \
       --epochs "${EPOCHS:-200}" --device "$DEVICE" --data "$GPU_DIR/data" --results "$GPU_DIR/results" \
       --cache "$GPU_DIR/cache" --pass-model-epochs "${PASS:-6000}" --only "${ONLY:-}" \
       ${COMPILE:+--compile "$COMPILE"} --no-progress >>"$log" 2>&1

@@ -3,6 +3,9 @@ formatted values and verdicts, the provenance line and the collapsed page note."
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 import torch
 
 from .book import Stopwatch, settings
@@ -47,6 +50,7 @@ def provenance(device: torch.device | str, epochs: int | str, seconds: float, wh
     from .device import describe_device
 
     where = device if isinstance(device, str) and "(" in device else describe_device(device)
+    where = re.sub(r"\b1 threads\b", "1 thread", where)  # records written before describe_device said "1 thread"
     return (f"provenance: vibtools {__version__}, mode={settings().mode}, device={where}, epochs={epochs}, "
             f"{what} {seconds:.0f} s")
 
@@ -87,15 +91,30 @@ def mean_sd(mean: float, sd: float) -> str:
     return f"{100 * mean:.2f}% ± {100 * sd:.2f}"
 
 
-def verdict_text(row: dict) -> str:
-    """The table's last column: is the paper's number inside the 95% t-interval of our mean over seeds? "yes", or
-    "no" and on which side our mean lies, or why it is undecided; with the protocol when it is not the paper's."""
+def prediction_range(row: dict) -> str:
+    """A verdict row's 95% prediction interval for one run, as a range of percentages ("1.03–1.55%"); an error
+    cannot be negative, so the range starts at 0% at the lowest."""
+    low, high = max(0.0, row["mean"] - row["pred_half"]), row["mean"] + row["pred_half"]
+    return f"{100 * low:.2f}–{100 * high:.2f}%"
+
+
+VERDICT_QUESTION = "paper's run consistent with one of ours? (inside our 95% prediction interval)"
+AVERAGE_QUESTION = "paper's number inside the 95% interval of our mean?"
+
+
+def verdict_text(row: dict, question: str = "reproduced") -> str:
+    """A verdict column (:data:`VERDICT_QUESTION`): is the paper's single run inside our 95% prediction interval for
+    one run? "yes", or "no" and on which side our mean lies, or why it is undecided; with the protocol when it is
+    not the paper's. ``question="average"`` answers :data:`AVERAGE_QUESTION` instead (the t-interval of our mean).
+    """
     short = f"; {row['epochs']} of 200 epochs" if row["epochs"] != 200 else ""
-    if row["reproduced"] is None:
+    verdict = row[question]
+    if verdict is None:
         if row["sd"] != row["sd"]:
             return "no spread (one seed)"
-        return f"undecided: interval too wide (± {100 * row['half']:.1f} points){short}"
-    if row["reproduced"]:
+        half = row["pred_half"] if question == "reproduced" else row["half"]
+        return f"undecided: interval too wide (± {100 * half:.1f} points){short}"
+    if verdict:
         return "yes" if row["epochs"] == 200 else f"yes ({row['epochs']} of 200 epochs)"
     side = "above" if row["mean"] > row["paper"] else "below"
     return f"no: ours {side}{short}"
@@ -119,7 +138,7 @@ class PageNote:
 
 def how_made(watch: Stopwatch, device, epochs, seconds: float, what: str = "training time (sum of epochs)", *,
              trained_on: str | None = None, loaded_seconds: float = 0.0,
-             colab_work: str = "runs every cell") -> PageNote:
+             colab_work: str = "runs every cell", not_shown: Sequence[str] = ()) -> PageNote:
     """A chapter's closing note: provenance, settings, its own wall time, and what it costs in a fresh Colab.
 
     Args:
@@ -131,6 +150,8 @@ def how_made(watch: Stopwatch, device, epochs, seconds: float, what: str = "trai
         loaded_seconds: recorded training time of the runs the page loaded from the run cache instead of
             training them (a fresh Colab runtime has to train them).
         colab_work: what the page does in a fresh runtime, as a clause ("downloads MNIST and trains ...").
+        not_shown: the configurations of a protocol with seeds still to come, as
+            :func:`vibtools.results.protocol_progress` lists them (an item of their own when there are any).
     Returns:
         A :class:`PageNote`; as a cell's last expression it renders as a collapsed box.
     """
@@ -161,6 +182,8 @@ def how_made(watch: Stopwatch, device, epochs, seconds: float, what: str = "trai
         ("In Colab", f"every Colab notebook starts with an empty run cache and no data: it installs vibtools "
                      f"and {colab_work}. {colab}"),
     ]
+    if not_shown:
+        items.append(("The paper's protocol, seeds to come", "; ".join(not_shown)))
     return PageNote(items)
 
 
