@@ -509,3 +509,48 @@ def test_running_out_of_memory_in_the_results_download_is_one_line(tmp_path, mon
     with pytest.raises(ResultsError, match=r"could not fetch .*\(MemoryError\)") as info:
         vt.results.fetch_results(archive.as_uri(), tmp_path / "fetched")
     assert "\n" not in str(info.value) and not (tmp_path / "fetched").exists()
+
+
+# ----------------------------------------------------------------------------- bounded reading of stored JSON
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: p.write_text("[" * 200_000 + "]" * 200_000), "nested deeper"),
+    (lambda p: p.write_text('{"a": NaN}'), "bare NaN"),
+    (lambda p: p.write_bytes(b"\xff\xfe{}"), "not UTF-8"),
+    (lambda p: p.write_text('{"a": [' + "[" * 40 + "]" * 40 + "]}"), "nested deeper"),
+    (_fifo, "not a regular file"),
+    (lambda p: p.symlink_to("/dev/zero"), "not a regular file"),
+    (lambda p: p.write_bytes(b" " * (17 * 2**20)), "more than the"),
+], ids=["deep-list", "bare-nan", "not-utf8", "deep-record", "fifo", "dev-zero", "too-large"])
+def test_a_stored_file_that_cannot_be_a_record_is_refused_in_one_line_at_once(tmp_path, make, words):
+    from vibtools.robustness import load_record
+
+    path = tmp_path / "table1" / "vib-beta0.001-k256-e10-seed0.json"
+    path.parent.mkdir()
+    make(path)
+    for read in (load_results, load_record):
+        start = time.monotonic()
+        with pytest.raises(ResultsError, match=words) as info:
+            read(path)
+        assert "\n" not in str(info.value) and time.monotonic() - start < 30
+
+
+def test_reading_an_unknown_experiment_is_one_line():
+    for bad in ("../outside", "table2"):
+        with pytest.raises(ResultsError, match="unknown experiment"):
+            vt.reproduce.load_experiment(REPO / "results", bad)
+        with pytest.raises(ResultsError, match="unknown experiment"):
+            vt.reproduce.load_protocol_runs(REPO / "results", bad, 200)
+
+
+@pytest.mark.parametrize("class_bits", [[3.0, float("inf")], ["3.0", "3.1"], [3.0, True], 3.0])
+def test_many_draw_objectives_with_impossible_values_are_one_line(tmp_path, class_bits):
+    path = tmp_path / "vib-beta1-k2-e200-seed0.json"
+    stored = {"run": path.stem, "rate_bits": 0.5, "class_bits": class_bits, "data": {"fingerprint": "0" * 16}}
+    path.write_text(json.dumps(stored))  # json writes inf as a bare Infinity, which strict JSON refuses too
+    with pytest.raises(ResultsError, match="is not a file of scripts/objective_draws.py"):
+        vt.results.load_objective_draws(path)

@@ -29,6 +29,7 @@ from .config import TrainConfig
 from .data import MNISTTensors
 from .evaluation import evaluate
 from .experiments import EXPERIMENTS, PAPER_EPOCHS, PASS_MODEL_EPOCHS, plan_passes, run_name, select
+from .jsonio import StoredJSONError, read_json
 from .store import RESULTS_VERSION, remove_stale_tmp, save_json
 
 NOISE_DRAWS = 5  # draws of the evaluation noise per run (each on the whole test set)
@@ -184,11 +185,10 @@ def load_results(path: str | Path) -> dict:
         raise ResultsError(f"{path} {what}; rerun python -m vibtools reproduce to {redo} it")
 
     try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise ResultsError(f"{path} is not a readable results file ({type(exc).__name__}: {first}); "
-                           f"rerun python -m vibtools reproduce to rewrite it") from None
+        record = read_json(path)
+    except StoredJSONError as exc:
+        raise ResultsError(f"{path} is not a readable results file (it {exc}); rerun python -m vibtools reproduce "
+                           f"to rewrite it") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         found = record.get("format") if isinstance(record, dict) else type(record).__name__
         raise ResultsError(f"{path} is not a vibtools results file (format {found!r})")
@@ -294,6 +294,8 @@ def load_experiment(results_dir: str | Path, experiment: str, epochs: int | None
     Returns:
         The records, sorted by run name.
     """
+    if experiment not in EXPERIMENTS:
+        raise ResultsError(f"unknown experiment {experiment!r}: use one of {', '.join(EXPERIMENTS)}")
     folder = Path(results_dir) / experiment
     records = [load_results(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
     if not records:
@@ -320,6 +322,8 @@ def _missing(records: list[dict], experiment: str, epochs: int) -> list[str]:
 
 def load_protocol_runs(results_dir: str | Path, experiment: str, epochs: int) -> list[dict]:
     """The runs of one protocol stored so far, complete or not (a protocol being trained run by run); may be []."""
+    if experiment not in EXPERIMENTS:
+        raise ResultsError(f"unknown experiment {experiment!r}: use one of {', '.join(EXPERIMENTS)}")
     folder = Path(results_dir) / experiment
     return [r for r in (load_results(p) for p in sorted(folder.glob(f"*-e{epochs}-*.json")))
             if r["protocol"]["epochs"] == epochs] if folder.is_dir() else []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import json
 import math
 import os
 import shutil
@@ -17,6 +16,7 @@ from types import SimpleNamespace
 
 from ._version import __version__
 from .config import TrainConfig
+from .jsonio import StoredJSONError, read_json
 from .report import PAPER_K2, PAPER_TABLE1, TABLE1_LABELS
 from .reproduce import ResultsError, h_y_bits, load_experiment, summarize
 from .stats import judge, mean_and_sd
@@ -275,12 +275,17 @@ OBJECTIVE_FOLDER = "objective-draws"  # beside an experiment's records: scripts/
 def load_objective_draws(path) -> dict:
     """Read one file of ``scripts/objective_draws.py`` and check what :func:`objective` needs; ResultsError (one
     line) on anything else."""
+    def finite(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
     try:
-        stored = json.loads(Path(path).read_text())
-        ok = (isinstance(stored.get("run"), str) and float(stored["rate_bits"]) >= 0
-              and len(stored["class_bits"]) >= 2 and all(float(c) >= 0 for c in stored["class_bits"])
+        stored = read_json(path)
+        ok = (isinstance(stored, dict) and isinstance(stored.get("run"), str) and finite(stored["rate_bits"])
+              and isinstance(stored["class_bits"], list) and len(stored["class_bits"]) >= 2
+              and all(finite(c) for c in stored["class_bits"])
+              and isinstance(stored["data"], dict) and isinstance(stored["data"].get("fingerprint"), str)
               and len(stored["data"]["fingerprint"]) == 16)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    except (StoredJSONError, TypeError, KeyError):
         ok = False
     if not ok:
         raise ResultsError(f"{path} is not a file of scripts/objective_draws.py; rerun that script on its record")

@@ -188,16 +188,15 @@ def _is_det(config: TrainConfig) -> bool:
 
 def load_record(path: str | Path) -> dict:
     """One study record, checked (format, checksum, run name); ResultsError in one line otherwise."""
-    import json
-
+    from .jsonio import StoredJSONError, read_json
     from .reproduce import ResultsError, record_checksum
 
     path = Path(path)
     try:
-        rec = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"{path} is not a readable attack-study record ({type(exc).__name__}); rerun "
-                           f"python -m vibtools attack-study to rewrite it") from None
+        rec = read_json(path)
+    except StoredJSONError as exc:
+        raise ResultsError(f"{path} is not a readable attack-study record (it {exc}); rerun python -m vibtools "
+                           f"attack-study to rewrite it") from None
     if not isinstance(rec, dict) or rec.get("format") != FORMAT:
         raise ResultsError(f"{path} is not a vibtools attack-study record")
     if rec.get("checksum") != record_checksum(rec):
