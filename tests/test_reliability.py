@@ -554,3 +554,30 @@ def test_many_draw_objectives_with_impossible_values_are_one_line(tmp_path, clas
     path.write_text(json.dumps(stored))  # json writes inf as a bare Infinity, which strict JSON refuses too
     with pytest.raises(ResultsError, match="is not a file of scripts/objective_draws.py"):
         vt.results.load_objective_draws(path)
+
+
+# ----------------------------------------------------------------------------- divergence
+def test_a_diverging_run_is_one_line_exits_non_zero_and_nothing_is_cached_as_finished(home):
+    p = child(["train", "--beta", "1e300", "--k", "2", "--epochs", "2", "--no-progress", "--out", "out"], home)
+    err = p.stderr.strip()
+    assert p.returncode != 0 and len(err.splitlines()) == 1 and "Traceback" not in err, err[-1500:]
+    assert "diverged at epoch 1" in err and "smaller beta or learning rate" in err
+    assert not list((home / "out").glob("*.json")) if (home / "out").exists() else True  # no history written
+    for run in (home / "out").glob("*.pt") if (home / "out").exists() else ():
+        payload = torch.load(run, weights_only=True)
+        assert payload.get("final") is None  # nothing stored as finished
+    again = child(["train", "--beta", "1e300", "--k", "2", "--epochs", "2", "--no-progress", "--out", "out"], home)
+    assert again.returncode != 0 and "diverged" in again.stderr  # a rerun does not serve a result either
+
+
+def test_a_run_file_with_non_finite_weights_is_refused(small, tmp_path):
+    from vibtools.store import CheckpointError, check_run_payload, run_shapes
+
+    config = vt.TrainConfig(k=2, hidden=8, epochs=1)
+    result = vt.train(config, small.subset(200, 100), cache=tmp_path, progress=False)
+    payload = torch.load(result.path, weights_only=True)
+    check_run_payload(payload, run_shapes(config), result.path)  # as trained: accepted
+    name = next(iter(payload["ema_model"]))
+    payload["ema_model"][name] = payload["ema_model"][name].clone().fill_(float("nan"))
+    with pytest.raises(CheckpointError, match="not finite"):
+        check_run_payload(payload, run_shapes(config), result.path)

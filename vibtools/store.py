@@ -218,6 +218,9 @@ def check_run_payload(payload: dict[str, Any], shapes: dict[str, tuple[int, ...]
                 fail(f"lacks the tensor {where}[{name!r}]")
             if tuple(t.shape) != tuple(shape):
                 fail(f"has {where}[{name!r}] of shape {tuple(t.shape)}, expected {tuple(shape)}")
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                fail(f"has values in {where}[{name!r}] that are not finite (a diverged run): delete it and train "
+                     f"with a smaller beta or learning rate")
 
     for key, kind in (("config", dict), ("data", str), ("epochs_done", int), ("model", dict), ("ema_model", dict),
                       ("history", dict)):
@@ -237,7 +240,8 @@ def check_run_payload(payload: dict[str, Any], shapes: dict[str, tuple[int, ...]
         for split in ("raw_test", "ema_test", "ema_train"):
             if not isinstance(final, dict) or not isinstance(final.get(split), dict):
                 fail(f"lacks final[{split!r}]")
-            missing = [k for k in METRICS if not isinstance(final[split].get(k), (int, float))]
+            missing = [k for k in METRICS if not isinstance(final[split].get(k), (int, float))
+                       or not math.isfinite(final[split][k])]
             if missing:
                 fail(f"lacks final[{split!r}][{missing[0]!r}]")
     if need_training:

@@ -16,6 +16,7 @@ Files, keys, locks and the checks made before any work live in :mod:`vibtools.st
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
 import time
@@ -404,6 +405,24 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped on Ctrl-C or SIGTERM; the finished epochs are saved and rerunning resumes."""
 
 
+class TrainingDiverged(ValueError):
+    """A model's loss or weights became NaN or infinite: training stopped, and the diverged epoch is not stored."""
+
+
+def _diverged(state: TrainState, metrics: dict[str, torch.Tensor]) -> str | None:
+    """Which model of the pass diverged in the epoch just run (non-finite loss or weights), in words, or None."""
+    finite = torch.isfinite(metrics["train_class_bits"]) & torch.isfinite(metrics["train_info_bits"])
+    for p in state.stack.parameters():  # each stacked parameter is (M, ...)
+        finite &= torch.isfinite(p.detach()).flatten(1).all(1)
+    bad = [i for i, ok in enumerate(finite.tolist()) if not ok]
+    if not bad:
+        return None
+    c, loss = state.configs[bad[0]], float(metrics["train_class_bits"][bad[0]] + metrics["train_info_bits"][bad[0]])
+    what = "loss is NaN" if loss != loss else "loss is infinite" if math.isinf(loss) else "weights are not finite"
+    return (f"diverged at epoch {state.epoch + 1} ({what}; beta={c.beta:g}, lr={c.lr:g}, seed {c.seed}): try a "
+            f"smaller beta or learning rate; nothing of this epoch was stored, and the run is not finished")
+
+
 # ----------------------------------------------------------------------------- building results
 def _results(state: TrainState, finals: list[dict], paths: list[Path | None], timing: dict) -> list[RunResult]:
     """Every model of a training state as a RunResult (copies of its raw and EMA weights; averages built once)."""
@@ -548,6 +567,9 @@ def _train_pass(configs, stored, paths, data, fp, progress, on_epoch, checkpoint
         while state.epoch < end:  # 2. for each epoch, for each batch, step
             t0, lr = time.perf_counter(), state.sched.get_last_lr()[0]
             metrics = run_epoch(state, data, step_fn, bars.steps)
+            diverged = _diverged(state, metrics)
+            if diverged:
+                raise TrainingDiverged(diverged)
             state.sched.step()
             _synchronize(state.device)
             record_epoch(state, data, metrics, lr, time.perf_counter() - t0)  # 3. evaluate, then save
