@@ -46,7 +46,7 @@ run)
   # (Not SIGINT: a process started in the background inherits SIGINT ignored, and Python keeps it so.)
   PYTHONUNBUFFERED=1 timeout -s TERM -k 60 "${BUDGET_S:-420}" "$PY" -m vibtools reproduce ${EXPERIMENTS:-table1 k2 learning-rate beta-sweep} \
       --epochs "${EPOCHS:-200}" --device "$DEVICE" --data "$GPU_DIR/data" --results "$GPU_DIR/results" \
-      --cache "$GPU_DIR/cache" --pass-model-epochs "${PASS:-6000}" --only "${ONLY:-}" \
+      --cache "$GPU_DIR/cache" --pass-model-epochs "${PASS:-6000}" ${ONLY:+--only "$ONLY"} \
       ${COMPILE:+--compile "$COMPILE"} --no-progress >>"$log" 2>&1
   rc=$?
   set -e

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import cli, fake_mnist
 
+import vibtools as vt
 from vibtools.cli import build_parser
 
 TRAIN_OPTIONS = {"--beta", "--k", "--epochs", "--seed", "--device", "--out", "--data", "--covariance", "--no-progress"}
@@ -205,3 +206,37 @@ def test_cli_warnings_are_one_line_only_while_the_command_runs(tmp_path, capsys)
     assert main(["train", "--k", "2", "--epochs", "1", "--device", "cpu", "--data", str(data), "--out",
                  str(tmp_path / "out"), "--no-progress"]) == 0
     assert warnings.showwarning is before
+
+
+@pytest.mark.parametrize("command", [["reproduce", "--list"], ["attack-study", "--list"]])
+@pytest.mark.parametrize("only", [",", " ", "vib-*,", ""])
+def test_an_empty_only_pattern_is_refused_in_one_line(tmp_path, command, only):
+    from conftest import cli
+
+    p = cli([*command, "--only", only], tmp_path)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "empty pattern" in p.stderr
+    assert p.stdout == ""
+
+
+def test_an_only_pattern_has_to_match_in_one_of_the_experiments_not_in_each(tmp_path):
+    from conftest import cli
+
+    p = cli(["reproduce", "k2", "table1", "--list", "--epochs", "200", "--only", "vib-*,deterministic-*"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "deterministic-k256-e200-seed0" in p.stdout and "vib-beta0.1-k2-e200-seed0" in p.stdout
+    assert "dropout" not in p.stdout
+    none = cli(["reproduce", "k2", "table1", "--list", "--only", "dropout-*,nothing-*"], tmp_path)
+    assert none.returncode == 2 and "'nothing-*' matches no run of k2, table1" in none.stderr
+
+
+@pytest.mark.parametrize("value, quick", [("1", True), ("yes", True), ("0", False), ("", False), ("no", False)])
+def test_vibtools_quick_takes_its_documented_values(monkeypatch, value, quick):
+    monkeypatch.setenv("VIBTOOLS_QUICK", value)
+    assert (vt.book.settings() is vt.book.QUICK) is quick
+
+
+@pytest.mark.parametrize("value", ["garbage", "on", "2"])
+def test_vibtools_quick_refuses_anything_else(monkeypatch, value):
+    monkeypatch.setenv("VIBTOOLS_QUICK", value)
+    with pytest.raises(ValueError, match=f"VIBTOOLS_QUICK='{value}' is not a setting"):
+        vt.book.settings()

@@ -53,9 +53,19 @@ QUICK = BookSettings(  # the notebook tests: every cell runs, at sizes that take
 
 
 def settings() -> BookSettings:
-    """The chapters' sizes: :data:`QUICK` when $VIBTOOLS_QUICK is set to 1/true/yes (the reduced sizes used by the
-    notebook tests), else :data:`FULL`."""
-    return QUICK if os.environ.get(ENV_QUICK, "").strip().lower() in ("1", "true", "yes") else FULL
+    """The chapters' sizes: :data:`QUICK` when $VIBTOOLS_QUICK is 1/true/yes (the reduced sizes used by the
+    notebook tests), :data:`FULL` when it is unset, empty or 0/false/no.
+
+    Raises:
+        ValueError: any other value (a typo would otherwise mean the full, hours-long settings).
+    """
+    value = os.environ.get(ENV_QUICK, "").strip().lower()
+    if value in ("1", "true", "yes"):
+        return QUICK
+    if value in ("", "0", "false", "no"):
+        return FULL
+    raise ValueError(f"{ENV_QUICK}={os.environ[ENV_QUICK]!r} is not a setting: use 1 for the reduced sizes, or 0 "
+                     f"(or leave it unset) for the full ones")
 
 
 def book_data(device: torch.device | str | None = None):

@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(r)
     r.add_argument("--compile", default="", choices=("", "default", "reduce-overhead"),
                    help="torch.compile the step: default, or reduce-overhead (CUDA graphs on a GPU)")
-    r.add_argument("--only", default="", metavar="PATTERNS",
+    r.add_argument("--only", default=None, metavar="PATTERNS",
                    help="train only runs whose name matches one of these comma-separated shell patterns, e.g. "
                         "'vib-*,deterministic-*' or '*-beta0.1-*' (run names: --list)")
     r.add_argument("--pass-model-epochs", type=_integer("pass-model-epochs", 1), default=PASS_MODEL_EPOCHS,
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--epochs", type=int, choices=(10, PAPER_EPOCHS), default=10,
                    help="10: the deterministic net and VIB at beta 1e-3 ... 1; 200: Table 1's deterministic net "
                         "and VIB (default 10)")
-    a.add_argument("--only", default="", metavar="PATTERNS",
+    a.add_argument("--only", default=None, metavar="PATTERNS",
                    help="attack only models whose run name matches one of these comma-separated shell patterns")
     _add_run_options(a)
     a.add_argument("--list", action="store_true", help="list the models attacked, and exit")
@@ -203,18 +203,33 @@ def _interruptible() -> None:
         pass
 
 
+def _patterns(text: str | None) -> list[str]:
+    """The shell patterns of ``--only`` (None: the option not given, every run).
+
+    Raises:
+        ValueError: an empty pattern (``--only ','``, ``--only ' '``), which would otherwise select every run.
+    """
+    if text is None:
+        return []
+    patterns = [p.strip() for p in text.split(",")]
+    if not all(patterns):
+        raise ValueError(f"--only {text!r} holds an empty pattern: give comma-separated run-name patterns such as "
+                         f"'vib-*,deterministic-*', or leave --only out to select every run")
+    return patterns
+
+
 def _reproduce(args) -> int:
     """The ``reproduce`` command (names, patterns and --list are answered before torch is imported)."""
-    from .experiments import EXPERIMENTS, plan_passes, run_name, select
+    from .experiments import EXPERIMENTS, plan_passes, run_name, select_across
 
     names = args.names or list(EXPERIMENTS)
-    only = [p.strip() for p in args.only.split(",") if p.strip()]
     try:
+        only = _patterns(args.only)
         unknown = [n for n in names if n not in EXPERIMENTS]
         if unknown:
             raise ValueError(f"unknown experiment {unknown[0]!r}: use one of {', '.join(EXPERIMENTS)}")
-        planned = {n: plan_passes(select(EXPERIMENTS[n].runs(args.epochs), only), args.pass_model_epochs)
-                   for n in names}
+        chosen = select_across({n: EXPERIMENTS[n].runs(args.epochs) for n in names}, only)
+        planned = {n: plan_passes(chosen[n], args.pass_model_epochs) for n in names}
         if args.list:
             for n in names:
                 print(f"{n}: {EXPERIMENTS[n].description}; {args.epochs} epochs, in this order:")
@@ -285,7 +300,10 @@ def _attack_study(args) -> int:
     from .experiments import run_name
     from .robustness import study_configs
 
-    only = [p.strip() for p in args.only.split(",") if p.strip()]
+    try:
+        only = _patterns(args.only)
+    except ValueError as exc:
+        return _fail(str(exc))
     names = [run_name(c) for cs in study_configs(args.epochs).values() for c in cs]
     for pattern in only:
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names):

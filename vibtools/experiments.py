@@ -157,6 +157,28 @@ def select(configs: Sequence[TrainConfig], only: Sequence[str] | None) -> list[T
     return [c for c, n in zip(configs, names) if any(fnmatch.fnmatchcase(n, p) for p in only)]
 
 
+def select_across(configs: dict[str, Sequence[TrainConfig]], only: Sequence[str] | None) -> dict[str, list]:
+    """:func:`select` over several experiments at once: each pattern has to match a run of one of them, not of
+    each (``reproduce table1 k2 --only 'vib-*,deterministic-*'`` takes the deterministic runs of table1 alone).
+
+    Args:
+        configs: experiment name -> its runs.
+        only: shell patterns of run names; None or empty selects every run.
+    Raises:
+        ValueError: a pattern that matches no run of any of them.
+    """
+    if not only:
+        return {name: list(cs) for name, cs in configs.items()}
+    names = {name: [run_name(c) for c in cs] for name, cs in configs.items()}
+    for pattern in only:
+        if not any(fnmatch.fnmatchcase(n, pattern) for ns in names.values() for n in ns):
+            example = next((ns[0] for ns in names.values() if ns), "?")
+            raise ValueError(f"--only {pattern!r} matches no run of {', '.join(configs)} (runs are named like "
+                             f"{example!r}); see python -m vibtools reproduce --list")
+    return {name: [c for c, n in zip(cs, names[name]) if any(fnmatch.fnmatchcase(n, p) for p in only)]
+            for name, cs in configs.items()}
+
+
 def run_name(c: TrainConfig) -> str:
     """A results file's name: model, beta for VIB, K, epochs and seed ("vib-beta0.001-k256-e200-seed0"); a
     learning rate other than the recipe's is named too ("deterministic-lr0.001-k256-e200-seed0")."""

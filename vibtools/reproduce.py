@@ -28,7 +28,7 @@ from .baselines import model_name
 from .config import TrainConfig
 from .data import MNISTTensors
 from .evaluation import evaluate
-from .experiments import EXPERIMENTS, PAPER_EPOCHS, PASS_MODEL_EPOCHS, plan_passes, run_name, select
+from .experiments import EXPERIMENTS, PAPER_EPOCHS, PASS_MODEL_EPOCHS, plan_passes, run_name, select_across
 from .jsonio import StoredJSONError, read_json
 from .store import RESULTS_VERSION, remove_stale_tmp, save_json
 
@@ -376,8 +376,8 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         raise ValueError(f"unknown experiment {unknown[0]!r}: use one of {', '.join(EXPERIMENTS)}")
-    chosen = {name: select([c.with_(**(overrides or {})) for c in EXPERIMENTS[name].runs(epochs)], only)
-              for name in names}  # every pattern is checked before any work
+    chosen = select_across({name: [c.with_(**(overrides or {})) for c in EXPERIMENTS[name].runs(epochs)]
+                            for name in names}, only)  # every pattern is checked before any work
     for name in names:
         if EXPERIMENTS[name].needs_fashion and fashion is None:
             raise ValueError(f"experiment {name!r} tests against Fashion-MNIST: pass fashion=load_fashion_mnist()")
