@@ -121,3 +121,32 @@ def test_the_tables_read_the_records_as_documented():
     within = R.fooled_within(groups["deterministic"], [0.0, 1.0, 3.0])[0]
     assert within == pytest.approx([0.0, 0.5, 0.75])  # 4 images, all correct; one never fooled
     assert R.fooled_within(groups["VIB β=0.01"], [2.0])[0] == pytest.approx([0.25])
+
+
+def test_a_record_made_on_other_data_or_damaged_is_remade_and_says_why(numbers, tmp_path):
+    config = R.study_configs(10)["VIB β=0.01"][1]
+
+    class Data:
+        def fingerprint(self):
+            return "f" * 16
+
+    rec = R.record(config, numbers["vib"], GRID, Data(), "cpu")
+    path = tmp_path / f"{rec['run']}.json"
+    save_json(path, rec)
+    said = []
+    assert R._done(path, config, GRID, "f" * 16, said.append) and said == []
+    assert not R._done(path, config, GRID, "e" * 16, said.append)  # one pixel flipped: another fingerprint
+    assert said == [f"remaking {path.name}: it was made on other data (fingerprint ffffffffffff..., these images "
+                    f"eeeeeeeeeeee...)"]
+    path.write_text("{")
+    assert not R._done(path, config, GRID, "f" * 16, said.append) and "not a readable" in said[-1]
+
+
+def test_the_study_refuses_a_file_where_its_folder_goes_before_any_work(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / R.FOLDER).write_text("not a folder")
+    fake_mnist(tmp_path / "data")
+    out = cli(["attack-study", "--epochs", "10", "--data", str(tmp_path / "data"), "--results",
+               str(tmp_path / "results")], tmp_path)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "move it away" in out.stderr
+    assert not (tmp_path / "default-cache").exists()

@@ -240,11 +240,13 @@ def run_study(epochs: int, data, *, grid: AttackGrid = AttackGrid(), results_dir
         if not configs:
             raise ValueError(f"--only {','.join(only)!r} matches none of the study's runs (see --list)")
     folder = Path(results_dir) / FOLDER
-    todo = [c for c in configs if not _done(folder / f"{run_name(c)}.json", c, grid)]
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder} is a file where the study's records go: move it away")
+    fp = data.fingerprint()
+    todo = [c for c in configs if not _done(folder / f"{run_name(c)}.json", c, grid, fp, log)]
     if epochs >= PAPER_EPOCHS and todo:
         store_dir = cache_folder(cache)
         store = RunCache(store_dir) if store_dir else None
-        fp = data.fingerprint()
         for c in todo:
             stored = store.read(store.path(c, fp), c, fp) if store else None
             if not finished_run(stored, c):
@@ -272,8 +274,9 @@ def run_study(epochs: int, data, *, grid: AttackGrid = AttackGrid(), results_dir
     return written
 
 
-def _done(path: Path, config: TrainConfig, grid: AttackGrid) -> bool:
-    """True when ``path`` holds a valid record of this model under this grid."""
+def _done(path: Path, config: TrainConfig, grid: AttackGrid, fingerprint: str, log=print) -> bool:
+    """True when ``path`` holds a valid record of this model under this grid, made on these images; a record that
+    is not says why it is remade (through ``log``)."""
     import json
 
     from .reproduce import ResultsError
@@ -282,9 +285,19 @@ def _done(path: Path, config: TrainConfig, grid: AttackGrid) -> bool:
         return False
     try:
         rec = load_record(path)
-    except ResultsError:
-        return False
-    return rec["config"] == config.as_dict() and rec["grid"] == json.loads(json.dumps(asdict(grid)))
+    except ResultsError as exc:
+        why = str(exc)
+    else:
+        made_on = rec.get("data", {}).get("fingerprint") if isinstance(rec.get("data"), dict) else None
+        why = ("it was made with another config" if rec["config"] != config.as_dict()
+               else "it was made with another attack grid" if rec["grid"] != json.loads(json.dumps(asdict(grid)))
+               else f"it was made on other data (fingerprint {str(made_on)[:12]}..., these images "
+                    f"{fingerprint[:12]}...)" if made_on != fingerprint else None)
+        if why is None:
+            return True
+    if log:
+        log(f"remaking {path.name}: {why}")
+    return False
 
 
 # ---------------------------------------------------------------- reading the study: what the chapter tabulates
