@@ -298,15 +298,15 @@ def test_ctrl_c_mid_epoch_resumes_bit_identically(small, tmp_path, monkeypatch):
 def test_ctrl_c_right_after_a_save_reports_that_epoch_saved(small, tmp_path, monkeypatch):
     config = TrainConfig(k=8, hidden=32, epochs=3)
     folder = tmp_path / "runs"
-    real_save = runs.save_checkpoint
+    real_save = runs.save_checkpoints
 
-    def save_then_ctrl_c(path, payload):
-        """Write the file, then get a real Ctrl-C (SIGINT to this process) after the first epoch's save."""
-        real_save(path, payload)
-        if payload["epochs_done"] == 1:
+    def save_then_ctrl_c(items):
+        """Write the files, then get a real Ctrl-C (SIGINT to this process) after the first epoch's save."""
+        real_save(items)
+        if items[0][1]["epochs_done"] == 1:
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(runs, "save_checkpoint", save_then_ctrl_c)
+    monkeypatch.setattr(runs, "save_checkpoints", save_then_ctrl_c)
     with pytest.raises(TrainingInterrupted) as info:
         train(config, small, folder)
     (path,) = folder.glob("*.pt")
@@ -461,3 +461,30 @@ def test_cpu_run_loads_on_cuda(small, tmp_path):
         assert all(p.device.type == "cuda" for p in model.parameters())
     assert loaded.device == trained.device and loaded.device.startswith("cpu")
     assert_same_run(loaded, trained)
+
+
+def test_a_full_disk_at_the_end_of_a_stacked_pass_leaves_the_pass_whole(small, tmp_path, monkeypatch):
+    import vibtools.store as store
+
+    configs = [TrainConfig(k=4, hidden=16, epochs=2, beta=b) for b in (1e-3, 1e-2)]
+    folder = tmp_path / "runs"
+    real_blob, finals = store._checkpoint_blob, []
+
+    def full_disk_at_the_second_final_file(payload):
+        """The disk fills while the pass's finished runs are written: the first is written, the second fails."""
+        if payload.get("final") is not None:
+            finals.append(payload)
+            if len(finals) == 2:
+                raise OSError(28, "No space left on device")
+        return real_blob(payload)
+
+    monkeypatch.setattr(store, "_checkpoint_blob", full_disk_at_the_second_final_file)
+    with pytest.raises(OSError, match="No space"):
+        runs.train_sweep(configs, small, cache=folder, progress=False)
+    files = sorted(folder.glob("*.pt"))
+    assert len(files) == 2 and [load_checkpoint(p).get("final") for p in files] == [None, None]  # both unfinished
+    assert tmp_files(folder) == []
+    monkeypatch.setattr(store, "_checkpoint_blob", real_blob)
+    done = runs.train_sweep(configs, small, cache=folder, progress=False)
+    passes = {(r.timing["pass"]["id"], r.timing["pass"]["models"]) for r in done}
+    assert len(passes) == 1 and next(iter(passes))[1] == 2  # one pass of two models, not split

@@ -130,6 +130,17 @@ def atomic_write(path: str | os.PathLike, write: Callable) -> None:
     behind: :func:`remove_stale_tmp` clears it later).
     """
     path = Path(path)
+    tmp = _staged(path, write)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _staged(path: Path, write: Callable) -> Path:
+    """Write a file's contents to a temporary file beside it (synced to disk) and return that file's path; on any
+    error the temporary file is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f"{tmp_prefix(path)}{os.getpid()}.{os.urandom(6).hex()}{TMP_SUFFIX}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -138,10 +149,10 @@ def atomic_write(path: str | os.PathLike, write: Callable) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return tmp
 
 
 def remove_stale_tmp(path: str | os.PathLike) -> list[Path]:
@@ -153,14 +164,41 @@ def remove_stale_tmp(path: str | os.PathLike) -> list[Path]:
     return stale
 
 
-def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (tensors, numbers, strings, lists, dicts only) with format, version and checksum."""
+def _checkpoint_blob(payload: dict[str, Any]) -> io.BytesIO:
+    """A run file's bytes: ``payload`` with format, version and checksum, serialised in memory (so that a failed
+    write, a full disk, is an OSError, not torch's error)."""
     body = {"format": FORMAT, "version": RESULTS_VERSION, **payload}
     body.pop("checksum", None)
     body["checksum"] = digest(body)
-    blob = io.BytesIO()  # serialised first, so that a failed write (a full disk) is an OSError, not torch's error
+    blob = io.BytesIO()
     torch.save(body, blob)
+    return blob
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """Write ``payload`` (tensors, numbers, strings, lists, dicts only) with format, version and checksum."""
+    blob = _checkpoint_blob(payload)
     atomic_write(path, lambda fh: fh.write(blob.getbuffer()))
+
+
+def save_checkpoints(items: Sequence[tuple[str | os.PathLike, dict[str, Any]]]) -> None:
+    """Write the run files of one stacked pass as one: every file to a temporary file first, then all renamed.
+
+    A failure while writing (a full disk) leaves every run file as it was, so a pass never ends with some of its
+    models finished and others not (which would split it on resume). Hold interrupts around the call
+    (``training._interrupts_held``) so that a Ctrl-C cannot land between the renames either.
+    """
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, payload in items:
+            blob = _checkpoint_blob(payload)
+            staged.append((_staged(Path(path), lambda fh, b=blob: fh.write(b.getbuffer())), Path(path)))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_json(path: str | os.PathLike, obj: Any) -> None:

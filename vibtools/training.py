@@ -47,7 +47,7 @@ from .store import (
     check_sweep,
     load_checkpoint,
     run_shapes,
-    save_checkpoint,
+    save_checkpoints,
     save_json,
 )
 
@@ -557,10 +557,10 @@ def _train_pass(configs, stored, paths, data, fp, progress, on_epoch, checkpoint
     end = c.epochs if stop_after is None else min(c.epochs, stop_after)
 
     def save(finals: list[dict] | None, training: bool, timing: dict | None = None) -> None:
-        """Store every model's state (nothing without a store)."""
-        for p, payload in zip(paths, state.payloads(fp, finals or [None] * state.m, training)):
-            if p is not None:
-                save_checkpoint(p, {**payload, "timing": timing or {}})
+        """Store every model's state, all or none of them (nothing without a store)."""
+        save_checkpoints([(p, {**payload, "timing": timing or {}})
+                          for p, payload in zip(paths, state.payloads(fp, finals or [None] * state.m, training))
+                          if p is not None])
 
     bars, saved = _Bars(state, len(data.train_x) // c.batch_size, progress), state.epoch
     try:
@@ -588,7 +588,8 @@ def _train_pass(configs, stored, paths, data, fp, progress, on_epoch, checkpoint
             # the pass's identity: its models share their epoch times, and each is charged its share of them
             timing = {"final_eval_seconds": time.perf_counter() - t0,
                       "pass": {"id": uuid.uuid4().hex[:16], "models": state.m}}
-            save(finals, training=False, timing=timing)  # a finished run keeps only what loading it needs
+            with _interrupts_held():  # the pass ends as one group: every model finished, or none
+                save(finals, training=False, timing=timing)  # a finished run keeps only what loading it needs
     except KeyboardInterrupt:
         raise TrainingInterrupted(_interrupted(saved, c.epochs, paths[0] is not None)) from None
     finally:
