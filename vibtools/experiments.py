@@ -19,7 +19,8 @@ SEEDS = (0, 1, 2)
 POWER_SEEDS = (3, 4)  # more seeds of VIB and the deterministic net at the paper's protocol: does VIB regularize?
 K2_BETA_EFF = (0.5, math.log(2))  # K=2 at beta 1/2 and ln 2: is the paper's beta=1 an effective beta below 1?
 PAPER_LR = 1e-3  # the learning rate section 4.1.1 of the paper states (the authors' code, and ours, uses 1e-4)
-PASS_MODEL_EPOCHS = 400  # at most this many model-epochs per stacked pass: about 47 min at 7 s each on 2 CPU cores
+# at most this many model-epochs per stacked pass: two 200-epoch models, 2 to 3.5 h in the CPU lanes (results/)
+PASS_MODEL_EPOCHS = 400
 
 
 def batch_order(epochs: int, seed: int) -> int:
