@@ -62,6 +62,6 @@ case "${1:-}" in
 esac
 run table1
 run k2
-run learning-rate --only "*-$e-seed0"
+run learning-rate
 for seed in 0 1 2; do sweep $seed 1e-09 1e-08 1e-07 1e-06 1e-05 0.0001 0.01 0.1 1; done
 echo "paper protocol: every run is stored"

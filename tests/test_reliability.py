@@ -348,14 +348,16 @@ def _final(key, value):
     (_final("avg_err", 1.5), "cannot be true .*avg_err"),
     (_final("izx", -1.0), "cannot be true .*izx"),
     (_final("izy", 3.4), "cannot be true .*izy"),  # above H(Y) = log2 10
-    (_final("err", float("nan")), "cannot be true .*nan"),
+    (_final("err", float("nan")), "bare NaN"),  # json writes it bare, which strict JSON refuses
     (_final("err", "0.1"), "cannot be true .*'0.1'"),
     (_resealed(lambda r: {**r, "history": {**r["history"], "test_err": 0.5}}), "is a float, not a list"),
     (_resealed(lambda r: {**r, "eval_noise": {**r["eval_noise"], "avg_err": ["a", "b"]}}), "cannot be true"),
     (_resealed(lambda r: {**r, "eval_noise": {**r["eval_noise"], "draws": 7}}), "7 draws said"),
     (_resealed(lambda r: {**r, "data": {**r["data"], "classes": [0, 1, 2, 3, 4]}}), "made on the classes"),
+    (_resealed(lambda r: {**r, "h_y_bits": 2.5}), "h_y_bits = 2.5 for 10 classes"),
+    (_resealed(lambda r: {**r, "h_y_bits": "3.32"}), "h_y_bits = nan"),
 ], ids=["negative-error", "error-above-1", "negative-rate", "izy-above-h-y", "nan", "string", "history-a-number",
-        "draws-strings", "draw-count", "other-classes"])
+        "draws-strings", "draw-count", "other-classes", "h-y-of-other-classes", "h-y-a-string"])
 def test_a_resealed_record_whose_numbers_cannot_be_true_is_refused_in_one_line(record_file, edit, words):
     record_file.write_text(json.dumps(edit(json.loads(record_file.read_text()))))
     with pytest.raises(ResultsError, match=words) as info:

@@ -19,6 +19,7 @@ SEEDS = (0, 1, 2)
 POWER_SEEDS = (3, 4)  # more seeds of VIB and the deterministic net at the paper's protocol: does VIB regularize?
 K2_BETA_EFF = (0.5, math.log(2))  # K=2 at beta 1/2 and ln 2: is the paper's beta=1 an effective beta below 1?
 PAPER_LR = 1e-3  # the learning rate section 4.1.1 of the paper states (the authors' code, and ours, uses 1e-4)
+LR_SEEDS = (0,)
 # at most this many model-epochs per stacked pass: two 200-epoch models, 2 to 3.5 h in the CPU lanes (results/)
 PASS_MODEL_EPOCHS = 400
 
@@ -71,9 +72,10 @@ def _k2(epochs: int) -> list[TrainConfig]:
 
 
 def _learning_rate(epochs: int) -> list[TrainConfig]:
-    """VIB (K=256, beta=1e-3) and the deterministic net at the paper's stated learning rate, seed by seed."""
+    """VIB (K=256, beta=1e-3) and the deterministic net at the paper's stated learning rate, seed 0: a test of
+    whether the stated rate comes closer to the paper's numbers (seeds 1 and 2 join if it does)."""
     return [model_config(name, epochs=epochs, seed=s, data_seed=batch_order(epochs, s), lr=PAPER_LR)
-            for s in SEEDS for name in ("vib", "deterministic")]
+            for s in LR_SEEDS for name in ("vib", "deterministic")]
 
 
 def _beta_sweep(epochs: int) -> list[TrainConfig]:
@@ -121,7 +123,7 @@ EXPERIMENTS = {e.name: e for e in (
     Experiment("learned-marginal", f"K=256 VIB with a learned {MIXTURE}-component mixture marginal r(z), beta "
                "1e-3 and 1e-2, 3 seeds", _learned_marginal, uncertainty=True),
     Experiment("learning-rate", f"VIB K=256 beta=1e-3 and the deterministic net at the learning rate the paper "
-               f"states ({PAPER_LR:g}; the recipe's is 1e-4), 3 seeds", _learning_rate),
+               f"states ({PAPER_LR:g}; the recipe's is 1e-4), seed 0", _learning_rate),
 )}
 
 
@@ -160,7 +162,8 @@ def select(configs: Sequence[TrainConfig], only: Sequence[str] | None) -> list[T
 
 def select_across(configs: dict[str, Sequence[TrainConfig]], only: Sequence[str] | None) -> dict[str, list]:
     """:func:`select` over several experiments at once: each pattern has to match a run of one of them, not of
-    each (``reproduce table1 k2 --only 'vib-*,deterministic-*'`` takes the deterministic runs of table1 alone).
+    each (``reproduce table1 k2 --only 'vib-*,deterministic-*'`` is not refused although k2 has no deterministic
+    run: it takes the VIB runs of both and the deterministic runs of table1).
 
     Args:
         configs: experiment name -> its runs.

@@ -91,6 +91,13 @@ def mean_sd(mean: float, sd: float) -> str:
     return f"{100 * mean:.2f}% ± {100 * sd:.2f}"
 
 
+def mean_ci(mean: float, sd: float, n: int) -> str:
+    """An error over n seeds as "1.29% ± 0.13": the mean and the half-width of its 95% t-interval, in points."""
+    from .stats import interval_of
+
+    return f"{100 * mean:.2f}% ± {100 * interval_of(mean, sd, n).half:.2f}"
+
+
 def prediction_range(row: dict) -> str:
     """A verdict row's 95% prediction interval for one run, as a range of percentages ("1.03–1.55%"); an error
     cannot be negative, so the range starts at 0% at the lowest."""

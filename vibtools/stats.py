@@ -204,8 +204,11 @@ def judge_summary(mean: Interval, published: float, *, single_run: bool = True, 
                   level: float = LEVEL) -> Judgement:
     """:func:`judge` from the t-interval of our mean (its mean, sd and n), where the per-seed values are not kept."""
     pred = prediction_of(mean, level)
-    return Judgement(published, single_run, mean, pred, against_paper(pred, published, rounding),
-                     against_paper(mean, published, rounding))
+    average = against_paper(mean, published, rounding)
+    # inside the interval of the mean is inside the wider prediction interval too, even where that one is too
+    # wide to decide anything by itself
+    one_run = True if average else against_paper(pred, published, rounding)
+    return Judgement(published, single_run, mean, pred, one_run, average)
 
 
 @dataclass(frozen=True)

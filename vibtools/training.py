@@ -419,8 +419,10 @@ def _diverged(state: TrainState, metrics: dict[str, torch.Tensor]) -> str | None
         return None
     c, loss = state.configs[bad[0]], float(metrics["train_class_bits"][bad[0]] + metrics["train_info_bits"][bad[0]])
     what = "loss is NaN" if loss != loss else "loss is infinite" if math.isinf(loss) else "weights are not finite"
+    others = (f"; the {state.m - 1} other models of its stacked pass stop with it (train them without it)"
+              if state.m > 1 else "")
     return (f"diverged at epoch {state.epoch + 1} ({what}; beta={c.beta:g}, lr={c.lr:g}, seed {c.seed}): try a "
-            f"smaller beta or learning rate; nothing of this epoch was stored, and the run is not finished")
+            f"smaller beta or learning rate; nothing of this epoch was stored, and the run is not finished{others}")
 
 
 # ----------------------------------------------------------------------------- building results
