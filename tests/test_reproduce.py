@@ -530,3 +530,22 @@ def test_objective_draws_script_checks_every_record_before_any_work(tmp_path):
                                str(later)], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0 and message in proc.stderr, proc.stderr
         assert not (folder / "objective-draws").exists()  # nothing written for the good record either
+
+
+def test_a_run_two_experiments_share_is_trained_once_and_its_record_reused(small, tmp_path):
+    data = small.subset(200, 100)
+    results = tmp_path / "results"
+    run = "vib-beta0.001-k256-e1-seed0"  # Table 1's VIB run is the beta sweep's run at beta=1e-3
+    reproduce(["table1"], data, epochs=1, device="cpu", results_dir=results, cache=tmp_path / "cache",
+              progress=False, only=[run])
+    written = reproduce(["beta-sweep"], data, epochs=1, device="cpu", results_dir=results,
+                        cache=tmp_path / "other-cache", progress=False, only=[run])
+    assert written == [] and not (tmp_path / "other-cache").exists()  # nothing trained
+    original = load_results(results / "table1" / f"{run}.json")
+    reused = load_results(results / "beta-sweep" / f"{run}.json")
+    assert reused["experiment"] == "beta-sweep" and reused["reused_from"] == f"table1/{run}.json"
+    assert reused["final"] == original["final"] and reused["mi_bounds"] == original["mi_bounds"]
+    # the held-out-digit experiment tests on other classes: its runs are never taken from table1
+    held = reproduce(["held-out-digits"], data, epochs=1, device="cpu", results_dir=results,
+                     cache=tmp_path / "cache", progress=False, only=[run])
+    assert held == [results / "held-out-digits" / f"{run}.json"]

@@ -395,7 +395,8 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
             paths = [Path(results_dir) / name / f"{run_name(c)}.json" for c in group]
             for path in paths:  # a write killed mid-way (SIGKILL) left its temporary file in the results folder
                 remove_stale_tmp(path)
-            todo = [c for c, path in zip(group, paths) if not _stored(path, c, fingerprint)]
+            todo = [c for c, path in zip(group, paths)
+                    if not _stored(path, c, fingerprint) and not _reused(path, c, fingerprint, name)]
             if not todo:  # every run of this pass has its results file: nothing to train
                 continue
             if on_group is not None:
@@ -409,6 +410,33 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
                 save_json(path, result_record(r, exp_data, name, epochs, ood))
                 written.append(path)
     return written
+
+
+def _reused(path: Path, config: TrainConfig, fingerprint: str, experiment: str) -> bool:
+    """Write this run's record from another experiment's record of the same run, if one is stored; True if so.
+
+    One run can belong to two experiments: the beta sweep's K=256 run at beta=1e-3 is Table 1's VIB run, config for
+    config. Its record is copied under this experiment's name, with ``reused_from`` naming the original, rather
+    than trained twice. Only between experiments whose records hold the same fields (same classes, neither with
+    the uncertainty numbers).
+    """
+    here = EXPERIMENTS[experiment]
+    if here.uncertainty:
+        return False
+    for name, other in EXPERIMENTS.items():
+        source = path.parents[1] / name / path.name
+        if name == experiment or other.uncertainty or other.classes != here.classes or not source.is_file():
+            continue
+        if not any(c == config for c in other.runs(config.epochs)):
+            continue
+        with warnings.catch_warnings():  # a damaged or other-data source is simply not reused
+            warnings.simplefilter("ignore")
+            if not _stored(source, config, fingerprint):
+                continue
+        record = {k: v for k, v in load_results(source).items() if k != "checksum"}
+        save_json(path, sealed({**record, "experiment": experiment, "reused_from": f"{name}/{path.name}"}))
+        return True
+    return False
 
 
 def _stored(path: Path, config: TrainConfig, fingerprint: str) -> bool:
