@@ -30,7 +30,6 @@ _SPLITS = (("train", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
            ("t10k", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
 _FILES = tuple(name for _, images, labels in _SPLITS for name in (images, labels))
 _MAGIC = {"images": 0x00000803, "labels": 0x00000801}  # unsigned bytes; 3 dimensions for images, 1 for labels
-DATASETS = ("MNIST", "FashionMNIST")  # folder names, which are also torchvision's class names
 _SIDE = 28
 _CLASSES = 10
 _REDO = "delete it and rerun to download it again, or put the original file there"

@@ -333,26 +333,6 @@ def plot_table1_curves(records: list[dict], ax=None):
     return plot_mean_curves(groups, ax=ax, paper=paper)
 
 
-def plot_accuracy_vs_eps(ax, eps: Sequence[float], per_seed: Sequence[Sequence[float]], label: str,
-                         color: str, linestyle: str = "-", marker: str = "o"):
-    """Accuracy under attack against the attack's radius: the mean over seeds, error bars one sd over seeds.
-
-    Args:
-        ax: the matplotlib Axes.
-        eps: the radii (x axis).
-        per_seed: one list of accuracies (one per radius) per training seed.
-        label, color, linestyle, marker: the line's legend entry and look.
-    Returns:
-        The Axes.
-    """
-    acc = np.asarray(per_seed, dtype=float)
-    sd = acc.std(0, ddof=1) if len(acc) > 1 else np.zeros(acc.shape[1])
-    ax.errorbar(eps, acc.mean(0), yerr=sd, label=label, color=color, linestyle=linestyle, marker=marker,
-                markersize=4, capsize=2, linewidth=1.4)
-    ax.set(ylim=(-0.03, 1.03), ylabel="accuracy under attack")
-    return ax
-
-
 def plot_digit_rows(rows: Sequence[torch.Tensor], preds: Sequence[torch.Tensor], row_labels: Sequence[str],
                     labels: torch.Tensor):
     """Rows of digits (an original row, then attacked copies), each titled with a prediction; red marks a wrong one.

@@ -35,7 +35,6 @@ FORMAT = "vibtools-attacks"
 FOLDER = "adversarial"
 SEEDS = (0, 1, 2)
 BETAS = (1e-3, 1e-2, 1e-1, 0.3, 1.0)  # the 10-epoch models; the 200-epoch ones are those of Table 1
-STUDY_EPOCHS = (10, PAPER_EPOCHS)
 
 
 @dataclass(frozen=True)
