@@ -139,11 +139,19 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+MAX_IDX_BYTES = 64 << 20  # MNIST's largest file (the 60 000 training images) is 47 040 016 bytes
+
+
 def _gunzip(path: Path) -> bytes:
-    """The decompressed contents of ``path``, or MNISTFileError when it is not a complete gzip file."""
+    """The decompressed contents of ``path`` (at most :data:`MAX_IDX_BYTES`, so that a gzip bomb stops there), or
+    MNISTFileError when it is not a complete gzip file or decompresses to more."""
     try:
         with gzip.open(path, "rb") as f:
-            return f.read()
+            data = f.read(MAX_IDX_BYTES + 1)
+        if len(data) > MAX_IDX_BYTES:
+            raise MNISTFileError(f"{path} decompresses to more than {MAX_IDX_BYTES >> 20} MiB, more than any MNIST "
+                                 f"file holds; {_REDO}")
+        return data
     except EOFError:
         raise MNISTFileError(f"{path} is truncated: its gzip stream ends early; {_REDO}") from None
     except (gzip.BadGzipFile, zlib.error) as exc:

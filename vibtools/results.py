@@ -31,6 +31,7 @@ REPOSITORY = "https://github.com/vib-book/vib-book"  # the book's repository, as
 RESULTS_ARCHIVE = f"{REPOSITORY}/archive/refs/heads/main.tar.gz"
 # what a download of the results may take: the repository's archive, one results file, all of them unpacked
 MAX_ARCHIVE, MAX_FILE, MAX_UNPACKED = 512 << 20, 16 << 20, 256 << 20
+MAX_FILES = 5_000  # files of results/ unpacked from an archive (the repository holds about 140)
 
 
 def results_dir():
@@ -77,7 +78,7 @@ def fetch_results(url: str = RESULTS_ARCHIVE, dest=None):
             archive = Path(tmp) / "repo.tar.gz"
             with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
                 _copy_capped(response, out, MAX_ARCHIVE, f"{url} is larger than {MAX_ARCHIVE >> 20} MiB")
-            staged, unpacked = Path(tmp) / "results", 0
+            staged, unpacked, files = Path(tmp) / "results", 0, 0
             with tarfile.open(archive, "r:gz") as tar:
                 for member in tar.getmembers():
                     parts = PurePosixPath(member.name).parts
@@ -85,6 +86,10 @@ def fetch_results(url: str = RESULTS_ARCHIVE, dest=None):
                     if (not member.isfile() or not inside or any(p in ("", ".", "..") for p in inside)
                             or PurePosixPath(*inside).suffix not in (".json", ".md")):
                         continue
+                    files += 1
+                    if files > MAX_FILES:
+                        raise ResultsError(f"{url} holds more than {MAX_FILES} results files, more than a results "
+                                           f"folder does: {hint}")
                     target = staged.joinpath(*inside)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     unpacked += member.size
