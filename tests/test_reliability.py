@@ -398,49 +398,35 @@ def test_a_held_out_digit_record_without_its_h_y_is_refused_until_migrated(tmp_p
 
 
 # ----------------------------------------------------------------------------- the results download
-def test_the_results_download_refuses_an_archive_that_unpacks_too_large(tmp_path):
+def _results_archive(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    """A .tar.gz shaped like GitHub's archive of the repository, holding ``files`` under results/."""
     big = io.BytesIO()
     with tarfile.open(fileobj=big, mode="w:gz") as tar:
-        blob = b"{" + b" " * (17 * 2**20) + b"}"
-        info = tarfile.TarInfo("vib-book-main/results/table1/a.json")
-        info.size = len(blob)
-        tar.addfile(info, io.BytesIO(blob))
+        for name, blob in files.items():
+            info = tarfile.TarInfo(f"vib-book-main/results/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
     archive = tmp_path / "repo.tar.gz"
     archive.write_bytes(big.getvalue())
-    dest = tmp_path / "fetched"
-    with pytest.raises(ResultsError, match="more results than a results folder does") as info:
+    return archive
+
+
+def _refused_writing_nothing(archive: Path, dest: Path, words: str) -> None:
+    with pytest.raises(ResultsError, match=words) as info:
         vt.results.fetch_results(archive.as_uri(), dest)
     assert "\n" not in str(info.value) and not dest.exists()
+
+
+def test_the_results_download_refuses_an_archive_that_unpacks_too_large(tmp_path):
+    archive = _results_archive(tmp_path, {"table1/a.json": b"{" + b" " * (17 * 2**20) + b"}"})
+    _refused_writing_nothing(archive, tmp_path / "fetched", "more results than a results folder does")
     assert len(gzip.decompress(archive.read_bytes())) > 16 * 2**20  # the cap, not the archive, stopped it
 
 
 def test_the_results_download_refuses_an_archive_of_too_many_files_writing_none(tmp_path, monkeypatch):
     monkeypatch.setattr(vt.results, "MAX_FILES", 50)
-    big = io.BytesIO()
-    with tarfile.open(fileobj=big, mode="w:gz") as tar:
-        for i in range(51):
-            info = tarfile.TarInfo(f"vib-book-main/results/table1/r{i}.json")
-            info.size = 2
-            tar.addfile(info, io.BytesIO(b"{}"))
-    archive = tmp_path / "repo.tar.gz"
-    archive.write_bytes(big.getvalue())
-    dest = tmp_path / "fetched"
-    with pytest.raises(ResultsError, match="more than 50 results files") as info:
-        vt.results.fetch_results(archive.as_uri(), dest)
-    assert "\n" not in str(info.value) and not dest.exists()
-
-
-def test_a_gzip_bomb_in_place_of_mnist_stops_at_the_cap(tmp_path):
-    fake_mnist(tmp_path / "data")
-    raw = tmp_path / "data" / "MNIST" / "raw"
-    (raw / "train-images-idx3-ubyte").unlink(missing_ok=True)
-    for old in raw.glob("train-images-idx3-ubyte*"):
-        old.unlink()
-    header = (0x00000803).to_bytes(4, "big") + (100_000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
-    (raw / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + bytes(80 << 20), 1))
-    with pytest.raises(vdata.MNISTFileError, match="decompresses to more than 64 MiB") as info:
-        vdata.load_mnist(tmp_path / "data", download=False)
-    assert "\n" not in str(info.value)
+    archive = _results_archive(tmp_path, {f"table1/r{i}.json": b"{}" for i in range(51)})
+    _refused_writing_nothing(archive, tmp_path / "fetched", "more than 50 results files")
 
 
 # ----------------------------------------------------------------------------- a checksum is not enough
