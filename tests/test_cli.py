@@ -240,3 +240,15 @@ def test_vibtools_quick_refuses_anything_else(monkeypatch, value):
     monkeypatch.setenv("VIBTOOLS_QUICK", value)
     with pytest.raises(ValueError, match=f"VIBTOOLS_QUICK='{value}' is not a setting"):
         vt.book.settings()
+
+
+def test_a_run_cache_that_is_a_file_is_refused_before_any_pass_starts(tmp_path):
+    from conftest import cli
+
+    fake_mnist(tmp_path / "data")
+    (tmp_path / "cache-file").write_text("not a folder")
+    p = cli(["reproduce", "k2", "--epochs", "1", "--only", "vib-beta1-*seed0", "--data", str(tmp_path / "data"),
+             "--results", str(tmp_path / "results"), "--no-progress"], tmp_path,
+            VIBTOOLS_CACHE=str(tmp_path / "cache-file"))
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "is not a folder" in p.stderr
+    assert "started" not in p.stdout and not (tmp_path / "results").exists()

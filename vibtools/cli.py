@@ -239,7 +239,7 @@ def _reproduce(args) -> int:
         from .data import DataNotFoundError, load_mnist
         from .device import pick_device
         from .reproduce import reproduce
-        from .store import check_writable
+        from .store import cache_folder, check_writable
 
         _interruptible()
         device = pick_device(args.device)
@@ -249,6 +249,11 @@ def _reproduce(args) -> int:
             raise ValueError(f"--results {str(results)!r} exists and is not a folder")
         check_writable(results, 2**20, what="--results")
         cache = args.cache if args.cache is not None else True
+        folder = cache_folder(cache)  # $VIBTOOLS_CACHE or --cache: refused here, before any "pass ... started"
+        if folder is not None:
+            if folder.exists() and not folder.is_dir():
+                raise ValueError(f"the run cache {str(folder)!r} exists and is not a folder: point --cache or "
+                                 f"$VIBTOOLS_CACHE at a folder")
     except ValueError as exc:
         return _fail(str(exc))
     try:
