@@ -250,10 +250,9 @@ def _reproduce(args) -> int:
         check_writable(results, 2**20, what="--results")
         cache = args.cache if args.cache is not None else True
         folder = cache_folder(cache)  # $VIBTOOLS_CACHE or --cache: refused here, before any "pass ... started"
-        if folder is not None:
-            if folder.exists() and not folder.is_dir():
-                raise ValueError(f"the run cache {str(folder)!r} exists and is not a folder: point --cache or "
-                                 f"$VIBTOOLS_CACHE at a folder")
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise ValueError(f"the run cache {str(folder)!r} exists and is not a folder: point --cache or "
+                             f"$VIBTOOLS_CACHE at a folder")
     except ValueError as exc:
         return _fail(str(exc))
     try:
