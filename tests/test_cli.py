@@ -36,6 +36,8 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "beta_negative_eq": (["--beta=-0.5"], "beta"),
         "beta_not_a_number": (["--beta", "abc"], "beta"),
         "beta_nan": (["--beta", "nan"], "beta"),
+        "beta_minus_inf": (["--beta", "-inf"], "beta must be a finite number"),  # argparse read it as an option
+        "beta_minus_exponent": (["--beta", "-1e-3"], "beta must be a finite number"),
         "k_zero": (["--k", "0"], "k must be"),
         "k_not_int": (["--k", "2.5"], "k must be"),
         "epochs_zero": (["--epochs", "0"], "epochs"),
@@ -54,10 +56,12 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
 
 
 # every case runs in-process (fast); one per kind of check also runs as a real ``python -m vibtools`` process
-CASES = ["beta_negative", "beta_negative_eq", "beta_not_a_number", "beta_nan", "k_zero", "k_not_int", "epochs_zero",
+CASES = ["beta_negative", "beta_negative_eq", "beta_not_a_number", "beta_nan", "beta_minus_inf", "beta_minus_exponent",
+         "k_zero", "k_not_int", "epochs_zero",
          "unknown_device", "missing_data", "data_is_a_file", "covariance", "seed_too_large", "seed_negative",
          "device_bad_index", "device_cuda_missing", "out_under_a_file", "k_too_large", "truncated_mnist"]
-SUBPROCESS_CASES = ["beta_negative", "truncated_mnist"]  # an argument the parser rejects; a check on the data
+# an argument the parser rejects, one it used to read as an option, a check on the data
+SUBPROCESS_CASES = ["beta_negative", "beta_minus_inf", "truncated_mnist"]
 
 
 def with_out(args: list[str], tmp: Path) -> list[str]:

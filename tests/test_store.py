@@ -249,3 +249,18 @@ def test_unwritable_cache_folders_are_refused_before_any_work(small, tmp_path, m
     with pytest.raises(ValueError, match="MiB free"):
         fit(TINY, small, cache=tmp_path / "full-disk")
     assert not (tmp_path / "full-disk").exists()
+
+
+def test_a_failed_write_names_the_file_it_was_for(tmp_path, monkeypatch):
+    """A full disk fails in write() or fsync(), whose OSError names no file; the error names the file being written
+    (the CLI's "could not write ..." line used to say only "No space left on device")."""
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    target = tmp_path / "runs" / "run.json"
+    with pytest.raises(OSError) as info:
+        vibtools.store.save_json(target, {"a": 1})
+    assert info.value.errno == 28 and info.value.filename == str(target)
+    assert not target.exists() and list(target.parent.iterdir()) == []  # no temporary file left

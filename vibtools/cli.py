@@ -376,6 +376,27 @@ def _one_line(message, category, filename, lineno, file=None, line=None) -> None
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
+def _negative_values_joined(argv: list[str]) -> list[str]:
+    """``--beta -inf`` as ``--beta=-inf``: argparse reads a value that starts with '-' as an option unless it looks
+    like -1 or -.5, so ``-inf`` or ``-1e-3`` would get "expected one argument" instead of the option's own check."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and token.startswith("-") and _is_float(token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+def _is_float(text: str) -> bool:
+    """True when ``float(text)`` parses."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status. Warnings print as one line while it runs (restored after)."""
     with warnings.catch_warnings():
@@ -385,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     """The command itself (see :func:`main`)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_negative_values_joined(sys.argv[1:] if argv is None else argv))
     if args.command == "reproduce":
         return _reproduce(args)
     if args.command == "attack-study":
