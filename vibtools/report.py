@@ -36,6 +36,12 @@ TABLE1_LABELS = {"deterministic": "baseline (deterministic)", "dropout": "dropou
                  "label smoothing", "confidence-penalty": "confidence penalty", "vib": "VIB (β = 1e-3)"}
 
 
+def device_label(text: str) -> str:
+    """A record's device text as the book prints it: "1 threads" (records written before ``describe_device`` said
+    "1 thread") reads "1 thread"."""
+    return re.sub(r"\b1 threads\b", "1 thread", text)
+
+
 def provenance(device: torch.device | str, epochs: int | str, seconds: float, what: str = "wall time") -> str:
     """The line each chapter prints under its results: version, mode, device, epochs, wall time.
 
@@ -49,8 +55,7 @@ def provenance(device: torch.device | str, epochs: int | str, seconds: float, wh
     from ._version import __version__
     from .device import describe_device
 
-    where = device if isinstance(device, str) and "(" in device else describe_device(device)
-    where = re.sub(r"\b1 threads\b", "1 thread", where)  # records written before describe_device said "1 thread"
+    where = device_label(device if isinstance(device, str) and "(" in device else describe_device(device))
     return (f"provenance: vibtools {__version__}, mode={settings().mode}, device={where}, epochs={epochs}, "
             f"{what} {seconds:.0f} s")
 
@@ -84,6 +89,16 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
 def pct(x: float | None) -> str:
     """An error rate as a percentage with two decimals ("—" for missing)."""
     return "—" if x is None else f"{100 * x:.2f}%"
+
+
+def pct_range(low: float, high: float) -> str:
+    """A range of percentages (``low`` and ``high`` already in %) that never reads as empty: "12–47%", or with one
+    decimal where whole numbers would round to the same ("46.6–47.2%", not "47–47%"); one value when they agree."""
+    for digits in (0, 1):
+        a, b = f"{low:.{digits}f}", f"{high:.{digits}f}"
+        if a != b:
+            return f"{a}–{b}%"
+    return f"{a}%"
 
 
 def mean_sd(mean: float, sd: float) -> str:
