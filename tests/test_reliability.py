@@ -212,15 +212,34 @@ def test_a_finished_run_in_a_folder_that_cannot_be_written_is_served(home):
 
 
 # ----------------------------------------------------------------------------- interrupts
-def test_ctrl_c_while_starting_up_prints_no_traceback(home):
+CONSOLE_SCRIPT = Path(sys.executable).parent / "vibtools"  # installed by `pip install -e .`
+
+
+@pytest.mark.parametrize("entry", ["python -m vibtools", "vibtools"])
+def test_ctrl_c_while_starting_up_prints_no_traceback(home, entry):
+    """The console script starts as ``python -m vibtools`` does: an interrupt during the imports is one line under
+    its own name (it printed a 21-line traceback: it skipped the start-up handling)."""
+    if entry == "vibtools" and not CONSOLE_SCRIPT.is_file():
+        pytest.skip(f"no console script at {CONSOLE_SCRIPT}: install the package (pip install -e .)")
+    command = [sys.executable, "-m", "vibtools"] if entry != "vibtools" else [str(CONSOLE_SCRIPT)]
     environ = {**os.environ, "VIBTOOLS_DATA": str(home / "data"), "PYTHONPATH": str(REPO)}
-    p = subprocess.Popen([sys.executable, "-m", "vibtools", "train", *TINY_K, "--out", "out"], cwd=home,
+    p = subprocess.Popen([*command, "train", *TINY_K, "--out", "out"], cwd=home,
                          env=environ, stderr=subprocess.PIPE, text=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
     time.sleep(1.0)  # inside the imports
     p.send_signal(signal.SIGINT)
     err = p.communicate(timeout=120)[1]
     assert p.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err[-1500:]
+    assert err.startswith(f"{entry}: error: interrupted"), err
+
+
+def test_the_console_script_names_itself_in_its_usage_line():
+    if not CONSOLE_SCRIPT.is_file():
+        pytest.skip(f"no console script at {CONSOLE_SCRIPT}: install the package (pip install -e .)")
+    p = subprocess.run([str(CONSOLE_SCRIPT), "train", "--k", "0"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.startswith("vibtools train: error: argument --k"), p.stderr
+    usage = subprocess.run([str(CONSOLE_SCRIPT), "--help"], capture_output=True, text=True, timeout=120).stdout
+    assert usage.startswith("usage: vibtools ") and "python -m" not in usage.split("\n")[0], usage[:200]
 
 
 @pytest.mark.parametrize("gap", [0.0, 0.05])

@@ -18,6 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import MAX_EPOCHS, check_int, check_number, user_path
+from .interrupts import Terminated as _Terminated
+from .interrupts import interruptible as _interruptible
+from .interrupts import on_sigterm as _on_sigterm
 
 PROG = "python -m vibtools"
 
@@ -182,25 +185,6 @@ def _config(args):
     if args.covariance not in (None, "none"):
         raise ValueError(f"--covariance applies to --model vib only; {args.model} uses z = mu")
     return model_config(args.model, **fields)
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into an interrupt so that temporary files are removed on the way out."""
-
-
-def _on_sigterm(signum, frame):
-    """Raise :class:`_Terminated` in the main thread."""
-    raise _Terminated()
-
-
-def _interruptible() -> None:
-    """From here on Ctrl-C raises KeyboardInterrupt and SIGTERM :class:`_Terminated`, so that partial work is kept
-    or removed on the way out (until the command's imports are done, ``python -m vibtools`` leaves at once)."""
-    try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread: leave the signals alone
-        pass
 
 
 def _patterns(text: str | None) -> list[str]:

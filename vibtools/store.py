@@ -191,7 +191,7 @@ def save_checkpoints(items: Sequence[tuple[str | os.PathLike, dict[str, Any]]]) 
 
     A failure while writing (a full disk) leaves every run file as it was, so a pass never ends with some of its
     models finished and others not (which would split it on resume). Hold interrupts around the call
-    (``training._interrupts_held``) so that a Ctrl-C cannot land between the renames either. A rename that fails
+    (``interrupts.held``) so that a Ctrl-C cannot land between the renames either. A rename that fails
     after an earlier one succeeded (renames within one folder do not fail for lack of space) or a SIGKILL between
     them can still leave the group split.
     """

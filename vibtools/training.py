@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
-import threading
 import time
 import uuid
 import warnings
@@ -36,6 +34,7 @@ from .data import MNISTTensors, load_mnist
 from .device import configure_fast_math, describe_device, pick_device
 from .ema import EMA
 from .evaluation import eval_generators, evaluate_stack, evaluate_stacks, noise, to_floats
+from .interrupts import held as _interrupts_held
 from .model import VIB, VIBStack
 from .store import (
     CheckpointError,
@@ -468,29 +467,6 @@ def load_run(path: str | Path, device: str | None = None) -> RunResult:
 
 
 # ----------------------------------------------------------------------------- training
-@contextlib.contextmanager
-def _interrupts_held():
-    """Hold Ctrl-C and SIGTERM until the block ends, then deliver the first one (main thread only).
-
-    A save and the count of saved epochs then always agree: an interrupt never discards a finished epoch
-    half-written, nor lands between the file's rename and the bookkeeping of what is saved. (Swapping the Python
-    handlers, not pthread_sigmask: the kernel may deliver a blocked-here signal to a torch or tqdm thread.)
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum))
-                for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
-        if pending:
-            signal.raise_signal(pending[0])  # the restored handler raises KeyboardInterrupt (or the CLI's SIGTERM)
-
-
 def train_sweep(configs: list[TrainConfig], data: MNISTTensors | None = None, *, device: str | None = None,
                 cache: bool | str | Path = True, progress: bool = True,
                 on_epoch: Callable[[int, list[dict]], None] | None = None,
