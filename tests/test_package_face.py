@@ -68,6 +68,13 @@ def test_plots_import_no_chapter_settings():
     settings (``book``)."""
     mods = loaded_after("import vibtools.plots, vibtools.widgets")
     assert "vibtools.book" not in mods and "vibtools.plots" in mods
+    # nor when they draw: plot_table1_curves reads the paper's numbers from report, which imported book
+    drawn = loaded_after(
+        "import matplotlib; matplotlib.use('Agg'); import vibtools.plots as p\n"
+        "h = {'ema_test_avg_err': [0.02, 0.015]}\n"
+        "p.plot_table1_curves([{'model': 'vib', 'history': h}, {'model': 'deterministic', 'history': h}])"
+    )
+    assert "vibtools.book" not in drawn and "vibtools.report" in drawn
 
 
 def test_no_module_imports_the_package_face():

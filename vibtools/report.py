@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
-from .book import Stopwatch, settings
+if TYPE_CHECKING:  # the chapters' settings load only where a page note needs them (figures never do)
+    from .book import Stopwatch
+
 
 # Numbers printed by the reference notebook (the TensorFlow 1 notebook this book ports) and the paper
 # (Alemi et al. 2017, section 4.1 and figure 2). They are the bars we compare against, not our results.
@@ -53,6 +56,7 @@ def provenance(device: torch.device | str, epochs: int | str, seconds: float, wh
             epochs of the runs shown (:func:`training_seconds`), which stays true when the runs come from the cache.
     """
     from ._version import __version__
+    from .book import settings
     from .device import describe_device
 
     where = device_label(device if isinstance(device, str) and "(" in device else describe_device(device))
@@ -177,6 +181,7 @@ def how_made(watch: Stopwatch, device, epochs, seconds: float, what: str = "trai
     Returns:
         A :class:`PageNote`; as a cell's last expression it renders as a collapsed box.
     """
+    from .book import settings
     from .device import describe_device
 
     s = settings()
