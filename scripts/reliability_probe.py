@@ -12,11 +12,14 @@ the Python API in this process. A case *holds* when
 - it touches nothing it did not create: the working folder is listed before and after (symbolic links included,
   not followed), and for bad input nothing may appear in it.
 
-Categories: input (bad options and TrainConfig fields), damaged (run files, MNIST files), interrupt (SIGINT, SIGTERM,
-SIGKILL during train and reproduce, then a rerun), concurrency (2 and 4 processes on one --out), security (results
-archives, pickled objects in run files), resources (full disk, memory limit, read-only and unwritable folders),
-reproduce (results files edited, misplaced or stale). Each case prints one line as it ends; a table of tried/held
-per category follows, then the cases that did not hold with what happened. Exit status 1 when any did not hold.
+Categories: input (bad options, settings and TrainConfig fields), damaged (run files, MNIST files), interrupt
+(SIGINT, SIGTERM, SIGKILL during train and reproduce, then a rerun), concurrency (2 and 4 processes on one --out),
+security (results archives, pickled objects in run files), resources (full disk, memory limit, read-only and
+unwritable folders), reproduce (results files edited, misplaced, stale, or not files at all), records (what a stored
+record could claim falsely, issue 32: attack-study records of other data or damaged, another experiment's record,
+diverged training stored as finished, values and types no run produces, bounded reading). Each case prints one line
+as it ends; a table of tried/held per category follows, then the cases that did not hold with what happened. Exit
+status 1 when any did not hold.
 
 Run from the repository root (10-20 minutes on a loaded 2-core machine; the real MNIST is not used: the probe writes
 fake ones under /tmp/probe-*, removed at the end unless --keep)::
@@ -350,10 +353,11 @@ class Probe:
         return env
 
     def start(self, folder: Path, args: list[str], *, data: Path | None = None, limits: dict | None = None,
-              xfsz: bool = False, no_caps: bool = False) -> Running:
-        """Start ``python -m vibtools ARGS`` in ``folder`` through the launcher."""
+              xfsz: bool = False, no_caps: bool = False, env: dict[str, str] | None = None) -> Running:
+        """Start ``python -m vibtools ARGS`` in ``folder`` through the launcher (``env``: variables set over
+        :meth:`env`'s)."""
         spec = json.dumps({"limits": limits or {}, "ignore_xfsz": xfsz, "no_caps": no_caps})
-        return Running([PY, "-c", LAUNCHER, spec, *args], folder, self.env(folder, data))
+        return Running([PY, "-c", LAUNCHER, spec, *args], folder, {**self.env(folder, data), **(env or {})})
 
     def cli(self, folder: Path, args: list[str], timeout: float = 300, **options) -> Child:
         """Run ``python -m vibtools ARGS`` in ``folder`` to its end."""
@@ -460,6 +464,11 @@ def raises(fn: Callable, kinds: tuple[type[BaseException], ...], *words: str) ->
     raise NotHeld("raised nothing")
 
 
+def resealed(record: dict, **fields) -> dict:
+    """``record`` with ``fields`` replaced and its checksum recomputed (an edit made to look genuine)."""
+    return sealed({**{k: v for k, v in record.items() if k != "checksum"}, **fields})
+
+
 @contextlib.contextmanager
 def warnings_caught():
     """Record every warning of the block (main thread only)."""
@@ -507,6 +516,8 @@ def input_cases(p: Probe) -> list[Case]:
     train = [
         ("--beta -1", ["--beta", "-1"], beta), ("--beta nan", ["--beta", "nan"], beta),
         ("--beta abc", ["--beta", "abc"], beta), ("--k 0", ["--k", "0"], k), ("--k 2.5", ["--k", "2.5"], k),
+        ("--beta -inf (not read as an option)", ["--beta", "-inf"], beta),
+        ("--beta -1e-3 (not read as an option)", ["--beta", "-1e-3"], beta),
         ("--epochs of 40 digits", ["--epochs", "1" + "0" * 39], epochs), ("--seed -3", ["--seed", "-3"], seed),
         ("--model resnet", ["--model", "resnet"], "invalid choice"),
         ("--covariance spherical", ["--covariance", "spherical"], "invalid choice"),
@@ -540,10 +551,25 @@ def input_cases(p: Probe) -> list[Case]:
         ("--cache a broken link", [*base, "--cache", "dangling"], "broken symbolic link"),
         ("--cache a file", [*base, "--only", "vib-beta1-*seed0", "--cache", "a-file"], "a-file"),
         ("--data missing", [*base, "--data", "missing"], "is not a readable folder"),
+        ("--only ',' (an empty pattern)", [*base, "--only", ","], "empty pattern"),
+        ("--only ' ' (an empty pattern)", [*base, "--only", " "], "empty pattern"),
     ]
     cases = [Case("input", f"train {name}", refused(p, name, [*TRAIN, *extra], words))
              for name, extra, words in train]
     cases += [Case("input", f"reproduce {name}", refused(p, name, args, words)) for name, args, words in reproduce]
+    cases.append(Case("input", "attack-study --only ',' (an empty pattern)",
+                      refused(p, "attack-only-comma", ["attack-study", "--only", ","], "empty pattern")))
+
+    def cache_env_a_file():
+        """$VIBTOOLS_CACHE naming a file: one line before any pass is announced, nothing created."""
+        folder = bad_input_folder(p, "cache-env-a-file")
+        before = listing(folder)
+        child = p.cli(folder, REPRO_ONE, env={"VIBTOOLS_CACHE": str(folder / "a-file")})
+        one_line(child, 2, "a-file", "is not a folder")
+        check(not child.out.strip(), f"stdout before the refusal: {brief(child.out)}")
+        unchanged(before, listing(folder), "the working folder")
+
+    cases.append(Case("input", "reproduce with $VIBTOOLS_CACHE a file: refused before any pass", cache_env_a_file))
     cases += [Case("input", f"API {name}", fn, api=True) for name, fn in api_input_cases(p)]
     return cases
 
@@ -575,6 +601,15 @@ def api_input_cases(p: Probe) -> list[tuple[str, Callable[[], None]]]:
             check(not os.listdir(folder), f"created {os.listdir(folder)}")
         return run
 
+    def quick(value: str) -> Callable[[], None]:
+        """$VIBTOOLS_QUICK set to what is not a setting: the chapters' settings() refuse it (it meant the full
+        hours-long settings)."""
+        def run():
+            with env_set("VIBTOOLS_QUICK", value):
+                raises(vt.book.settings, (ValueError,), f"VIBTOOLS_QUICK={value!r} is not a setting")
+        return run
+
+    cases += [(f"$VIBTOOLS_QUICK={value!r}: settings()", quick(value)) for value in ("garbage", "on")]
     cases += [("train(checkpoint_every=0)", option({"checkpoint_every": 0}, "checkpoint_every must be")),
               ("batch_size 5000 on 600 images", option({}, "larger than the 600 training images",
                                                        [vt.TrainConfig(k=4, epochs=1, batch_size=5000)])),
@@ -630,8 +665,17 @@ def damaged_run_cases(p: Probe) -> list[Case]:
         retrained(p, folder)
         check((folder / "victim.txt").read_text() == "a file of the user's\n", "the user's file was changed")
 
+    def nan_weights(folder, path):
+        """The EMA weights of a finished run set to NaN, the checksum recomputed (a diverged run stored as
+        finished)."""
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        name = next(iter(payload["ema_model"]))
+        payload["ema_model"][name] = payload["ema_model"][name].clone().fill_(math.nan)
+        save_checkpoint(path, payload)
+
     cases = [cli_case("run file truncated", truncate, "not a readable vibtools checkpoint"),
              cli_case("run file with 64 flipped bytes", flip),
+             cli_case("NaN EMA weights, checksum recomputed", nan_weights, "not finite"),
              cli_case("a FIFO in place of the run file", fifo, "is not a regular file"),
              Case("damaged", "train: run file a link to a user's file", link_kept)]
 
@@ -767,6 +811,14 @@ def mnist_cases(p: Probe) -> list[Case]:
         f.unlink()
         f.with_name(f.name + ".gz").write_bytes(blob[: len(blob) // 2])
 
+    def bomb(root: Path) -> None:
+        """The training images as a gzip bomb: a header promising 100 000 images, then 80 MiB of zeros (80 KB
+        compressed)."""
+        for old in (root / raw).glob("train-images-idx3-ubyte*"):
+            old.unlink()
+        header = (0x803).to_bytes(4, "big") + (100_000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+        (root / raw / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + bytes(80 << 20), 1))
+
     def damaged(name: str, damage: Callable[[Path], None], check: Callable[[Path], object], what: str) -> Callable:
         """A case: a copy of the small MNIST in a fresh folder, damaged, then ``check(folder)``; nothing changes."""
         def run():
@@ -795,7 +847,9 @@ def mnist_cases(p: Probe) -> list[Case]:
             api("199 labels for 200 images", mismatch, "199 labels for 200 images"),
             api("labels .gz that is not gzip", bad_gzip, "not a valid gzip"),
             api("images .gz cut in half", short_gzip, "ends early"),
-            cli("a label 255", label_255, "outside 0-9")]
+            api("images .gz a bomb of 80 MiB", bomb, "decompresses to more than 64 MiB"),
+            cli("a label 255", label_255, "outside 0-9"),
+            cli("images .gz a bomb of 80 MiB", bomb, "decompresses to more than 64 MiB")]
 
 
 # ----------------------------------------------------------------------------- 3. interruptions
@@ -1039,6 +1093,8 @@ def security_cases(p: Probe) -> list[Case]:
                          member(f"{top}/evil/x.json"), good], expect=[*safe[:1], "evil", "evil/x.json", *safe[1:]]),
         fetch("a 17 MiB member", huge, error="more results than a results folder does"),
         fetch("17 members of 15.5 MiB (264 MiB in all)", too_much, error="more results than a results folder does"),
+        fetch("30 000 files of 2 bytes", lambda f: [member(f"{top}/table1/r{i}.json") for i in range(30_000)],
+              error=f"more than {vt.results.MAX_FILES} results files"),
         Case("security", "fetch_results: dest holding a file of the user's", user_files_in_dest, api=True),
     ]
 
@@ -1125,9 +1181,43 @@ def resource_cases(p: Probe) -> list[Case]:
         check(len(list((folder / "out").glob("*.pt"))) == 1, "the command line trained another run than the saved")
 
     def disk_reproduce():
+        """A full disk while reproducing: one line that names the file it could not write (it named none)."""
         folder = p.folder("disk-reproduce")
-        one_line(p.cli(folder, REPRO_ONE, **full), 1, "could not write", "File too large")
+        line = one_line(p.cli(folder, REPRO_ONE, **full), 1, "could not write", "File too large")
+        named = re.match(r".*could not write (\S+) \(", line)
+        check(named and Path(named.group(1)).is_relative_to(folder) and Path(named.group(1)).suffix in (".pt", ".json"),
+              f"the line names no file under the working folder: {line}")
         no_tmp(folder)
+
+    def pass_kept_whole():
+        """The disk fills between two models' saves at the end of a stacked pass: neither is stored as finished (one
+        finished and one partial split the pass on resume), and the rerun ends as one pass of both models."""
+        import vibtools.store as store
+
+        configs = [vt.TrainConfig(k=4, hidden=24, epochs=2, beta=b) for b in (1e-3, 1e-2)]  # hidden 24: these only
+        folder = p.folder("pass-kept-whole") / "cache"
+        real_blob, finals = store._checkpoint_blob, []
+
+        def full_at_the_second_finished_file(payload):
+            if payload.get("final") is not None and payload.get("config", {}).get("hidden") == 24:
+                finals.append(payload)
+                if len(finals) == 2:
+                    raise OSError(28, "No space left on device")
+            return real_blob(payload)
+
+        store._checkpoint_blob = full_at_the_second_finished_file
+        try:
+            raises(lambda: vt.train_sweep(configs, p.tensors(), device="cpu", cache=folder, progress=False),
+                   (OSError,), "No space left")
+        finally:
+            store._checkpoint_blob = real_blob
+        files = sorted(folder.glob("*.pt"))
+        check(len(files) == 2, f"{len(files)} run files")
+        check([load_checkpoint(f).get("final") for f in files] == [None, None], "a model of the pass is finished")
+        no_tmp(folder)
+        done = vt.train_sweep(configs, p.tensors(), device="cpu", cache=folder, progress=False)
+        passes = {(r.timing["pass"]["id"], r.timing["pass"]["models"]) for r in done}
+        check(len(passes) == 1 and next(iter(passes))[1] == 2, f"the rerun's passes: {passes}")
 
     def disk_history():
         """A finished run whose history JSON is missing, on a full disk: one line, the run file kept."""
@@ -1186,7 +1276,8 @@ def resource_cases(p: Probe) -> list[Case]:
 
     return [Case("resources", "full disk while training", disk_train),
             Case("resources", "full disk while resuming: the saved epoch stays, rerun resumes", disk_resume),
-            Case("resources", "full disk while reproducing", disk_reproduce),
+            Case("resources", "full disk while reproducing: the line names the file", disk_reproduce),
+            Case("resources", "API: full disk between a stacked pass's final saves", pass_kept_whole, api=True),
             Case("resources", "full disk writing a finished run's history", disk_history),
             Case("resources", "RLIMIT_AS 5 GiB with --k 20000", memory_limit),
             Case("resources", "--k 400000000: the memory check refuses it", memory_check),
@@ -1234,6 +1325,17 @@ def reproduce_cases(p: Probe) -> list[Case]:
 
     def other_config(r: dict) -> dict:
         return sealed({**r, "config": {**r["config"], "hidden": 512}})
+
+    def negative_error(r: dict) -> dict:
+        return resealed(r, final={**r["final"], "ema_test": {**r["final"]["ema_test"], "avg_err": -0.01}})
+
+    def fifo(path: Path) -> None:
+        path.unlink()
+        os.mkfifo(path)
+
+    def dev_zero(path: Path) -> None:
+        path.unlink()
+        path.symlink_to("/dev/zero")
 
     def folder_in_place():
         """A folder of the user's where a results file goes: one line, the folder and its contents kept."""
@@ -1303,6 +1405,14 @@ def reproduce_cases(p: Probe) -> list[Case]:
              remade(BETA1, rewrite(other_config), "another config (differs in hidden)")),
         Case("reproduce", "a record made on other data", remade(BETA1, lambda q: None, "made on other data",
                                                                  args=REPRO_ONE, data=p.other)),
+        Case("reproduce", "a negative error (checksum resealed)",
+             remade(BETA1, rewrite(negative_error), "cannot be true", "avg_err")),
+        Case("reproduce", "'data' an empty mapping (checksum resealed)",
+             remade(BETA1, rewrite(lambda r: resealed(r, data={})), "data")),
+        Case("reproduce", "JSON nested 200 000 deep in a record's place",
+             remade(BETA1, lambda q: q.write_text("[" * 200_000 + "]" * 200_000), "nested deeper")),
+        Case("reproduce", "a FIFO in a record's place", remade(BETA1, fifo, "not a regular file")),
+        Case("reproduce", "a record that is a link to /dev/zero", remade(BETA1, dev_zero, "not a regular file")),
         Case("reproduce", "a folder of the user's in place of a record", folder_in_place),
         Case("reproduce", "stale .tmp of a dead writer; a live writer's kept", stale_tmp),
         Case("reproduce", "a record that is a link to a user's file", linked),
@@ -1315,14 +1425,211 @@ def reproduce_cases(p: Probe) -> list[Case]:
     ]
 
 
+# ----------------------------------------------------------------------------- 8. records
+STUDY_RUN = "deterministic-k256-e10-seed0"  # the one attack-study model the probe trains (10 epochs, ~10 s)
+
+
+@contextlib.contextmanager
+def env_set(name: str, value: str):
+    """Set ``$name`` for the block, then restore it (main thread: the API cases; children get their own)."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def in_time(fn: Callable, seconds: float, unblock: Callable[[], None]):
+    """``fn()`` in a thread: its value or error, or NotHeld when it hangs (then ``unblock()`` lets it end)."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: B036 - handed to the caller
+            box["error"] = exc
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        with contextlib.suppress(OSError):
+            unblock()
+        thread.join(10)
+        raise NotHeld(f"hung: no answer after {seconds:.0f} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def records_cases(p: Probe) -> list[Case]:
+    """Stored records that could lie: attack-study records of other data or damaged, another experiment's record,
+    diverged training stored as finished, values and types no run can produce, bounded reading of what is not a
+    record (issue 32)."""
+    from vibtools import robustness as R
+
+    grid = R.AttackGrid(n_images=8, eps_linf=(0.1,), eps_l2=(1.0,), steps=2, restarts=1, eot=2, check_eps=(0.1,),
+                        cw_steps=2, cw_rounds=1, apgd_steps=2, apgd_eot=1, apgd_eps=(0.1,))  # seconds, not hours
+
+    def study(folder: Path, data: Path) -> tuple[list[Path], list[str]]:
+        """``run_study`` of STUDY_RUN on ``data`` into folder/results (run cache folder/cache): files and lines."""
+        lines: list[str] = []
+        with contextlib.redirect_stderr(io.StringIO()):  # its progress bars
+            written = R.run_study(10, p.tensors(data), grid=grid, results_dir=folder / "results", device="cpu",
+                                  cache=folder / "cache", only=[STUDY_RUN], log=lines.append)
+        return written, lines
+
+    def study_reference() -> Path:
+        def make():
+            folder = p.root / "ref-study"
+            folder.mkdir()
+            written, _ = study(folder, p.small)
+            check(len(written) == 1, f"the reference study wrote {len(written)} records")
+            return folder
+        return p.once("study", make)
+
+    def study_remade(name: str, damage: Callable[[Path], None], data: Path, *words: str) -> Callable[[], None]:
+        """attack-study over a stored record: one line saying why it is remade, and a record of these images."""
+        def run():
+            folder = p.copy_of(study_reference(), name)
+            record = folder / "results" / R.FOLDER / f"{STUDY_RUN}.json"
+            damage(record)
+            written, lines = study(folder, data)
+            said = [line for line in lines if line.startswith("remaking")]
+            check(len(said) == 1, f"{len(said)} 'remaking' lines: {brief(' | '.join(lines))}")
+            for word in (f"remaking {record.name}", *words):
+                check(word in said[0], f"the line lacks {word!r}: {said[0]}")
+            check(written == [record], f"wrote {written}")
+            made_on = R.load_record(record)["data"]["fingerprint"]
+            check(made_on == p.tensors(data).fingerprint(), "the remade record is not of these images")
+        return run
+
+    def study_folder_a_file():
+        """attack-study where results/adversarial is a file: refused in one line before any work."""
+        folder = p.folder("study-folder-a-file")
+        (folder / "res").mkdir()
+        (folder / "res" / R.FOLDER).write_text("mine\n")
+        before = listing(folder)
+        one_line(p.cli(folder, ["attack-study", "--results", "res", "--device", "cpu"]), 2, "move it away")
+        unchanged(before, listing(folder), "the working folder")
+
+    def misplaced():
+        """Another experiment's record copied into uncertainty/: the chapter's reader refuses it."""
+        folder = p.folder("misplaced") / "results"
+        source = REPO / "results" / "held-out-digits" / "vib-beta0.001-k256-e10-seed0.json"
+        (folder / "uncertainty").mkdir(parents=True)
+        shutil.copy(source, folder / "uncertainty" / source.name)
+        with env_set("VIBTOOLS_RESULTS", str(folder)):
+            raises(lambda: vt.uncertainty.stored_groups(vt.results.experiment_records("uncertainty")[0]),
+                   (ResultsError,), "a record of the experiment 'held-out-digits', not of the folder 'uncertainty'")
+
+    def unfinished(folder: Path) -> None:
+        """Raise NotHeld when a run file under ``folder`` is stored as finished, or a history JSON was written."""
+        runs = sorted(folder.rglob("*.pt")) if folder.is_dir() else []
+        done = [q.name for q in runs if torch.load(q, map_location="cpu", weights_only=True).get("final") is not None]
+        check(not done, f"stored as finished: {done}")
+
+    def diverged_cli():
+        """train --beta 1e300: one line naming the epoch, exit non-zero, nothing finished; the rerun says so again."""
+        folder = p.folder("diverged")
+        args = ["train", "--beta", "1e300", "--k", "2", "--epochs", "2", "--device", "cpu", "--no-progress",
+                "--out", "out"]
+        child = p.cli(folder, args)
+        one_line(child, (1, 2), "diverged at epoch 1", "smaller beta or learning rate")
+        unfinished(folder / "out")
+        check(not list(folder.rglob("*.json")), "a history JSON was written")
+        one_line(p.cli(folder, args), (1, 2), "diverged")
+        return f"exit status {child.code}"
+
+    def diverged_api():
+        """reproduce(overrides={"lr": 1e6}): one-line ValueError, no results file, nothing finished."""
+        folder = p.folder("diverged-api")
+        raises(lambda: vt.reproduce.reproduce(["k2"], p.tensors(), epochs=1, device="cpu", progress=False,
+                                              results_dir=folder / "results", cache=folder / "cache",
+                                              overrides={"lr": 1e6}, only=["vib-beta1-*seed0"]),
+               (ValueError,), "diverged", "lr=1e+06")
+        check(not list(folder.rglob("*.json")), f"wrote {[str(q) for q in folder.rglob('*.json')]}")
+        unfinished(folder / "cache")
+
+    def reader(name: str, change: Callable[[dict], dict], *words: str) -> Callable[[], None]:
+        """A copy of a reference record changed and resealed: load_results refuses it in one line."""
+        def run():
+            path = p.folder(name) / "k2" / BETA1
+            path.parent.mkdir()
+            record = json.loads((p.small_results() / "results" / "k2" / BETA1).read_text())
+            path.write_text(json.dumps(change(record)))
+            raises(lambda: load_results(path), (ResultsError,), *words)
+        return run
+
+    def history_number(r: dict) -> dict:
+        return resealed(r, history={**r["history"], "test_err": 0.5})
+
+    def draws_strings(r: dict) -> dict:
+        return resealed(r, eval_noise={**r["eval_noise"], "avg_err": [str(v) for v in r["eval_noise"]["avg_err"]]})
+
+    def nan_metric(r: dict) -> dict:
+        return resealed(r, final={**r["final"], "ema_test": {**r["final"]["ema_test"], "err": math.nan}})
+
+    def objective_draws(class_bits) -> Callable[[], None]:
+        """A many-draw objective file whose class_bits are not finite numbers: one-line ResultsError."""
+        def run():
+            path = p.folder("objective-draws") / "vib-beta1-k2-e200-seed0.json"
+            path.write_text(json.dumps({"run": path.stem, "rate_bits": 0.5, "class_bits": class_bits,
+                                        "data": {"fingerprint": "0" * 16}}))  # inf: a bare Infinity
+            raises(lambda: vt.results.load_objective_draws(path), (ResultsError,),
+                   "is not a file of scripts/objective_draws.py")
+        return run
+
+    def outside():
+        raises(lambda: vt.reproduce.load_experiment(REPO / "results", "../outside"), (ResultsError,),
+               "unknown experiment '../outside'")
+
+    def fifo_reader():
+        """experiment_records() over a folder with a FIFO in a record's place: one line at once, no hang."""
+        folder = p.folder("fifo-reader") / "results"
+        shutil.copytree(p.small_results() / "results" / "k2", folder / "k2")
+        fifo = folder / "k2" / BETA1
+        fifo.unlink()
+        os.mkfifo(fifo)
+
+        def unblock():  # a writer that opens and closes: a reader blocked in open() sees the end of the file
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        with env_set("VIBTOOLS_RESULTS", str(folder)):
+            in_time(lambda: raises(lambda: vt.results.experiment_records("k2"), (ResultsError,),
+                                   "not a regular file"), 60, unblock)
+
+    return [
+        Case("records", "attack-study: a record made on other data is remade",
+             study_remade("study-other-data", lambda q: None, p.other, "made on other data"), api=True),
+        Case("records", "attack-study: a damaged record is remade, saying why",
+             study_remade("study-damaged", lambda q: q.write_text("{"), p.small, "not a readable"), api=True),
+        Case("records", "attack-study: results/adversarial a file", study_folder_a_file),
+        Case("records", "reader: another experiment's record in uncertainty/", misplaced, api=True),
+        Case("records", "train --beta 1e300: diverged, nothing stored as finished", diverged_cli),
+        Case("records", "API reproduce(overrides lr 1e6): diverged, nothing stored", diverged_api, api=True),
+        Case("records", "reader: a history column a number (resealed)",
+             reader("history-number", history_number, "is a float, not a list"), api=True),
+        Case("records", "reader: eval-noise draws strings (resealed)",
+             reader("draws-strings", draws_strings, "cannot be true"), api=True),
+        Case("records", "reader: a NaN metric (resealed)", reader("nan-metric", nan_metric, "NaN"), api=True),
+        Case("records", "objective draws: class_bits inf", objective_draws([3.0, math.inf]), api=True),
+        Case("records", "objective draws: class_bits strings", objective_draws(["3.0", "3.1"]), api=True),
+        Case("records", "load_experiment('results', '../outside')", outside, api=True),
+        Case("records", "experiment_records() with a FIFO in a record's place", fifo_reader, api=True),
+    ]
+
+
 # ----------------------------------------------------------------------------- main
-CATEGORIES = ("input", "damaged", "interrupt", "concurrency", "security", "resources", "reproduce")
+CATEGORIES = ("input", "damaged", "interrupt", "concurrency", "security", "resources", "reproduce", "records")
 
 
 def all_cases(p: Probe) -> list[Case]:
     """Every case, category by category."""
     return [*input_cases(p), *damaged_run_cases(p), *mnist_cases(p), *interrupt_cases(p), *concurrency_cases(p),
-            *security_cases(p), *resource_cases(p), *reproduce_cases(p)]
+            *security_cases(p), *resource_cases(p), *reproduce_cases(p), *records_cases(p)]
 
 
 def report(p: Probe, wall: float) -> bool:
@@ -1364,7 +1671,8 @@ def main() -> int:
             heavy = {"interrupt": 0, "concurrency": 1, "reproduce": 2, "resources": 3, "damaged": 4}
             children = sorted((c for c in cases if not c.api), key=lambda c: heavy.get(c.category, 5))
             needs = {"interrupt": (p.big_run, p.big_record), "concurrency": (p.small_run, p.small_results),
-                     "reproduce": (p.small_results,), "damaged": (p.small_run,), "resources": (p.small_run,)}
+                     "reproduce": (p.small_results,), "damaged": (p.small_run,), "resources": (p.small_run,),
+                     "records": (p.small_results,)}
             for make in dict.fromkeys(m for c in children for m in needs.get(c.category, ())):
                 pool.submit(make)  # the reference runs first, rather than by the first case that needs one
             futures = [pool.submit(p.execute, c) for c in children]
