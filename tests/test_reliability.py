@@ -375,8 +375,11 @@ def _final(key, value):
     (_resealed(lambda r: {**r, "data": {**r["data"], "classes": [0, 1, 2, 3, 4]}}), "made on the classes"),
     (_resealed(lambda r: {**r, "h_y_bits": 2.5}), "h_y_bits = 2.5 for 10 classes"),
     (_resealed(lambda r: {**r, "h_y_bits": "3.32"}), "h_y_bits = nan"),
+    (_resealed(lambda r: {**r, "data": {}}), "names no data fingerprint"),  # was served, even on other data
+    (_resealed(lambda r: {**r, "data": {**r["data"], "fingerprint": 7}}), "names no data fingerprint"),
 ], ids=["negative-error", "error-above-1", "negative-rate", "izy-above-h-y", "nan", "string", "history-a-number",
-        "draws-strings", "draw-count", "other-classes", "h-y-of-other-classes", "h-y-a-string"])
+        "draws-strings", "draw-count", "other-classes", "h-y-of-other-classes", "h-y-a-string", "data-empty",
+        "fingerprint-a-number"])
 def test_a_resealed_record_whose_numbers_cannot_be_true_is_refused_in_one_line(record_file, edit, words):
     record_file.write_text(json.dumps(edit(json.loads(record_file.read_text()))))
     with pytest.raises(ResultsError, match=words) as info:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import statistics
 import subprocess
 import warnings
@@ -202,6 +203,9 @@ def load_results(path: str | Path) -> dict:
             fail(f"holds a {type(record[key]).__name__} as {key!r}, not a mapping")
     if record["run"] != path.stem:
         fail(f"holds the run {record['run']!r}, not {path.stem!r}")
+    made_on = record["data"].get("fingerprint")
+    if not isinstance(made_on, str) or not re.fullmatch(r"[0-9a-f]{16}", made_on):
+        fail("names no data fingerprint, so nothing says which images it was made on", "rewrite")
     for split in ("raw_test", "ema_test", "ema_train"):
         if not isinstance(record["final"].get(split), dict) or "avg_err" not in record["final"][split]:
             fail(f"lacks final[{split!r}]", "rewrite")
@@ -453,14 +457,13 @@ def _stored(path: Path, config: TrainConfig, fingerprint: str) -> bool:
     except ResultsError as exc:
         warnings.warn(f"remaking {path.name}: {exc}", stacklevel=3)
         return False
-    data = record.get("data")
-    made_on = data.get("fingerprint") if isinstance(data, dict) else None
+    made_on = record["data"]["fingerprint"]  # load_results checked it
     if record["config"] != config.as_dict():
         differ = sorted(k for k in config.as_dict() if record["config"].get(k) != config.as_dict()[k])
         warnings.warn(f"remaking {path.name}: it was made with another config (differs in {', '.join(differ)})",
                       stacklevel=3)
         return False
-    if made_on is not None and made_on != fingerprint:
+    if made_on != fingerprint:
         warnings.warn(f"remaking {path.name}: it was made on other data (fingerprint {made_on[:12]}..., these "
                       f"images {fingerprint[:12]}...)", stacklevel=3)
         return False
