@@ -13,6 +13,11 @@ DIST="$ROOT/_build/dist"
 rm -rf "$DIST"
 mkdir -p "$ROOT/_build"
 "$PY" -m build --outdir "$DIST" . >"$ROOT/_build/build.log" 2>&1 || { tail -20 "$ROOT/_build/build.log"; exit 1; }
+if grep -qi "deprecat" "$ROOT/_build/build.log"; then  # e.g. setuptools' license-table warning (builds stop 2027-02-18)
+  grep -i -B2 -A6 "deprecat" "$ROOT/_build/build.log" | head -40
+  echo "check_package: the build warns of a deprecation (above): fix it before it becomes an error" >&2
+  exit 1
+fi
 "$PY" -m twine check --strict "$DIST"/*
 "$PY" -m cffconvert --validate -i CITATION.cff 2>/dev/null || "$(dirname "$PY")/cffconvert" --validate -i CITATION.cff
 TOOLS="$ROOT/_build/tools"
