@@ -41,14 +41,3 @@ class EMA:
             return [p.detach().clone() for p in self.params]
         scale = 1.0 / (1.0 - self.decay**self.steps)
         return torch._foreach_mul(self.shadow, scale)
-
-    def state_dict(self) -> dict:
-        """Shadow tensors and step count."""
-        return {"shadow": [s.clone() for s in self.shadow], "steps": self.steps, "decay": self.decay}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore from :meth:`state_dict`."""
-        for s, t in zip(self.shadow, state["shadow"], strict=True):
-            s.copy_(t)
-        self.steps = int(state["steps"])
-        self.decay = float(state["decay"])
