@@ -106,3 +106,22 @@ def test_the_slack_of_the_info_loss_is_an_interval_between_the_two_estimates():
     assert tight["slack_min"][0] == pytest.approx(70.0 - 23.0) and tight["slack_max"][0] == pytest.approx(70.0 - 12.5)
     loose = vt.results.mi_summary(SimpleNamespace(runs=[run(500.0, 13.3, 9000.0)] * 2))
     assert loose["slack_min"] == (0.0, 0.0) and loose["slack_max"][0] == pytest.approx(500.0 - 13.3)
+
+
+def test_table1_curves_mark_each_paper_number_once_right_of_the_axes():
+    """Figure 6.1: one triangle per model with a paper number, outside the axes and apart from each other (close
+    values drawn as dotted lines read as five more curves)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    h = {"ema_test_avg_err": [0.03, 0.02, 0.015]}
+    records = [{"model": m, "history": h} for m in ("deterministic", "vib", "dropout")]
+    ax = vt.plots.plot_table1_curves(records)
+    marks = [line for line in ax.get_lines() if line.get_marker() == "<" and len(line.get_xdata())]
+    assert len(marks) == 3 and not ax.get_lines()[0].get_linestyle() == ":"
+    xs = [float(line.get_xdata()[0]) for line in marks]
+    assert all(x > 1.0 for x in xs) and len(set(xs)) == 3  # right of the axes, staggered
+    ys = sorted(100 * v for m, v in vt.report.PAPER_TABLE1.items() if m in ("deterministic", "vib", "dropout"))
+    assert sorted(float(line.get_ydata()[0]) for line in marks) == pytest.approx(ys)
+    assert not [line for line in ax.get_lines() if line.get_linestyle() == ":"]  # no dotted paper lines
+    assert "the paper, 200 epochs" in [t.get_text() for t in ax.get_legend().get_texts()][-1]

@@ -287,19 +287,23 @@ def embedding_animation(results, x: torch.Tensor, y: torch.Tensor, lim: float | 
 
 
 def plot_mean_curves(groups: dict[str, list[dict]], key: str = "ema_test_avg_err", ax=None,
-                     paper: dict[str, float] | None = None, log: bool = True):
+                     paper: dict[str, float] | None = None, log: bool = True, paper_marks: str = "line"):
     """A per-epoch history of several groups of runs: the mean over each group's seeds and a band for its range.
 
     Args:
         groups: label -> results records (one per seed) whose ``history`` holds ``key``.
         key: the history entry (an error rate, drawn in percent).
         ax: axes to draw on (a new figure if None).
-        paper: label -> the paper's final value, drawn as a dotted line in the group's colour.
+        paper: label -> the paper's final value, in the group's colour.
         log: a log scale for the error axis.
+        paper_marks: "line", a dotted line across the axes per paper value; or "edge", one triangle per value just
+            right of the axes, staggered so that close values do not hide each other (nor read as curves).
     Returns:
         The axes.
     """
     ax = ax if ax is not None else plt.subplots(figsize=(6.0, 4.2))[1]  # the legend goes to the right of it
+    edge = ax.get_yaxis_transform()  # x in axes coordinates, y in data
+    marks = 0  # paper marks drawn so far: each next one a little further right
     for color, (label, runs) in zip(PALETTE, groups.items()):
         if not runs:
             continue
@@ -307,8 +311,15 @@ def plot_mean_curves(groups: dict[str, list[dict]], key: str = "ema_test_avg_err
         ep = np.arange(1, curves.shape[1] + 1)
         ax.plot(ep, curves.mean(0), color=color, label=f"{label} ({len(runs)} seed{'s' if len(runs) != 1 else ''})")
         ax.fill_between(ep, curves.min(0), curves.max(0), color=color, alpha=0.2, lw=0)
-        if paper and label in paper:
+        if paper and label in paper and paper_marks == "edge":
+            ax.plot([1.02 + 0.025 * marks], [100 * paper[label]], marker="<", ms=8, color=color, mec="black",
+                    mew=0.6, transform=edge, clip_on=False, ls="none")
+            marks += 1
+        elif paper and label in paper:
             ax.axhline(100 * paper[label], color=color, ls=":", lw=1)
+    if paper and paper_marks == "edge":
+        ax.plot([], [], marker="<", ms=8, color="white", mec="black", mew=0.6, ls="none",
+                label="the paper, 200 epochs (right of the axes)")
     ax.set(xlabel="epoch", ylabel="test error, EMA weights, 12 samples [%]")
     if log:
         _plain_log_yaxis(ax)
@@ -330,7 +341,7 @@ def plot_table1_curves(records: list[dict], ax=None):
 
     groups = {TABLE1_LABELS[n]: [r for r in records if r["model"] == n] for n in PAPER_TABLE1}
     paper = {TABLE1_LABELS[n]: v for n, v in PAPER_TABLE1.items()}
-    return plot_mean_curves(groups, ax=ax, paper=paper)
+    return plot_mean_curves(groups, ax=ax, paper=paper, paper_marks="edge")
 
 
 def plot_digit_rows(rows: Sequence[torch.Tensor], preds: Sequence[torch.Tensor], row_labels: Sequence[str],
