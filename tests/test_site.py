@@ -49,6 +49,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOT_DIR = ROOT / "_build" / "screenshots"  # full-page screenshots of every page and width (CI artifacts)
+MAX_PAGE_HEIGHT = 12_000  # px at 1280 px: the longest page a learner is asked to read in one go
 WIDTHS = (1280, 800)  # page widths at which nothing may be clipped or scroll sideways
 MIN_FIGURE_SCALE = 0.7  # a figure shown below 70% of its pixel width has illegible labels
 ANIMATION_PAGE = "book/05_explore"
@@ -362,6 +363,19 @@ def test_pages_speak_about_vib_not_about_how_they_were_made(reports):
     _fail_if(problems, "sentences about how the book was made")
 
 
+# "1 threads", "1 seeds": a count of one with a plural noun; "4–4%": a range whose ends print the same
+BAD_PLURAL = re.compile(r"(?<![\d.,])1 (threads|seeds|runs|models|epochs|draws|images|passes|bits|points|steps)\b")
+EMPTY_RANGE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*[–-]\s*\1(?![\d.])\s*%")
+
+
+def test_no_page_prints_1_threads_or_an_empty_range(reports):
+    problems = []
+    for name, report in reports.items():
+        for pattern in (BAD_PLURAL, EMPTY_RANGE):
+            problems += [f"{name}: {m.group(0)!r}" for m in pattern.finditer(report.text)]
+    _fail_if(problems, "a plural after 1, or a range whose two ends are equal")
+
+
 def test_math_is_typeset(reports):
     problems, pages_with_math = [], 0
     for rep in reports.values():
@@ -529,7 +543,9 @@ def layouts(browser, site_url) -> dict[tuple[int, str], dict]:
                 assert resp and resp.status == 200, f"{name} at {width}px: HTTP {resp.status if resp else None}"
                 _settle(page)
                 page.evaluate(_IMAGES_JS)
-                found = page.evaluate(_LAYOUT_JS, MIN_FIGURE_SCALE)
+                height = page.evaluate("document.documentElement.scrollHeight")  # as a reader first sees it
+                found = page.evaluate(_LAYOUT_JS, MIN_FIGURE_SCALE)  # opens every collapsed box
+                found["height"] = height
                 path = folder / f"{name.replace('/', '_')}.png"
                 page.screenshot(path=str(path), full_page=True)
                 found["screenshot"] = path
@@ -551,6 +567,14 @@ def test_nothing_is_clipped_or_scrolls_sideways(layouts):
 def test_figures_are_shown_at_their_minimum_scale(layouts):
     problems = [f"{name} at {width}px: {p}" for (width, name), found in layouts.items() for p in found["small"]]
     _fail_if(problems, f"figures shown below {MIN_FIGURE_SCALE:.0%} of their width (make them narrower)")
+
+
+def test_every_page_is_at_most_12000_px_high_at_1280_px(layouts):
+    """A learner finishes a page: at 1280 px none is longer than MAX_PAGE_HEIGHT (collapsed boxes closed)."""
+    heights = {name: found["height"] for (width, name), found in layouts.items() if width == 1280}
+    assert heights, "no page was measured at 1280 px"
+    too_long = [f"{name}: {h} px" for name, h in heights.items() if h > MAX_PAGE_HEIGHT]
+    _fail_if(too_long, f"pages longer than {MAX_PAGE_HEIGHT} px at 1280 px (move long tables to a page of their own)")
 
 
 def test_every_page_has_full_page_screenshots(layouts):

@@ -65,7 +65,8 @@ CHAPTERS = [p for p in sorted(BOOK.glob("*.ipynb")) if _has_solution_code(p)]
 
 def test_solution_blocks_are_found_and_fill_ins_are_matched():
     names = [p.stem for p in CHAPTERS]
-    assert {"01_bound", "02_training", "03_beta_sweep_slack", "04_embeddings", "06_table1", "08_uncertainty"} <= set(names)
+    expected = {"01_bound", "02_training", "03_beta_sweep_slack", "04_embeddings", "06_table1", "08_uncertainty"}
+    assert expected <= set(names)
     for path in CHAPTERS:
         nb = nbformat.read(path, as_version=4)
         stubs = sum(STUB in c.source for c in nb.cells if c.cell_type == "code")

@@ -323,8 +323,10 @@ def plot_mean_curves(groups: dict[str, list[dict]], key: str = "ema_test_avg_err
     ax.set(xlabel="epoch", ylabel="test error, EMA weights, 12 samples [%]")
     if log:
         _plain_log_yaxis(ax)
-    # outside the axes: the paper's dotted lines run along the bottom, where "best" would put it
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if paper and paper_marks == "edge":  # inside, top right: the curves fall from the top left; the marks sit right
+        ax.legend(fontsize=8, loc="upper right")
+    else:  # outside the axes: the paper's dotted lines run along the bottom, where "best" would put it
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 
 
