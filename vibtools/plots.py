@@ -312,7 +312,7 @@ def plot_mean_curves(groups: dict[str, list[dict]], key: str = "ema_test_avg_err
         ax.plot(ep, curves.mean(0), color=color, label=f"{label} ({len(runs)} seed{'s' if len(runs) != 1 else ''})")
         ax.fill_between(ep, curves.min(0), curves.max(0), color=color, alpha=0.2, lw=0)
         if paper and label in paper and paper_marks == "edge":
-            ax.plot([1.02 + 0.025 * marks], [100 * paper[label]], marker="<", ms=8, color=color, mec="black",
+            ax.plot([1.02 + 0.04 * marks], [100 * paper[label]], marker="<", ms=8, color=color, mec="black",
                     mew=0.6, transform=edge, clip_on=False, ls="none")
             marks += 1
         elif paper and label in paper:
