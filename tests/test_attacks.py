@@ -219,6 +219,25 @@ def test_predictive_objective_is_the_loss_of_the_averaged_softmax():
         A.pgd(vib, x, y, 0.1, objective="dlr")
 
 
+def test_margin_objective_is_the_best_other_log_probability_minus_the_true_one():
+    x, y = _batch(8)
+    det, vib = _vib("none"), _vib()
+    logits = det(x)[0]
+    other = logits.scatter(1, y[:, None], -float("inf")).amax(1)
+    torch.testing.assert_close(A.attack_loss(det, x, y, objective="margin"), other - logits.gather(1, y[:, None])[:, 0])
+    t = (y + 1) % 10  # targeted: climb the target's lead over the best other class
+    other_t = logits.scatter(1, t[:, None], -float("inf")).amax(1)
+    torch.testing.assert_close(A.attack_loss(det, x, t, targeted=True, objective="margin"),
+                               logits.gather(1, t[:, None])[:, 0] - other_t)
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    logp = vib(x, 6, g()).softmax(-1).mean(0).log()
+    other_p = logp.scatter(1, y[:, None], -float("inf")).amax(1)
+    torch.testing.assert_close(A.attack_loss(vib, x, y, 6, g(), objective="margin"),
+                               other_p - logp.gather(1, y[:, None])[:, 0])
+    with pytest.raises(ValueError, match="'ce' or 'predictive'"):
+        A.cw_l2(vib, x, y, objective="margin")
+
+
 def test_restarts_take_the_worst_case_under_one_fixed_judge():
     x, y = _batch(64)
     model = _vib()

@@ -14,8 +14,9 @@ from vibtools import robustness as R
 from vibtools.reproduce import ResultsError
 from vibtools.store import save_json
 
-GRID = R.AttackGrid(n_images=24, eps_linf=(0.05, 0.2), eps_l2=(1.0,), steps=3, restarts=2, eot=3, check_eps=(0.2,),
-                    cw_steps=4, cw_rounds=1, apgd_steps=3, apgd_eot=1, apgd_eps=(0.2,))
+GRID = R.AttackGrid(n_images=24, eps_linf=(0.05, 0.2), eps_l2=(1.0, 3.0), steps=3, restarts=2, eot=3,
+                    check_eps=(0.2,), check_eps_l2=(3.0,), cw_steps=4, cw_rounds=1, apgd_steps=3, apgd_eot=1,
+                    apgd_eps=(0.2,), apgd_eps_l2=(3.0,))
 
 
 def _batch(n=24, seed=0):
@@ -150,3 +151,89 @@ def test_the_study_refuses_a_file_where_its_folder_goes_before_any_work(tmp_path
                str(tmp_path / "results")], tmp_path)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "move it away" in out.stderr
     assert not (tmp_path / "default-cache").exists()
+
+
+def test_masks_round_trip_and_a_grid_checks_its_radii():
+    for bits in ([], [True], [False, True, True, False, True], [bool(i % 3) for i in range(500)]):
+        assert R.unpack_mask(R.pack_mask(bits), len(bits)) == bits
+    assert R.pack_mask(torch.tensor([True, False, False, False, True])) == "11"
+    with pytest.raises(ValueError, match="apgd_eps_l2"):
+        R.AttackGrid(eps_l2=(0.5, 1.0), check_eps_l2=(1.0,), apgd_eps_l2=(2.0,))
+
+
+def test_every_attack_stores_the_masks_its_accuracies_come_from(numbers):
+    n = GRID.n_images
+    for rec in numbers.values():
+        clean = R.unpack_mask(rec["masks"]["clean"], n)
+        assert sum(clean) / n == rec["clean"]
+        linf = rec["masks"]["linf"]
+        for name, accs in (("pgd-strong", rec["pgd_linf"]["strong"]), ("pgd-margin", rec["pgd_linf"]["margin"]),
+                           ("fgsm", rec["fgsm"]["plain"]), ("noise", rec["noise"])):
+            assert [sum(R.unpack_mask(m, n)) / n for m in linf[name]] == accs, name
+        l2 = rec["masks"]["l2"]
+        assert [sum(R.unpack_mask(m, n)) / n for m in l2["pgd-margin"]] == rec["pgd_l2"]["margin"]
+        assert l2["pgd-strong-2x"][0] is None and sum(R.unpack_mask(l2["pgd-strong-2x"][1], n)) / n == \
+            rec["l2_step_check"]["double"][0]
+        for masks in (linf, l2):  # no attack leaves an image correct that was wrong clean
+            for row in masks.values():
+                for m in filter(None, row):
+                    assert all(c or not a for a, c in zip(R.unpack_mask(m, n), clean))
+        assert rec["gradients"]["images"] == sum(clean)
+
+
+def test_apgd_runs_in_l2_too(numbers):
+    pytest.importorskip("torchattacks")
+    apgd = numbers["vib"]["apgd"]["l2"]
+    assert apgd["eps"] == list(GRID.apgd_eps_l2) and len(apgd["ce"]) == len(apgd["dlr"]) == 1
+    assert numbers["vib"]["masks"]["l2"]["apgd-dlr"][0] is None  # not run at radius 1
+
+
+class Saturated(torch.nn.Module):
+    """A linear classifier so sure of itself that its softmax is exactly one-hot in float32."""
+
+    deterministic = True
+
+    def __init__(self, scale=5000.0):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(784, 10, generator=torch.Generator().manual_seed(0)) * scale / 28)
+
+    def forward(self, x, n_samples=1, generator=None):
+        return (x @ self.w)[None].expand(n_samples, -1, -1)
+
+
+def test_a_saturated_cross_entropy_has_no_gradient_and_the_margin_breaks_it():
+    from vibtools import attacks as A
+
+    model = Saturated().requires_grad_(False)
+    x, _ = _batch(40)
+    y = model(x)[0].argmax(-1)
+    sizes = R.gradient_sizes(model, x, y, draws=1)
+    assert sizes["images"] == 40 and sizes["ce"]["zero"] >= 35 and sizes["ce"]["below_1e-6"] == 40
+    assert sizes["margin"]["zero"] == 0
+    top2 = model(x)[0].topk(2).values
+    gaps = (model.w[:, None, :] - model.w[:, :, None]).norm(dim=0)  # the logit gap moves this fast per unit of L2
+    eps = [float((top2[:, 0] - top2[:, 1]).median() / gaps[gaps > 0].min() * 3)]  # room to flip most images
+    ce = A.robust_accuracy(model, x, y, eps, norm="l2", steps=20, objective="predictive")
+    margin = A.robust_accuracy(model, x, y, eps, norm="l2", steps=20, objective="margin")
+    assert ce[0] >= 0.8 and margin[0] <= 0.2
+
+
+def _masked(clean, per_attack, n=4, seed=0):
+    """A study record with masks only: per_attack = {name: [mask per L2 radius]}."""
+    return {"data": {"images": n}, "config": {"seed": seed}, "grid": {"eps_linf": [], "eps_l2": [1.0, 2.0]},
+            "masks": {"clean": R.pack_mask(clean), "linf": {},
+                      "l2": {a: [R.pack_mask(m) for m in ms] for a, ms in per_attack.items()}}}
+
+
+def test_the_strongest_attack_and_the_worst_case_per_image():
+    t, f = True, False
+    recs = [_masked([t, t, t, t], {"pgd-strong": [[t, t, f, t], [f, t, f, t]],
+                                   "apgd-ce": [[t, f, t, t], [f, f, t, t]]}, seed=s) for s in (0, 1, 2)]
+    rows = R.strongest_rows({"deterministic": recs}, "l2")
+    assert [r["winner"] for r in rows] == ["pgd-strong", "pgd-strong"]  # a tie goes to the first attack run
+    assert rows[0]["best"] == 0.75 and rows[0]["worst"] == 0.5 and rows[1]["worst"] == 0.25
+    vib = [_masked([t, t, t, t], {"pgd-strong": [[t, t, t, t], [t, t, t, t]], "apgd-ce": [[t, t, t, t], m]},
+                   seed=s) for s, m in zip((0, 1, 2), ([t, t, f, t], [t, t, t, f], [f, t, t, t]))]
+    cmp = R.versus_worst({"deterministic": recs, "VIB β=0.01": vib}, "deterministic", "l2")["VIB β=0.01"]
+    assert cmp[0].diff == pytest.approx(0.5) and cmp[0].sign() == ">"  # the same 0.5 for every seed
+    assert cmp[1].diff == pytest.approx(0.5)

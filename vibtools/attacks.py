@@ -21,8 +21,8 @@ from .config import EVAL_CHUNK, check_int, check_number
 
 Norm = Literal["linf", "l2"]
 NORMS = ("linf", "l2")
-Objective = Literal["ce", "predictive"]
-OBJECTIVES = ("ce", "predictive")
+Objective = Literal["ce", "predictive", "margin"]
+OBJECTIVES = ("ce", "predictive", "margin")
 
 
 class Classifier(Protocol):
@@ -63,13 +63,19 @@ def attack_loss(model: Classifier, x: torch.Tensor, y: torch.Tensor, draws: int 
         draws: draws of z (1: one draw; more: EOT). A deterministic model ignores it.
         generator: source of the noise (PyTorch's global one if None).
         targeted: maximize minus the loss of the target y instead.
-        objective: "ce", the cross-entropy of each draw's softmax averaged over the draws; or "predictive", the
+        objective: "ce", the cross-entropy of each draw's softmax averaged over the draws; "predictive", the
             cross-entropy of the averaged softmax, i.e. the loss of the prediction the book reports (with 12
-            draws, that predictor itself under fresh noise). The two agree for a deterministic model.
+            draws, that predictor itself under fresh noise); or "margin", the margin of that prediction, the
+            best other class's log-probability minus the true class's (of the target over the best other one
+            when ``targeted``): Carlini and Wagner's loss, whose gradient does not vanish on an image the
+            model is sure of, where the cross-entropy's does (its softmax saturates). "ce" and "predictive" agree
+            for a deterministic model.
     Returns:
         A (B,) tensor.
     """
     logits = model(x, draws, generator)
+    if objective == "margin":  # already signed so that the attack climbs it, targeted or not
+        return -_margin(predictive_log_probs(logits)[None], y, targeted)[0]
     if objective == "predictive":
         loss = F.nll_loss(predictive_log_probs(logits), y, reduction="none")
     else:
@@ -244,7 +250,8 @@ def cw_l2(model: Classifier, x: torch.Tensor, y: torch.Tensor, *, targeted: bool
     for name, v in (("steps", steps), ("search_steps", search_steps), ("draws", draws)):
         check_int(name, v)
     check_int("judge_samples", judge_samples, low=0)
-    _check_objective(objective)
+    if objective not in ("ce", "predictive"):  # the margin is this attack's loss already
+        raise ValueError(f"cw_l2's objective must be 'ce' or 'predictive', got {objective!r}")
     x = x.detach()
     w0 = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6))
     lo = torch.zeros(len(x), device=x.device, dtype=x.dtype)
@@ -314,15 +321,22 @@ def judge_noise(seed: int, batch_index: int, device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed + 1 + 7919 * batch_index)
 
 
-def robust_accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps_list, *, attack: str = "pgd",
-                    norm: Norm = "linf", draws: int = 1, steps: int = 20, seed: int = 0, n_samples: int = 12,
-                    batch: int = 1000, restarts: int = 1, objective: Objective = "ce",
-                    step_size: float | None = None) -> list[float]:
-    """Accuracy of the 12-sample prediction on attacked copies of (x, y), one value per eps.
+def robust_accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps_list, **kwargs) -> list[float]:
+    """Accuracy of the 12-sample prediction on attacked copies of (x, y), one value per eps: the mean of
+    :func:`robust_masks` (which takes the same arguments)."""
+    return [int(m.sum()) / len(x) for m in robust_masks(model, x, y, eps_list, **kwargs)]
+
+
+def robust_masks(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps_list, *, attack: str = "pgd",
+                 norm: Norm = "linf", draws: int = 1, steps: int = 20, seed: int = 0, n_samples: int = 12,
+                 batch: int = 1000, restarts: int = 1, objective: Objective = "ce",
+                 step_size: float | None = None) -> list[torch.Tensor]:
+    """Which images the 12-sample prediction still classifies correctly under attack, one mask per eps.
 
     The prediction is judged under evaluation noise that the attacker never sees, the same draws for every
-    restart, so that the judged predictor is one fixed classifier. An image counts as robust only when that
-    predictor classifies it correctly clean and after every restart (the worst case over restarts).
+    restart and every attack (:func:`judge_noise`), so that the judged predictor is one fixed classifier and the
+    masks of two attacks can be combined image by image (the worst case over attacks). An image counts as
+    robust only when that predictor classifies it correctly clean and after every restart.
 
     Args:
         model: the classifier; x, y: images in [0, 1] and their labels.
@@ -337,7 +351,7 @@ def robust_accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps_lis
         restarts: independent random starts of PGD (or draws of the noise control).
         objective: the loss the attack climbs (:func:`attack_loss`).
     Returns:
-        One accuracy per eps.
+        One (len(x),) bool tensor per eps: True where the image is classified correctly after the attack.
     """
     if attack not in ("fgsm", "pgd", "noise"):
         raise ValueError(f"attack must be 'fgsm', 'pgd' or 'noise', got {attack!r}")
@@ -347,7 +361,7 @@ def robust_accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps_lis
     _check_objective(objective)
     out = []
     for eps in eps_list:
-        correct = 0
+        masks = []
         for b, i in enumerate(range(0, len(x), batch)):
             xb, yb = x[i:i + batch], y[i:i + batch]
             robust = predict(model, xb, n_samples, judge_noise(seed, b, x.device)) == yb
@@ -361,8 +375,8 @@ def robust_accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps_lis
                 else:
                     adv = random_noise(xb, eps, norm, generator=g)
                 robust &= predict(model, adv, n_samples, judge_noise(seed, b, x.device)) == yb
-            correct += int(robust.sum())
-        out.append(correct / len(x))
+            masks.append(robust)
+        out.append(torch.cat(masks) if masks else torch.zeros(0, dtype=torch.bool, device=x.device))
     return out
 
 

@@ -47,17 +47,28 @@ class AttackGrid:
     steps: int = 40  # PGD steps (step size 2.5 eps / steps)
     restarts: int = 2  # random starts of the strong PGD
     eot: int = 12  # draws of z per gradient in the EOT forms (the prediction's own 12)
-    check_eps: tuple[float, ...] = (0.05, 0.1)  # radii of the step check (strong PGD with 2 x steps)
+    check_eps: tuple[float, ...] = (0.05, 0.1)  # radii of the L-inf step check (strong PGD with 2 x steps)
+    check_eps_l2: tuple[float, ...] = (1.0, 2.0)  # radii of the L2 step check
     cw_steps: int = 50  # Adam steps per round of the L2 optimization attack
     cw_rounds: int = 3  # rounds of its search over c
     cw_kappa: float = 0.5  # the judged form's margin, in log-probability
     apgd_steps: int = 50  # torchattacks APGD iterations
     apgd_eot: int = 2  # its EOT iterations (each averages the 12 draws of the prediction)
-    apgd_eps: tuple[float, ...] = (0.05, 0.1)
+    apgd_eps: tuple[float, ...] = (0.05, 0.1)  # APGD's L-inf radii
+    apgd_eps_l2: tuple[float, ...] = (0.5, 1.0, 2.0)  # APGD's L2 radii
+
+    def __post_init__(self):
+        for name, radii, of in (("check_eps", self.check_eps, "eps_linf"), ("apgd_eps", self.apgd_eps, "eps_linf"),
+                                ("check_eps_l2", self.check_eps_l2, "eps_l2"),
+                                ("apgd_eps_l2", self.apgd_eps_l2, "eps_l2")):
+            if not set(radii) <= set(getattr(self, of)):
+                raise ValueError(f"AttackGrid.{name} {radii} must be radii of {of} {getattr(self, of)}: the "
+                                 f"strongest attack is taken per radius of that grid")
 
 
 QUICK_GRID = AttackGrid(n_images=50, eps_linf=(0.05, 0.1), eps_l2=(1.0,), steps=5, eot=4, check_eps=(0.1,),
-                        cw_steps=10, cw_rounds=2, apgd_steps=5, apgd_eot=1, apgd_eps=(0.1,))
+                        check_eps_l2=(1.0,), cw_steps=10, cw_rounds=2, apgd_steps=5, apgd_eot=1, apgd_eps=(0.1,),
+                        apgd_eps_l2=(1.0,))
 
 
 def study_configs(epochs: int) -> dict[str, list[TrainConfig]]:
@@ -81,6 +92,18 @@ def group_name(beta: float | None) -> str:
     return "deterministic" if beta is None else f"VIB β={beta:g}"
 
 
+def pack_mask(mask) -> str:
+    """A bool mask (tensor or list) as a hex string, first image in the highest bit (how records store masks)."""
+    bits = "".join("1" if bool(v) else "0" for v in (mask.tolist() if hasattr(mask, "tolist") else mask))
+    return format(int(bits or "0", 2), f"0{(len(bits) + 3) // 4}x") if bits else ""
+
+
+def unpack_mask(text: str, n: int) -> list[bool]:
+    """The inverse of :func:`pack_mask` for ``n`` images."""
+    value = int(text, 16) if text else 0
+    return [bool(value >> (n - 1 - i) & 1) for i in range(n)]
+
+
 def attack_model(model, x: torch.Tensor, y: torch.Tensor, grid: AttackGrid, seed: int = 0,
                  log=None) -> dict:
     """Every attack of ``grid`` on one model (see the module's docstring).
@@ -92,8 +115,10 @@ def attack_model(model, x: torch.Tensor, y: torch.Tensor, grid: AttackGrid, seed
         seed: seed of the attacks' noise (the evaluation noise is seeded apart from it).
         log: called with one line per finished attack (None: silent).
     Returns:
-        The numbers of a results record: accuracies per radius, the step check, the L2 attack's summaries,
-        and APGD's accuracies (None when torchattacks is not installed).
+        The numbers of a results record: accuracies per radius, the step checks, the L2 attack's summaries,
+        APGD's accuracies (None when torchattacks is not installed), the input gradients' sizes on the clean
+        images, and ``masks``: per norm and attack, which images stayed correct at each radius (hex strings of
+        :func:`pack_mask`; every attack is judged by the same draws of z, so masks combine image by image).
     """
     from . import attacks as A
 
@@ -102,41 +127,89 @@ def attack_model(model, x: torch.Tensor, y: torch.Tensor, grid: AttackGrid, seed
     det = bool(getattr(model, "deterministic", False))
     eot = 1 if det else grid.eot  # every draw of a deterministic net is the same
     t0 = time.perf_counter()
+    masks: dict = {"linf": {}, "l2": {}}
 
-    def acc(eps, **kw):
-        out = A.robust_accuracy(model, x, y, eps, seed=seed, steps=grid.steps, batch=len(x), **kw)
+    def run(name: str, eps_list, norm: str = "linf", steps: int = grid.steps, **kw) -> list[float]:
+        got = A.robust_masks(model, x, y, eps_list, seed=seed, steps=steps, batch=len(x), norm=norm, **kw)
+        grid_eps = grid.eps_linf if norm == "linf" else grid.eps_l2
+        row = masks[norm].setdefault(name, [None] * len(grid_eps))
+        for eps, m in zip(eps_list, got):
+            row[grid_eps.index(eps)] = pack_mask(m)
         if log:
-            log(f"{kw.get('attack', 'pgd')} {kw.get('norm', 'linf')} {kw} done at {time.perf_counter() - t0:.0f} s")
-        return out
+            log(f"{norm} {name} done at {time.perf_counter() - t0:.0f} s")
+        return [int(m.sum()) / len(x) for m in got]
 
     strong = dict(draws=eot, objective="predictive", restarts=grid.restarts)
-    rec: dict = {"clean": A.robust_accuracy(model, x, y, [0.0], seed=seed, batch=len(x))[0]}
-    plain_fgsm = acc(grid.eps_linf, attack="fgsm")
-    rec["fgsm"] = {"plain": plain_fgsm,
-                   "eot": plain_fgsm if det else acc(grid.eps_linf, attack="fgsm", draws=eot, objective="predictive")}
-    rec["pgd_linf"] = {"plain": acc(grid.eps_linf), "strong": acc(grid.eps_linf, **strong)}
-    double = A.robust_accuracy(model, x, y, grid.check_eps, seed=seed, steps=2 * grid.steps, batch=len(x),
-                               **strong)
+    clean = A.robust_masks(model, x, y, [0.0], seed=seed, batch=len(x))[0]
+    rec: dict = {"clean": int(clean.sum()) / len(x)}
+    plain_fgsm = run("fgsm", grid.eps_linf, attack="fgsm")
+    if det:
+        masks["linf"]["fgsm-eot"] = masks["linf"]["fgsm"]
+    rec["fgsm"] = {"plain": plain_fgsm, "eot": plain_fgsm if det else run("fgsm-eot", grid.eps_linf, attack="fgsm",
+                                                                         draws=eot, objective="predictive")}
+    rec["pgd_linf"] = {"plain": run("pgd", grid.eps_linf), "strong": run("pgd-strong", grid.eps_linf, **strong),
+                       "margin": run("pgd-margin", grid.eps_linf, **{**strong, "objective": "margin"})}
     rec["step_check"] = {"eps": list(grid.check_eps), "steps": grid.steps,
                          "strong": [rec["pgd_linf"]["strong"][grid.eps_linf.index(e)] for e in grid.check_eps],
-                         "double": double}
-    rec["pgd_l2"] = {"strong": acc(grid.eps_l2, norm="l2", **strong)}
-    rec["noise"] = acc(grid.eps_linf, attack="noise")
+                         "double": run("pgd-strong-2x", grid.check_eps, steps=2 * grid.steps, **strong)}
+    rec["pgd_l2"] = {"strong": run("pgd-strong", grid.eps_l2, "l2", **strong),
+                     "margin": run("pgd-margin", grid.eps_l2, "l2", **{**strong, "objective": "margin"})}
+    rec["l2_step_check"] = {"eps": list(grid.check_eps_l2), "steps": grid.steps,
+                            "strong": [rec["pgd_l2"]["strong"][grid.eps_l2.index(e)] for e in grid.check_eps_l2],
+                            "double": run("pgd-strong-2x", grid.check_eps_l2, "l2", steps=2 * grid.steps,
+                                          **strong)}
+    rec["noise"] = run("noise", grid.eps_linf, attack="noise")
     cw = dict(steps=grid.cw_steps, search_steps=grid.cw_rounds, seed=seed, batch=len(x))
     rec["cw"] = {"paper": A.cw_summary(model, x, y, **cw),
                  "judged": A.cw_summary(model, x, y, draws=eot, objective="predictive", judge_samples=12,
                                         kappa=grid.cw_kappa, **cw)}
-    rec["apgd"] = apgd(model, x, y, grid, seed)
+    for form in ("paper", "judged"):  # the L2 attack's masks at the grid's radii, from its distances
+        dist = iter(rec["cw"][form]["distances"])
+        per_image = [next(dist) if ok else 0.0 for ok in clean.tolist()]
+        masks["l2"][f"cw-{form}"] = [pack_mask([d > e for d in per_image]) for e in grid.eps_l2]
+    rec["apgd"] = apgd(model, x, y, grid, seed, masks)
+    rec["gradients"] = gradient_sizes(model, x[clean], y[clean], eot, seed)
+    rec["masks"] = {"clean": pack_mask(clean), **masks}
     rec["seconds"] = time.perf_counter() - t0
     return rec
 
 
-def apgd(model, x: torch.Tensor, y: torch.Tensor, grid: AttackGrid, seed: int = 0) -> dict | None:
-    """torchattacks' APGD-CE and APGD-DLR (L-inf, EOT) on the 12-sample prediction, judged as ours are.
+def gradient_sizes(model, x: torch.Tensor, y: torch.Tensor, draws: int, seed: int = 0) -> dict:
+    """How large the input gradient of the strong attacks' two losses is on the clean images x (correctly
+    classified ones): the cross-entropy of the 12-sample prediction and its margin.
+
+    A cross-entropy whose softmax has saturated (probability 1 in float32) has an input gradient of exactly 0: an
+    attack that climbs it cannot start, and the image looks robust. The margin's gradient does not vanish there.
 
     Returns:
-        {"eps", "ce", "dlr", "version"}: accuracies per radius of :attr:`AttackGrid.apgd_eps`, or None when
-        torchattacks is not installed (``pip install --no-deps torchattacks``: it needs only torch).
+        {"images", "ce": {...}, "margin": {...}}, each with the median L2 norm of the gradient, the number of
+        images where it is exactly 0 and where it is below 1e-6.
+    """
+    from statistics import median
+
+    from . import attacks as A
+
+    out: dict = {"images": len(x)}
+    for objective in ("predictive", "margin"):
+        g = torch.Generator(device=x.device).manual_seed(seed + 31337)
+        grad, _ = A.input_gradient(model, x, y, draws, g, objective=objective)
+        norms = grad.double().norm(dim=1).tolist()
+        out["ce" if objective == "predictive" else "margin"] = {
+            "median": median(norms) if norms else None, "zero": sum(v == 0 for v in norms),
+            "below_1e-6": sum(v < 1e-6 for v in norms)}
+    return out
+
+
+def apgd(model, x: torch.Tensor, y: torch.Tensor, grid: AttackGrid, seed: int = 0,
+         masks: dict | None = None) -> dict | None:
+    """torchattacks' APGD-CE and APGD-DLR (EOT) on the 12-sample prediction, in L-inf and L2, judged as ours are.
+
+    Args:
+        masks: where to put each attack's masks (``masks[norm]["apgd-ce"]`` ...), as :func:`attack_model` does.
+    Returns:
+        {"eps", "ce", "dlr", "version", "l2": {"eps", "ce", "dlr"}}: accuracies per radius of
+        :attr:`AttackGrid.apgd_eps` (L-inf) and :attr:`AttackGrid.apgd_eps_l2`, or None when torchattacks is not
+        installed (``pip install --no-deps torchattacks``: it needs only torch).
     """
     try:
         import torchattacks
@@ -145,18 +218,23 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, grid: AttackGrid, seed: int = 
     from . import attacks as A
 
     wrapped = A.ImageClassifier(model, 12)
-    judge = A.predict(model, x, 12, A.judge_noise(seed, 0, x.device)) == y  # the judge of robust_accuracy
-    out: dict = {"eps": list(grid.apgd_eps), "version": torchattacks.__version__}
-    for loss in ("ce", "dlr"):
-        accs = []
-        for eps in grid.apgd_eps:
-            with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-                atk = torchattacks.APGD(wrapped, norm="Linf", eps=eps, steps=grid.apgd_steps, n_restarts=1,
-                                        loss=loss, eot_iter=grid.apgd_eot, seed=seed)
-                adv = atk(x.view(-1, 1, 28, 28), y).view(len(x), -1)
-            ok = judge & (A.predict(model, adv, 12, A.judge_noise(seed, 0, x.device)) == y)
-            accs.append(int(ok.sum()) / len(x))
-        out[loss] = accs
+    judge = A.predict(model, x, 12, A.judge_noise(seed, 0, x.device)) == y  # the judge of robust_masks
+    out: dict = {"eps": list(grid.apgd_eps), "version": torchattacks.__version__, "l2": {"eps": list(grid.apgd_eps_l2)}}
+    for norm, radii, where, grid_eps in (("Linf", grid.apgd_eps, out, grid.eps_linf),
+                                         ("L2", grid.apgd_eps_l2, out["l2"], grid.eps_l2)):
+        for loss in ("ce", "dlr"):
+            accs = []
+            row = None if masks is None else masks[norm.lower()].setdefault(f"apgd-{loss}", [None] * len(grid_eps))
+            for eps in radii:
+                with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+                    atk = torchattacks.APGD(wrapped, norm=norm, eps=eps, steps=grid.apgd_steps, n_restarts=1,
+                                            loss=loss, eot_iter=grid.apgd_eot, seed=seed)
+                    adv = atk(x.view(-1, 1, 28, 28), y).view(len(x), -1)
+                ok = judge & (A.predict(model, adv, 12, A.judge_noise(seed, 0, x.device)) == y)
+                accs.append(int(ok.sum()) / len(x))
+                if row is not None:
+                    row[grid_eps.index(eps)] = pack_mask(ok)
+            where[loss] = accs
     return out
 
 
@@ -397,3 +475,75 @@ def fooled_within(records: list[dict], radii, form: str = "judged") -> tuple[lis
         per_seed.append([(wrong + sum(v <= e for v in d)) / n for e in radii])
     pairs = [mean_and_sd(col) for col in zip(*per_seed)]
     return [m for m, _ in pairs], [s for _, s in pairs]
+
+
+# ---------------------------------------------------------------- the strongest attack per cell
+
+ATTACK_NAMES = {"fgsm": "FGSM", "fgsm-eot": "FGSM (EOT)", "pgd": "PGD (plain)", "pgd-strong": "PGD (strong)",
+                "pgd-margin": "PGD (margin)", "pgd-strong-2x": "PGD (2× steps)", "apgd-ce": "APGD-CE",
+                "apgd-dlr": "APGD-DLR", "noise": "noise", "cw-paper": "L2 opt. (paper's test)",
+                "cw-judged": "L2 opt. (judged)"}
+
+
+def _masks(rec: dict, norm: str, i: int) -> dict[str, list[bool]]:
+    """The stored masks of one record at radius index i of one norm: attack -> per-image correct."""
+    n = rec["data"]["images"]
+    return {name: unpack_mask(row[i], n) for name, row in rec["masks"][norm].items() if row[i] is not None}
+
+
+def worst_case(records: list[dict], norm: str) -> list[list[float]]:
+    """Per seed, per radius of the norm's grid: the accuracy left when every attack run at that radius is applied
+    and an image counts as robust only if it survived them all (the per-image worst case)."""
+    out = []
+    for rec in records:
+        radii = rec["grid"]["eps_linf" if norm == "linf" else "eps_l2"]
+        row = []
+        for i in range(len(radii)):
+            masks = list(_masks(rec, norm, i).values())
+            row.append(sum(all(col) for col in zip(*masks)) / rec["data"]["images"])
+        out.append(row)
+    return out
+
+
+def strongest_rows(groups: dict[str, list[dict]], norm: str) -> list[dict]:
+    """Per group and radius: every attack's accuracy (mean over seeds), the attack that left the least (the
+    winner), and the per-image worst case over all of them (mean and per seed).
+
+    Returns:
+        Rows {"group", "eps", "attacks": {name: mean accuracy}, "winner", "best": the winner's mean accuracy,
+        "worst": mean of the worst case, "worst_per_seed": [...]} in the groups' order, radii ascending.
+    """
+    rows = []
+    for name, recs in groups.items():
+        radii = recs[0]["grid"]["eps_linf" if norm == "linf" else "eps_l2"]
+        worst = worst_case(recs, norm)
+        for i, eps in enumerate(radii):
+            per_seed = [_masks(r, norm, i) for r in recs]
+            names = [a for a in per_seed[0] if all(a in m for m in per_seed)]
+            means = {a: sum(sum(m[a]) / len(m[a]) for m in per_seed) / len(per_seed) for a in names}
+            winner = min(means, key=means.get)
+            col = [w[i] for w in worst]
+            rows.append({"group": name, "eps": eps, "attacks": means, "winner": winner, "best": means[winner],
+                         "worst": sum(col) / len(col), "worst_per_seed": col})
+    return rows
+
+
+def versus_worst(groups: dict[str, list[dict]], baseline: str, norm: str) -> dict[str, list]:
+    """Each group against ``baseline`` at every radius on the per-image worst case, paired by seed (the models of
+    one seed share their batch order and the attacked images): {group: [Comparison per radius]}
+    (:func:`vibtools.stats.paired`; ``.sign()`` gives "<", ">" or "≈")."""
+    from .stats import paired as paired_by_seed
+
+    def seeded(recs):
+        return {r["config"]["seed"]: w for r, w in zip(recs, worst_case(recs, norm))}
+
+    base = seeded(groups[baseline])
+    out = {}
+    for name, recs in groups.items():
+        if name == baseline:
+            continue
+        mine = seeded(recs)
+        radii = len(next(iter(base.values())))
+        out[name] = [paired_by_seed({s: v[i] for s, v in mine.items()}, {s: v[i] for s, v in base.items()})
+                     for i in range(radii)]
+    return out
