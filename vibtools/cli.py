@@ -127,9 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     a = sub.add_parser("attack-study", help="attack the adversarial chapter's models and write results/adversarial/",
                        description="Attack each model of the adversarial chapter (FGSM, PGD plain and strong with "
-                                   "a step check, PGD L2, noise, the L2 optimization attack in two forms, and "
-                                   "torchattacks' APGD when installed) and write RESULTS/adversarial/<run>.json as "
-                                   "each model finishes; models with a record are skipped. 10-epoch models are "
+                                   "a step check, PGD on the margin, PGD L2 with its own step check, noise, the L2 "
+                                   "optimization attack in two forms, and torchattacks' APGD-CE/-DLR in L-inf and L2 "
+                                   "when installed; each image's outcome under each attack is kept) and write "
+                                   "RESULTS/adversarial/<run>.json as each model finishes; models with a record are "
+                                   "skipped. 10-epoch models are "
                                    "trained when missing; 200-epoch ones must be in the run cache.")
     a.add_argument("--epochs", type=int, choices=(10, PAPER_EPOCHS), default=10,
                    help="10: the deterministic net and VIB at beta 1e-3 ... 1; 200: Table 1's deterministic net "

@@ -10,11 +10,17 @@ The attacks, per model:
 - FGSM (L-inf), plain (one draw of z per gradient) and with EOT on the prediction's loss;
 - PGD L-inf, plain (one draw, one start: the weak form) and strong (the loss of the 12-sample prediction with EOT,
   several restarts, the worst case kept), and the strong form with twice the steps at two radii (the step check);
-- PGD L2, strong; random noise of the same L-inf size (the control);
+- PGD on the margin of the 12-sample prediction (Carlini and Wagner's loss, L-inf and L2), whose gradient does not
+  vanish where the cross-entropy's softmax has saturated;
+- PGD L2, strong, with its own step check; random noise of the same L-inf size (the control);
 - the L2 optimization attack in two forms: the paper's bookkeeping (success on the attack's own draw, no
   margin) and success judged by the 12-sample prediction under fresh draws with a margin;
-- APGD-CE and APGD-DLR from torchattacks (Croce & Hein 2020) with EOT, on the same prediction, when installed:
-  an attack written by others, the check that ours is not weak.
+- APGD-CE and APGD-DLR from torchattacks (Croce & Hein 2020) with EOT, in L-inf and L2, on the same prediction,
+  when installed: attacks written by others, the check that ours are not weak.
+
+Every attack is judged by the same draws of z, and each record keeps which images each attack left correct
+(``masks``), so that the chapter's verdicts use, per model and radius, the worst case over all attacks, image by
+image (:func:`strongest_rows`, :func:`versus_worst`).
 """
 
 from __future__ import annotations
