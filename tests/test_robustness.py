@@ -237,3 +237,41 @@ def test_the_strongest_attack_and_the_worst_case_per_image():
     cmp = R.versus_worst({"deterministic": recs, "VIB β=0.01": vib}, "deterministic", "l2")["VIB β=0.01"]
     assert cmp[0].diff == pytest.approx(0.5) and cmp[0].sign() == ">"  # the same 0.5 for every seed
     assert cmp[1].diff == pytest.approx(0.5)
+
+
+def test_the_papers_attack_untargeted_and_targeted():
+    from vibtools import paper_attack as P
+
+    x, y = _batch(40)
+    targets = P.random_targets(y)
+    assert (targets != y).all() and torch.equal(targets, P.random_targets(y))  # fixed, never the source
+    settings = P.PaperCW(n_images=40, samples=3, steps=30, rounds=3)
+    model = VIB(k=4, hidden=32, covariance="diag", seed=0).eval()
+    out = P.paper_cw(model, x, y, settings)
+    for form in ("untargeted", "targeted"):
+        got = out[form]
+        hits = R.unpack_mask(got["succeeded"], 40)
+        assert len(got["l2"]) == len(got["linf"]) == len(got["l0"]) == sum(hits)
+        assert got["success"] == pytest.approx(sum(hits) / round(out["clean"] * 40))
+        assert all(0 < i <= 1 for i in got["linf"]) and all(0 <= n <= 784 for n in got["l0"])
+        assert got["accuracy"] <= out["clean"]
+    assert out["untargeted"]["success"] > 0.5  # an untrained net is easy to fool
+    assert out["targeted"]["targets"] == targets.tolist()
+    sizes = P.perturbation_sizes(torch.tensor([[0.0, 0.5, -0.001, -0.005], [0, 0, 0, 0.0]]))
+    assert sizes["l0"] == [2, 0] and sizes["linf"] == [0.5, 0.0] and sizes["l2"][0] == pytest.approx(0.5, abs=1e-4)
+
+
+def test_relative_sizes_divide_by_the_deterministic_model_of_the_same_seed():
+    from vibtools import paper_attack as P
+
+    det = [{"config": {"seed": s}, "targeted": {"l2": [1.0, 3.0]}} for s in (0, 1)]
+    vib = [{"config": {"seed": 1}, "targeted": {"l2": [4.0]}}, {"config": {"seed": 0}, "targeted": {"l2": [2.0, 2.0]}}]
+    assert P.relative_sizes(vib, det, "targeted", "l2") == [2.0, 1.0]
+    assert math.isnan(P.relative_sizes([{"config": {"seed": 0}, "targeted": {"l2": []}}], det, "targeted", "l2")[0])
+
+
+def test_the_paper_attack_command_lists_and_a_missing_study_names_it(tmp_path):
+    with pytest.raises(ResultsError, match="attack-study --paper --epochs 10"):
+        R.load_study(tmp_path, 10, paper=True)
+    listed = cli(["attack-study", "--paper", "--list", "--epochs", "200"], tmp_path)
+    assert listed.returncode == 0 and len(listed.stdout.split()) == 6

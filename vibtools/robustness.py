@@ -253,12 +253,14 @@ def _finite(obj):
     return None if isinstance(obj, float) and not math.isfinite(obj) else obj
 
 
-def record(config: TrainConfig, numbers: dict, grid: AttackGrid, data, device: str) -> dict:
-    """A sealed results record of one attacked model (infinite distances and undefined medians stored as null)."""
+def record(config: TrainConfig, numbers: dict, grid, data, device: str, fmt: str = FORMAT) -> dict:
+    """A sealed results record of one attacked model (infinite distances and undefined medians stored as null);
+    ``grid``: the settings it was attacked with (an :class:`AttackGrid`, or the paper attack's
+    :class:`vibtools.paper_attack.PaperCW` with ``fmt`` its format)."""
     from .reproduce import code_version, sealed
 
     group = group_name(None if _is_det(config) else config.beta)
-    return sealed(_finite({"format": FORMAT, "run": run_name(config), "group": group, "config": config.as_dict(),
+    return sealed(_finite({"format": fmt, "run": run_name(config), "group": group, "config": config.as_dict(),
                            "grid": asdict(grid), "data": {"fingerprint": data.fingerprint(), "images": grid.n_images},
                            "device": device, "code": code_version(), **numbers}))
 
@@ -269,8 +271,9 @@ def _is_det(config: TrainConfig) -> bool:
     return model_name(config) == "deterministic"
 
 
-def load_record(path: str | Path) -> dict:
-    """One study record, checked (format, checksum, run name); ResultsError in one line otherwise."""
+def load_record(path: str | Path, fmt: str = FORMAT) -> dict:
+    """One study record of format ``fmt``, checked (format, checksum, run name); ResultsError in one line
+    otherwise."""
     from .jsonio import StoredJSONError, read_json
     from .reproduce import ResultsError, record_checksum
 
@@ -280,8 +283,8 @@ def load_record(path: str | Path) -> dict:
     except StoredJSONError as exc:
         raise ResultsError(f"{path} is not a readable attack-study record (it {exc}); rerun python -m vibtools "
                            f"attack-study to rewrite it") from None
-    if not isinstance(rec, dict) or rec.get("format") != FORMAT:
-        raise ResultsError(f"{path} is not a vibtools attack-study record")
+    if not isinstance(rec, dict) or rec.get("format") != fmt:
+        raise ResultsError(f"{path} is not a {fmt} record")
     if rec.get("checksum") != record_checksum(rec):
         raise ResultsError(f"{path} does not match its checksum (edited or damaged); rerun python -m vibtools "
                            f"attack-study to remake it")
@@ -290,25 +293,39 @@ def load_record(path: str | Path) -> dict:
     return rec
 
 
-def load_study(results_dir: str | Path, epochs: int) -> dict[str, list[dict]]:
-    """The stored records of one protocol by group, in seed order; ResultsError (one line) when any is missing."""
+def _kind(paper: bool):
+    """(folder, format, default settings, attack) of the study (``paper=False``) or of the paper's attack."""
+    if paper:
+        from . import paper_attack as P
+
+        return P.FOLDER, P.FORMAT, P.PaperCW(), P.paper_cw
+    return FOLDER, FORMAT, AttackGrid(), attack_model
+
+
+def load_study(results_dir: str | Path, epochs: int, paper: bool = False) -> dict[str, list[dict]]:
+    """The stored records of one protocol by group, in seed order (``paper``: those of the paper's attack);
+    ResultsError (one line) when any is missing."""
     from .reproduce import ResultsError
 
-    folder = Path(results_dir) / FOLDER
+    sub, fmt, _, _ = _kind(paper)
+    folder = Path(results_dir) / sub
     groups: dict[str, list[dict]] = {}
     for name, configs in study_configs(epochs).items():
         paths = [folder / f"{run_name(c)}.json" for c in configs]
         missing = [p.stem for p in paths if not p.exists()]
         if missing:
             raise ResultsError(f"{folder} lacks {missing[0]} ({len(missing)} of the {epochs}-epoch study missing): "
-                               f"run python -m vibtools attack-study --epochs {epochs}")
-        groups[name] = [load_record(p) for p in paths]
+                               f"run python -m vibtools attack-study{' --paper' * paper} --epochs {epochs}")
+        groups[name] = [load_record(p, fmt) for p in paths]
     return groups
 
 
-def run_study(epochs: int, data, *, grid: AttackGrid = AttackGrid(), results_dir: str | Path = "results",
-              device=None, cache=True, only: list[str] | None = None, log=print) -> list[Path]:
+def run_study(epochs: int, data, *, grid=None, results_dir: str | Path = "results", device=None, cache=True,
+              only: list[str] | None = None, log=print, paper: bool = False) -> list[Path]:
     """Attack every model of :func:`study_configs` that has no record yet; write each record when it is done.
+
+    ``paper``: run the paper's own attack (:mod:`vibtools.paper_attack`) instead of the study's grid. ``grid``:
+    the settings (None: the full ones of the chosen attack).
 
     The 200-epoch models are never trained here (hours on a CPU): they must be in the run cache, else ValueError
     before any work names the command that trains them. The 10-epoch ones are trained when missing.
@@ -322,11 +339,13 @@ def run_study(epochs: int, data, *, grid: AttackGrid = AttackGrid(), results_dir
         configs = [c for c in configs if any(fnmatch.fnmatchcase(run_name(c), p) for p in only)]
         if not configs:
             raise ValueError(f"--only {','.join(only)!r} matches none of the study's runs (see --list)")
-    folder = Path(results_dir) / FOLDER
+    sub, fmt, default, attack = _kind(paper)
+    grid = default if grid is None else grid
+    folder = Path(results_dir) / sub
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder} is a file where the study's records go: move it away")
     fp = data.fingerprint()
-    todo = [c for c in configs if not _done(folder / f"{run_name(c)}.json", c, grid, fp, log)]
+    todo = [c for c in configs if not _done(folder / f"{run_name(c)}.json", c, grid, fp, log, fmt)]
     if epochs >= PAPER_EPOCHS and todo:
         store_dir = cache_folder(cache)
         store = RunCache(store_dir) if store_dir else None
@@ -347,17 +366,16 @@ def run_study(epochs: int, data, *, grid: AttackGrid = AttackGrid(), results_dir
         if log:
             log(f"{run_name(c)}: attacking {grid.n_images} images ({time.strftime('%H:%M')})")
         where = next(model.parameters()).device
-        numbers = attack_model(model, x.to(where), y.to(where), grid, seed=c.seed)
+        numbers = attack(model, x.to(where), y.to(where), grid, seed=c.seed)
         path = folder / f"{run_name(c)}.json"
-        save_json(path, record(c, numbers, grid, data, describe_device(where)))
+        save_json(path, record(c, numbers, grid, data, describe_device(where), fmt))
         written.append(path)
         if log:
-            log(f"{run_name(c)}: wrote {path} after {numbers['seconds']:.0f} s "
-                f"(PGD L-inf strong {[round(a, 3) for a in numbers['pgd_linf']['strong']]})")
+            log(f"{run_name(c)}: wrote {path} after {numbers['seconds']:.0f} s")
     return written
 
 
-def _done(path: Path, config: TrainConfig, grid: AttackGrid, fingerprint: str, log=print) -> bool:
+def _done(path: Path, config: TrainConfig, grid, fingerprint: str, log=print, fmt: str = FORMAT) -> bool:
     """True when ``path`` holds a valid record of this model under this grid, made on these images; a record that
     is not says why it is remade (through ``log``)."""
     import json
@@ -367,7 +385,7 @@ def _done(path: Path, config: TrainConfig, grid: AttackGrid, fingerprint: str, l
     if not path.exists():
         return False
     try:
-        rec = load_record(path)
+        rec = load_record(path, fmt)
     except ResultsError as exc:
         why = str(exc)
     else:
@@ -385,11 +403,11 @@ def _done(path: Path, config: TrainConfig, grid: AttackGrid, fingerprint: str, l
 
 # ---------------------------------------------------------------- reading the study: what the chapter tabulates
 
-def stored_study(epochs: int) -> dict[str, list[dict]]:
+def stored_study(epochs: int, paper: bool = False) -> dict[str, list[dict]]:
     """The committed study records of one protocol (:func:`load_study` on :func:`vibtools.results.results_dir`)."""
     from .results import results_dir
 
-    return load_study(results_dir(), epochs)
+    return load_study(results_dir(), epochs, paper)
 
 
 def values(records: list[dict], *keys: str, index: int | None = None) -> list:
