@@ -310,3 +310,36 @@ def test_torchattacks_apgd_runs_on_the_wrapped_model():
     adv = adv.view(len(x), -1)
     assert (adv - x).abs().max() <= 0.5 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
     assert A.accuracy(model, adv, y) == 0.0  # the closed-form worst case flips every image at this radius
+
+
+def test_l2_steps_have_full_length_however_small_the_gradient():
+    g = torch.tensor([[3e-30, -4e-30, 0.0], [0.0, 0.0, 0.0], [1e-20, 0.0, 0.0], [3.0, 4.0, 0.0]])
+    unit = A._unit(g)
+    torch.testing.assert_close(unit.norm(dim=1), torch.tensor([1.0, 0.0, 1.0, 1.0]))
+    torch.testing.assert_close(unit[0], torch.tensor([0.6, -0.8, 0.0]))
+
+
+class _NearlySaturated(torch.nn.Module):
+    """A linear classifier whose cross-entropy gradient is tiny (1e-15 to 1e-40) but not zero on most images."""
+
+    deterministic = True
+
+    def __init__(self):
+        super().__init__()
+        w = torch.randn(784, 10, generator=torch.Generator().manual_seed(1))
+        self.w = torch.nn.Parameter(w / w.norm(dim=0) * 20)
+
+    def forward(self, x, n_samples=1, generator=None):
+        z = x - 0.5
+        return (z @ self.w + 60 * F.one_hot((z @ self.w).argmax(-1), 10))[None].expand(n_samples, -1, -1)
+
+
+def test_l2_pgd_on_the_cross_entropy_climbs_a_tiny_gradient():
+    model = _NearlySaturated().requires_grad_(False)
+    x = torch.rand(30, 784, generator=torch.Generator().manual_seed(2))
+    y = model(x)[0].argmax(-1)
+    grad, _ = A.input_gradient(model, x, y)
+    norms = grad.norm(dim=1)
+    assert (norms < 1e-12).float().mean() > 0.5  # what a floor of 1e-12 on the norm turned into no step at all
+    adv = A.pgd(model, x, y, 8.0, norm="l2", steps=20, random_start=False)
+    assert (model(adv)[0].argmax(-1) == y).float().mean() < 0.2

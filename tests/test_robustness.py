@@ -275,3 +275,15 @@ def test_the_paper_attack_command_lists_and_a_missing_study_names_it(tmp_path):
         R.load_study(tmp_path, 10, paper=True)
     listed = cli(["attack-study", "--paper", "--list", "--epochs", "200"], tmp_path)
     assert listed.returncode == 0 and len(listed.stdout.split()) == 6
+
+
+def test_a_record_without_masks_gives_each_attacks_accuracy_and_the_lowest_as_its_worst_case():
+    old = {"data": {"images": 4}, "config": {"seed": 0}, "grid": {"eps_l2": [1.0, 2.0]},
+           "pgd_l2": {"strong": [0.75, 0.5]},
+           "cw": {"paper": {"distances": [0.5, 1.5, None]}, "judged": {"distances": [None, None, 1.5]}}}
+    assert R.attack_accuracies(old, "l2") == {"pgd-strong": [0.75, 0.5], "cw-paper": [0.5, 0.25],
+                                              "cw-judged": [0.75, 0.5]}
+    assert R.worst_case([old], "l2") == [[0.5, 0.25]]
+    rows = R.strongest_rows({"deterministic": [old]}, "l2")
+    assert [(r["winner"], r["best"], r["per_image"]) for r in rows] == [("cw-paper", 0.5, False),
+                                                                        ("cw-paper", 0.25, False)]

@@ -145,8 +145,15 @@ def _project(delta: torch.Tensor, x: torch.Tensor, eps: float, norm: Norm) -> to
 
 
 def _unit(grad: torch.Tensor) -> torch.Tensor:
-    """Each row scaled to L2 norm 1 (rows of zeros stay zero)."""
-    return grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    """Each row scaled to L2 norm 1 (rows of zeros stay zero), however small it is.
+
+    Each row is first divided by its largest entry, so that a gradient of size 1e-30 (a cross-entropy whose
+    softmax has all but saturated) still gives a full step: dividing by its norm directly would let that norm
+    underflow to 0 in float32, and a floor on the norm (``clamp_min(1e-12)``) would shrink the step to nothing.
+    """
+    top = grad.abs().amax(dim=1, keepdim=True)
+    grad = grad / torch.where(top > 0, top, torch.ones_like(top))
+    return grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-12)  # the norm is >= 1 on every non-zero row
 
 
 def pgd(model: Classifier, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm: Norm = "linf",

@@ -515,16 +515,56 @@ def _masks(rec: dict, norm: str, i: int) -> dict[str, list[bool]]:
     return {name: unpack_mask(row[i], n) for name, row in rec["masks"][norm].items() if row[i] is not None}
 
 
+def _radii(rec: dict, norm: str) -> list[float]:
+    return rec["grid"]["eps_linf" if norm == "linf" else "eps_l2"]
+
+
+def attack_accuracies(rec: dict, norm: str) -> dict[str, list[float | None]]:
+    """Every attack's accuracy at each radius of the norm's grid in one record (None where it was not run).
+
+    From the per-image masks where the record has them; a record written before masks were kept gives the
+    accuracies it stored (the L2 optimization attack's from its distances: correct and not fooled within r).
+    """
+    radii = _radii(rec, norm)
+    if "masks" in rec:
+        n = rec["data"]["images"]
+        return {name: [None if m is None else sum(unpack_mask(m, n)) / n for m in row]
+                for name, row in rec["masks"][norm].items()}
+
+    def at(values, eps_run):
+        return [values[eps_run.index(e)] if e in eps_run else None for e in radii]
+
+    out: dict[str, list[float | None]] = {}
+    if norm == "linf":
+        out["fgsm"], out["fgsm-eot"] = rec["fgsm"]["plain"], rec["fgsm"]["eot"]
+        out["pgd"], out["pgd-strong"] = rec["pgd_linf"]["plain"], rec["pgd_linf"]["strong"]
+        out["pgd-strong-2x"] = at(rec["step_check"]["double"], rec["step_check"]["eps"])
+        out["noise"] = rec["noise"]
+        if rec.get("apgd"):
+            for loss in ("ce", "dlr"):
+                out[f"apgd-{loss}"] = at(rec["apgd"][loss], rec["apgd"]["eps"])
+    else:
+        out["pgd-strong"] = rec["pgd_l2"]["strong"]
+        n = rec["data"]["images"]
+        for form in ("paper", "judged"):
+            d = [math.inf if v is None else v for v in rec["cw"][form]["distances"]]
+            out[f"cw-{form}"] = [sum(v > e for v in d) / n for e in radii]
+    return out
+
+
 def worst_case(records: list[dict], norm: str) -> list[list[float]]:
     """Per seed, per radius of the norm's grid: the accuracy left when every attack run at that radius is applied
-    and an image counts as robust only if it survived them all (the per-image worst case)."""
+    and an image counts as robust only if it survived them all (the per-image worst case). A record without
+    per-image masks gives the lowest accuracy of any one attack instead (an upper bound on its worst case)."""
     out = []
     for rec in records:
-        radii = rec["grid"]["eps_linf" if norm == "linf" else "eps_l2"]
         row = []
-        for i in range(len(radii)):
-            masks = list(_masks(rec, norm, i).values())
-            row.append(sum(all(col) for col in zip(*masks)) / rec["data"]["images"])
+        for i in range(len(_radii(rec, norm))):
+            if "masks" in rec:
+                masks = list(_masks(rec, norm, i).values())
+                row.append(sum(all(col) for col in zip(*masks)) / rec["data"]["images"])
+            else:
+                row.append(min(v[i] for v in attack_accuracies(rec, norm).values() if v[i] is not None))
         out.append(row)
     return out
 
@@ -535,20 +575,21 @@ def strongest_rows(groups: dict[str, list[dict]], norm: str) -> list[dict]:
 
     Returns:
         Rows {"group", "eps", "attacks": {name: mean accuracy}, "winner", "best": the winner's mean accuracy,
-        "worst": mean of the worst case, "worst_per_seed": [...]} in the groups' order, radii ascending.
+        "worst": mean of the worst case, "worst_per_seed": [...], "per_image": whether every record had masks}
+        in the groups' order, radii ascending.
     """
     rows = []
     for name, recs in groups.items():
-        radii = recs[0]["grid"]["eps_linf" if norm == "linf" else "eps_l2"]
         worst = worst_case(recs, norm)
-        for i, eps in enumerate(radii):
-            per_seed = [_masks(r, norm, i) for r in recs]
-            names = [a for a in per_seed[0] if all(a in m for m in per_seed)]
-            means = {a: sum(sum(m[a]) / len(m[a]) for m in per_seed) / len(per_seed) for a in names}
+        accs = [attack_accuracies(r, norm) for r in recs]
+        for i, eps in enumerate(_radii(recs[0], norm)):
+            names = [a for a in accs[0] if all(a in acc and acc[a][i] is not None for acc in accs)]
+            means = {a: sum(acc[a][i] for acc in accs) / len(accs) for a in names}
             winner = min(means, key=means.get)
             col = [w[i] for w in worst]
             rows.append({"group": name, "eps": eps, "attacks": means, "winner": winner, "best": means[winner],
-                         "worst": sum(col) / len(col), "worst_per_seed": col})
+                         "worst": sum(col) / len(col), "worst_per_seed": col,
+                         "per_image": all("masks" in r for r in recs)})
     return rows
 
 
