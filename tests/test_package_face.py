@@ -122,3 +122,29 @@ def test_every_name_the_chapters_use_resolves():
         value = getattr(vibtools, name)
         if attr:
             assert hasattr(value, attr), f"vt.{name}.{attr}"
+
+
+def test_every_committed_record_reads_without_torch():
+    """vt.results and the study readers read every committed record (training, attack study, paper attack) in an
+    interpreter that never loads torch: the book's pages and their readers need only the numbers."""
+    root = PACKAGE.parent / "results"
+    code = f"""
+from pathlib import Path
+import vibtools.results as r
+from vibtools import records, robustness
+n = 0
+for folder in sorted(p for p in Path({str(root)!r}).iterdir() if p.is_dir()):
+    for f in sorted(folder.glob("*.json")):
+        if folder.name == robustness.FOLDER:
+            robustness.load_record(f)
+        elif folder.name == "adversarial-paper":
+            robustness.load_record(f, "vibtools-paper-cw")
+        else:
+            records.load_results(f)
+        n += 1
+for epochs in (10, 200):
+    robustness.strongest_rows(robustness.load_study({str(root)!r}, epochs), "l2")
+assert n > 100, n
+"""
+    mods = loaded_after(code)
+    assert "torch" not in mods and "numpy" not in mods

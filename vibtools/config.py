@@ -9,6 +9,11 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+# The version of the numbers a run produces. Bump it whenever training or evaluation numerics change: stored runs
+# of another version are never served (the run-cache key includes it). tests/test_results_version.py fails when
+# the training trajectory changes while this stays the same.
+RESULTS_VERSION = 2
+
 COVARIANCES = ("diag", "full", "none")  # q(z|x): diagonal, full (the paper's K=2 encoder), none (z = mu)
 MAX_EPOCHS = 100_000  # far beyond any protocol; a larger number is a typo, not a plan
 MAX_SEED = 2**32 - 1  # streams derived from a seed use salted_seed(seed, salt), which must stay below 2**63

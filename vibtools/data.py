@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .store import user_folder
+from .paths import user_folder
 
 ENV_DATA = "VIBTOOLS_DATA"
 

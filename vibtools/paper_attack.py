@@ -16,8 +16,10 @@ fixed draws of the evaluation noise as the rest of the study (:func:`vibtools.at
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch loads with the attack, not with the readers of its records
+    import torch
 
 FORMAT = "vibtools-paper-cw"
 FOLDER = "adversarial-paper"
@@ -43,6 +45,8 @@ QUICK_PAPER_CW = PaperCW(n_images=40, samples=3, steps=5, rounds=2)
 def random_targets(y: torch.Tensor, seed: int = TARGET_SEED) -> torch.Tensor:
     """One target label per image, drawn uniformly among the nine labels other than its own (the same for every
     model, since it depends on y and the seed only)."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     shift = torch.randint(1, 10, (len(y),), generator=g).to(y.device)
     return (y + shift) % 10
@@ -73,6 +77,8 @@ def paper_cw(model, x: torch.Tensor, y: torch.Tensor, settings: PaperCW = PaperC
         perturbation (``l0``, ``l2``, ``linf``, in image order); the targeted form also its ``targets``.
     """
     import time
+
+    import torch
 
     from . import attacks as A
     from .robustness import pack_mask

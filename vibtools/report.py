@@ -7,9 +7,9 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch, and the chapters' settings, load only where a page note needs them (figures never do)
+    import torch
 
-if TYPE_CHECKING:  # the chapters' settings load only where a page note needs them (figures never do)
     from .book import Stopwatch
 
 

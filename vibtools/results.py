@@ -15,12 +15,12 @@ from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 
 from ._version import __version__
-from .config import TrainConfig
+from .config import RESULTS_VERSION, TrainConfig
 from .jsonio import StoredJSONError, read_json
+from .paths import user_folder
+from .records import ResultsError, h_y_bits, load_experiment, load_protocol_runs, summarize
 from .report import PAPER_K2, PAPER_TABLE1, TABLE1_LABELS
-from .reproduce import ResultsError, h_y_bits, load_experiment, summarize
 from .stats import judge, mean_and_sd
-from .store import RESULTS_VERSION, user_folder
 
 ENV_RESULTS = "VIBTOOLS_RESULTS"
 
@@ -191,7 +191,6 @@ def _required(seeds: set[int]) -> set[int]:
 def _protocol(name: str, epochs: int) -> tuple[list[dict], dict[str, set[int]], dict[str, set[int]]]:
     """A protocol's stored runs, the seeds each configuration needs, and the seeds it has (by configuration)."""
     from .experiments import EXPERIMENTS, run_name
-    from .reproduce import load_protocol_runs
 
     wanted: dict[str, set[int]] = {}
     for c in EXPERIMENTS[name].runs(epochs):

@@ -30,12 +30,14 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .baselines import model_config
 from .config import TrainConfig
 from .experiments import PAPER_EPOCHS, batch_order, plan_passes, run_name
+
+if TYPE_CHECKING:  # torch loads with the attacks, not with the readers of stored records
+    import torch
 
 FORMAT = "vibtools-attacks"
 FOLDER = "adversarial"
@@ -193,6 +195,8 @@ def gradient_sizes(model, x: torch.Tensor, y: torch.Tensor, draws: int, seed: in
     """
     from statistics import median
 
+    import torch
+
     from . import attacks as A
 
     out: dict = {"images": len(x)}
@@ -221,6 +225,8 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, grid: AttackGrid, seed: int = 
         import torchattacks
     except ImportError:
         return None
+    import torch
+
     from . import attacks as A
 
     wrapped = A.ImageClassifier(model, 12)
@@ -257,7 +263,7 @@ def record(config: TrainConfig, numbers: dict, grid, data, device: str, fmt: str
     """A sealed results record of one attacked model (infinite distances and undefined medians stored as null);
     ``grid``: the settings it was attacked with (an :class:`AttackGrid`, or the paper attack's
     :class:`vibtools.paper_attack.PaperCW` with ``fmt`` its format)."""
-    from .reproduce import code_version, sealed
+    from .records import code_version, sealed
 
     group = group_name(None if _is_det(config) else config.beta)
     return sealed(_finite({"format": fmt, "run": run_name(config), "group": group, "config": config.as_dict(),
@@ -273,24 +279,11 @@ def _is_det(config: TrainConfig) -> bool:
 
 def load_record(path: str | Path, fmt: str = FORMAT) -> dict:
     """One study record of format ``fmt``, checked (format, checksum, run name); ResultsError in one line
-    otherwise."""
-    from .jsonio import StoredJSONError, read_json
-    from .reproduce import ResultsError, record_checksum
+    otherwise (:func:`vibtools.records.load_sealed`)."""
+    from .records import load_sealed
 
-    path = Path(path)
-    try:
-        rec = read_json(path)
-    except StoredJSONError as exc:
-        raise ResultsError(f"{path} is not a readable attack-study record (it {exc}); rerun python -m vibtools "
-                           f"attack-study to rewrite it") from None
-    if not isinstance(rec, dict) or rec.get("format") != fmt:
-        raise ResultsError(f"{path} is not a {fmt} record")
-    if rec.get("checksum") != record_checksum(rec):
-        raise ResultsError(f"{path} does not match its checksum (edited or damaged); rerun python -m vibtools "
-                           f"attack-study to remake it")
-    if rec.get("run") != path.stem:
-        raise ResultsError(f"{path} holds the run {rec.get('run')!r}, not {path.stem!r}")
-    return rec
+    paper = fmt != FORMAT
+    return load_sealed(path, fmt, f"python -m vibtools attack-study{' --paper' * paper}")
 
 
 def _kind(paper: bool):
@@ -305,7 +298,7 @@ def _kind(paper: bool):
 def load_study(results_dir: str | Path, epochs: int, paper: bool = False) -> dict[str, list[dict]]:
     """The stored records of one protocol by group, in seed order (``paper``: those of the paper's attack);
     ResultsError (one line) when any is missing."""
-    from .reproduce import ResultsError
+    from .records import ResultsError
 
     sub, fmt, _, _ = _kind(paper)
     folder = Path(results_dir) / sub
@@ -380,7 +373,7 @@ def _done(path: Path, config: TrainConfig, grid, fingerprint: str, log=print, fm
     is not says why it is remade (through ``log``)."""
     import json
 
-    from .reproduce import ResultsError
+    from .records import ResultsError
 
     if not path.exists():
         return False

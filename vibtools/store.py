@@ -40,14 +40,18 @@ from typing import Any
 import torch
 from filelock import FileLock, Timeout
 
-from .config import EVAL_CHUNK, TrainConfig, check_int, sweep_shared_fields, user_path
+from .config import (  # noqa: F401  (RESULTS_VERSION re-exported: it was defined here)
+    EVAL_CHUNK,
+    RESULTS_VERSION,
+    TrainConfig,
+    check_int,
+    sweep_shared_fields,
+    user_path,
+)
 from .model import head_dim, parameter_shapes
+from .paths import user_folder  # noqa: F401  (re-exported)
 
 FORMAT = "vibtools-run"
-# The version of the numbers a run produces. Bump it whenever training or evaluation numerics change: stored runs
-# of another version are never served (the run-cache key includes it). tests/test_results_version.py fails when
-# the training trajectory changes while this stays the same.
-RESULTS_VERSION = 2
 ENV_CACHE = "VIBTOOLS_CACHE"
 TMP_SUFFIX = ".tmp"
 METRICS = ("izy", "izx", "err", "avg_err", "acc", "avg_acc")  # what every evaluation records
@@ -58,15 +62,6 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 class CheckpointError(RuntimeError):
     """A stored run could not be read, is damaged, or does not belong to the configuration asked for."""
-
-
-def user_folder(env: str, name: str) -> Path:
-    """$env if set, else the per-user cache folder ($XDG_CACHE_HOME or ~/.cache)/vibtools/name."""
-    if os.environ.get(env):
-        return user_path(os.environ[env], f"${env}")
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "vibtools" / name
-
 
 
 # ----------------------------------------------------------------------------- the file format
