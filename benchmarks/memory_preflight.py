@@ -2,7 +2,7 @@
 
     python benchmarks/memory_preflight.py [--k 1000000] [--limit-gib 8]
 
-Runs ``python -m vibtools train --k K --epochs 1`` twice in a child process: as shipped (``store.check_memory``
+Runs ``python -m vibtools train --k K --epochs 1`` twice in a child process: as shipped (``preflight.check_memory``
 refuses the run before the data is read), and with that check replaced by a no-op, so PyTorch meets the shortage
 itself. The second child runs under an address-space limit (``RLIMIT_AS``), so its allocation fails with PyTorch's
 error instead of waking the kernel's out-of-memory killer, which ends an uncapped process with SIGKILL and no
@@ -23,7 +23,7 @@ CHILD = """
 import sys
 import vibtools.store
 if sys.argv[1] == "off":
-    vibtools.store.check_memory = lambda configs, device: None
+    vibtools.preflight.check_memory = lambda configs, device: None
 from vibtools.cli import main
 sys.exit(main(sys.argv[2:]))
 """

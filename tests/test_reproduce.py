@@ -351,7 +351,7 @@ def test_the_beta_sweep_at_beta_1e3_is_table1s_vib_run():
 
 def test_passes_follow_the_priority_order_and_stay_within_the_size_limit():
     from vibtools.experiments import EXPERIMENTS, PASS_MODEL_EPOCHS, plan_passes
-    from vibtools.store import check_sweep
+    from vibtools.preflight import check_sweep
 
     runs = EXPERIMENTS["table1"].runs(200)
     passes = plan_passes(runs)

@@ -14,6 +14,7 @@ from conftest import TINY, assert_same_weights, fit, numeric
 
 import vibtools
 import vibtools as vt
+import vibtools.preflight
 import vibtools.store
 import vibtools.training
 from vibtools import load_run
@@ -231,7 +232,7 @@ def test_a_read_only_cache_serves_finished_runs_and_refuses_new_ones(small, cach
         """Deny writing to the cache folder (as root, chmod cannot)."""
         return False if str(path) == str(cache_dir) else real(path, mode)
 
-    monkeypatch.setattr(vibtools.store.os, "access", access)
+    monkeypatch.setattr(vibtools.preflight.os, "access", access)
     again = fit(TINY, small, cache=cache_dir)
     assert again.from_cache and again.final == first.final
     with pytest.raises(ValueError, match="is not writable"):
@@ -245,7 +246,7 @@ def test_unwritable_cache_folders_are_refused_before_any_work(small, tmp_path, m
         fit(TINY, small, cache=a_file / "runs")
     assert a_file.read_text() == "keep"
 
-    monkeypatch.setattr(vibtools.store.shutil, "disk_usage", lambda p: SimpleNamespace(free=1000))
+    monkeypatch.setattr(vibtools.preflight.shutil, "disk_usage", lambda p: SimpleNamespace(free=1000))
     with pytest.raises(ValueError, match="MiB free"):
         fit(TINY, small, cache=tmp_path / "full-disk")
     assert not (tmp_path / "full-disk").exists()

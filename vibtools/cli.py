@@ -228,8 +228,9 @@ def _reproduce(args) -> int:
             return 0
         from .data import DataNotFoundError, load_mnist
         from .device import pick_device
+        from .preflight import check_writable
         from .reproduce import reproduce
-        from .store import cache_folder, check_writable
+        from .store import cache_folder
 
         _interruptible()
         device = pick_device(args.device)
@@ -308,8 +309,8 @@ def _attack_study(args) -> int:
         return 0
     from .data import DataNotFoundError, load_mnist
     from .device import pick_device
+    from .preflight import check_writable
     from .robustness import run_study
-    from .store import check_writable
 
     try:
         device = pick_device(args.device)
@@ -409,7 +410,8 @@ def _main(argv: list[str] | None) -> int:
     from .data import DataNotFoundError, load_mnist
     from .device import pick_device
     from .evaluation import format_line
-    from .store import check_memory, check_writable, checkpoint_bytes
+    from .preflight import check_memory, check_writable
+    from .store import checkpoint_bytes
     from .training import train
 
     _interruptible()

@@ -19,8 +19,8 @@ its checksum and the keys and shapes the loader needs are verified; anything els
 retrained. A lock file beside each run (``filelock``) makes a second process wait for the first and then load its
 run instead of training it again.
 
-**Checks before any work** (:func:`preflight`): the sweep, the options, the memory and the folder, each failing
-with a one-line ``ValueError`` before anything is read or created; :func:`check_data` once the data is there.
+The checks made before any work (the sweep, the options, the memory, the folder and the data) are in
+:mod:`vibtools.preflight`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import io
 import json
 import math
 import os
-import shutil
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -48,7 +47,7 @@ from .config import (  # noqa: F401  (RESULTS_VERSION re-exported: it was define
     sweep_shared_fields,
     user_path,
 )
-from .model import head_dim, parameter_shapes
+from .model import parameter_shapes
 from .paths import user_folder  # noqa: F401  (re-exported)
 
 FORMAT = "vibtools-run"
@@ -57,7 +56,6 @@ TMP_SUFFIX = ".tmp"
 METRICS = ("izy", "izx", "err", "avg_err", "acc", "avg_acc")  # what every evaluation records
 HISTORY_KEYS = ("epoch", "lr", "seconds", "train_class_bits", "train_info_bits", "train_err",
                 *(f"{tag}_{m}" for tag in ("test", "ema_test") for m in METRICS))  # per-epoch columns
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class CheckpointError(RuntimeError):
@@ -332,32 +330,6 @@ def cache_folder(cache: bool | str | os.PathLike | None) -> Path | None:
     return user_path(cache, "cache")
 
 
-def check_writable(folder: Path, needed_bytes: int, what: str = "cache folder") -> None:
-    """Raise ValueError (one line) unless ``folder`` can be created or written and has room; creates nothing.
-
-    Args:
-        folder: the folder files will be written to (it may not exist yet).
-        needed_bytes: the space the files need; twice that must be free (a new file is written beside the old).
-        what: how the message names the folder.
-    """
-    probe = folder
-    try:
-        while not probe.exists() and probe.parent != probe:
-            probe = probe.parent
-    except OSError as exc:  # a folder on the way that cannot be searched
-        raise ValueError(f"{what} {str(folder)!r} cannot be reached ({exc.strerror or exc} on {str(probe)!r}): "
-                         f"choose another folder") from None
-    if not probe.is_dir():
-        raise ValueError(f"{what} {str(folder)!r} cannot be created: {str(probe)!r} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {str(folder)!r} is not writable (no write permission on {str(probe)!r}): "
-                         f"choose another folder")
-    free = shutil.disk_usage(probe).free
-    if free < 2 * needed_bytes:
-        raise ValueError(f"{what} {str(folder)!r} has {free / 2**20:.0f} MiB free, the run needs about "
-                         f"{2 * needed_bytes / 2**20:.0f} MiB: free some space or choose another folder")
-
-
 def run_shapes(config: TrainConfig) -> dict[str, tuple[int, ...]]:
     """The shape of each stored parameter of one model of this config (the learned marginal's included)."""
     return parameter_shapes(config.k, config.covariance, config.hidden, mixture=config.mixture)
@@ -430,129 +402,3 @@ class RunCache:
         except CheckpointError as exc:
             warnings.warn(f"ignoring stored run: {exc}; it will be retrained and overwritten", stacklevel=3)
             return None
-
-
-# ----------------------------------------------------------------------------- checks before any work
-def check_sweep(configs: Sequence[TrainConfig]) -> None:
-    """Raise ValueError unless the configs can share one stacked pass (they differ only in beta and seed)."""
-    if not isinstance(configs, (list, tuple)) or not configs:
-        raise ValueError("train_sweep needs a non-empty list of TrainConfig")
-    for c in configs:
-        if not isinstance(c, TrainConfig):
-            raise ValueError(f"train_sweep takes TrainConfig objects, got {type(c).__name__}")
-    first = configs[0]
-    for c in configs[1:]:
-        for name in sweep_shared_fields():
-            if getattr(c, name) != getattr(first, name):
-                raise ValueError(f"models in one sweep must share {name}: {getattr(first, name)!r} vs "
-                                 f"{getattr(c, name)!r}; split them into separate sweeps")
-
-
-def memory_needed(configs: Sequence[TrainConfig]) -> int:
-    """About how many bytes training and evaluating these models needs on the device, beside the data."""
-    c, m = configs[0], len(configs)
-    n_params = sum(math.prod(s) for s in run_shapes(c).values())
-    weights = 6 * 4 * n_params * m  # weights, gradients, two Adam moments, EMA shadow, EMA model
-    width = 2 * c.hidden + head_dim(c.k, c.covariance)
-    draws = (c.n_eval_samples + 1) * m * max(EVAL_CHUNK, c.batch_size)
-    latent = 3 * draws * c.k * 4  # noise, codes and their temporaries
-    if c.covariance == "full":
-        latent += 3 * m * EVAL_CHUNK * c.k * c.k * 4  # a Cholesky factor per example
-    activations = 4 * m * EVAL_CHUNK * width * 4
-    return weights + latent + activations
-
-
-
-def available_memory(device: torch.device) -> int | None:
-    """Free memory on the device in bytes (CPU: MemAvailable), or None when it cannot be told."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    if device.type == "cpu":
-        free = None
-        try:
-            with open("/proc/meminfo") as fh:
-                for line in fh:
-                    if line.startswith("MemAvailable:"):
-                        free = int(line.split()[1]) * 1024
-        except OSError:
-            try:
-                free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-            except (ValueError, OSError, AttributeError):
-                pass
-        limit = _cgroup_room()
-        return limit if free is None else free if limit is None else min(free, limit)
-    return None
-
-
-def _cgroup_room() -> int | None:
-    """Bytes left under this process's cgroup (v2) memory limit, or None without a limit."""
-    try:
-        limit = open("/sys/fs/cgroup/memory.max").read().strip()
-        used = int(open("/sys/fs/cgroup/memory.current").read().strip())
-    except (OSError, ValueError):
-        return None
-    return None if limit == "max" else max(int(limit) - used, 0)
-
-
-def check_memory(configs: Sequence[TrainConfig], device: torch.device) -> None:
-    """Raise ValueError (one line) when training these models would need more memory than the device has free.
-
-    Kept because PyTorch's own failure is worse, measured by benchmarks/memory_preflight.py (CPU, K=200 000, about
-    79 GiB asked of 21 GiB free): this check answered in one line after 7 s (the torch import); without it, a
-    process capped at 8 GiB of address space printed a 48-line traceback after 51 s, and an uncapped one would
-    meet the kernel's out-of-memory killer, which ends it with no message at all.
-    """
-    c = configs[0]
-    need = memory_needed(configs)
-    free = available_memory(device)
-    if free is not None and need > free:
-        raise ValueError(f"{len(configs)} model(s) with K={c.k}, hidden={c.hidden} need about {need / 2**30:.1f} GiB "
-                         f"on {device.type}, more than the {free / 2**30:.1f} GiB free: use a smaller K or hidden "
-                         f"width, or fewer models per sweep")
-
-
-def check_options(configs: Sequence[TrainConfig], device: torch.device, folder: Path | None, checkpoint_every: int,
-                  stop_after: int | None, compile: bool | str) -> ValueError | None:
-    """Raise ValueError (one line) on a bad option, before the data is read; creates nothing.
-
-    Returns:
-        None when the cache folder can be written, else the error to raise unless every run is already stored
-        there (a read-only folder of finished runs can still serve them).
-    """
-    check_int("checkpoint_every", checkpoint_every)
-    if stop_after is not None:
-        check_int("stop_after", stop_after)
-    if not (isinstance(compile, bool) or compile in COMPILE_MODES):
-        raise ValueError(f"compile must be True, False or a torch.compile mode ({', '.join(COMPILE_MODES)}), "
-                         f"got {compile!r}")
-    check_memory(configs, device)
-    if folder is None:
-        return None
-    try:
-        check_writable(folder, checkpoint_bytes(configs[0]) * len(configs))
-    except ValueError as exc:
-        if not folder.is_dir():
-            raise  # nothing can be stored in a folder that does not exist
-        return exc
-    return None
-
-
-def check_data(configs: Sequence[TrainConfig], data) -> None:
-    """Raise ValueError (one line) when the data cannot serve these configs (shapes, counts, batch size)."""
-    c = configs[0]
-    if not all(isinstance(getattr(data, n, None), torch.Tensor) for n in ("train_x", "train_y", "test_x", "test_y")):
-        raise ValueError(f"data must be MNISTTensors (from vibtools.load_mnist), got {type(data).__name__}")
-    n_train, n_test = len(data.train_x), len(data.test_x)
-    if data.train_x.shape[1:] != (784,) or data.test_x.shape[1:] != (784,):
-        raise ValueError(f"images must have shape (N, 784), got {tuple(data.train_x.shape)} and "
-                         f"{tuple(data.test_x.shape)}")
-    if len(data.train_y) != n_train or len(data.test_y) != n_test:
-        raise ValueError(f"data holds {len(data.train_y)} labels for {n_train} training images and "
-                         f"{len(data.test_y)} for {n_test} test images: pass matching images and labels")
-    if n_test < 1:
-        raise ValueError("the test set is empty: the run evaluates on it after every epoch")
-    if c.batch_size > n_train:
-        raise ValueError(f"batch_size {c.batch_size} is larger than the {n_train} training images: "
-                         f"use batch_size <= {n_train}")
-
-

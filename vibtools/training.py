@@ -36,14 +36,12 @@ from .ema import EMA
 from .evaluation import eval_generators, evaluate_stack, evaluate_stacks, noise, to_floats
 from .interrupts import held as _interrupts_held
 from .model import VIB, VIBStack
+from .preflight import check_data, check_options, check_sweep, folder_error
 from .store import (
     CheckpointError,
     RunCache,
     cache_folder,
-    check_data,
-    check_options,
     check_run_payload,
-    check_sweep,
     load_checkpoint,
     run_shapes,
     save_checkpoints,
@@ -496,10 +494,11 @@ def train_sweep(configs: list[TrainConfig], data: MNISTTensors | None = None, *,
     Raises:
         TrainingInterrupted: on Ctrl-C; its message says how many epochs are saved (rerun to resume).
     """
-    check_sweep(configs)  # every input is checked before any work (vibtools.store)
+    check_sweep(configs)  # every input is checked before any work (vibtools.preflight)
     dev = pick_device(device)
     folder = cache_folder(cache)
-    unwritable = check_options(configs, dev, folder, checkpoint_every, stop_after, compile)
+    check_options(configs, dev, checkpoint_every, stop_after, compile)
+    unwritable = folder_error(configs, folder)
     data = load_mnist(device=dev) if data is None else data
     check_data(configs, data)
     configure_fast_math(dev)
