@@ -27,8 +27,10 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 import vibtools as vt
+from vibtools.bounds import stack_loss
+from vibtools.device import maybe_compile
 from vibtools.evaluation import noise
-from vibtools.training import TrainState, maybe_compile, objective, train_step
+from vibtools.training import TrainState, train_step
 
 STEPS_PER_EPOCH = 600
 
@@ -99,7 +101,7 @@ def plain_loop(root: str, device: torch.device, steps: int, warmup: int) -> dict
 def vib_loop(data, device: torch.device, m: int, steps: int, warmup: int, compile_mode: bool | str = False) -> dict:
     """vibtools' own step (resident data, fused Adam, foreach EMA) for a stack of m models."""
     state = TrainState([vt.TrainConfig(beta=10.0 ** -(i % 9), seed=i, data_seed=0) for i in range(m)], device)
-    step_fn = maybe_compile(objective, compile_mode)
+    step_fn = maybe_compile(stack_loss, compile_mode)
     n = len(data.train_x)
     perm = torch.randperm(n, device=device)
     sums = torch.zeros(3, m, device=device)

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import vibtools as vt
-from vibtools.training import LossSettings, TrainState, objective
+from vibtools.bounds import LossSettings
+from vibtools.bounds import stack_loss as objective
+from vibtools.training import TrainState
 
 TINY = vt.TrainConfig(k=8, hidden=32, epochs=2)
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch._dynamo
 
-from vibtools.training import maybe_compile
+from vibtools.device import maybe_compile
 
 
 def test_failed_compile_falls_back_to_the_plain_step_with_a_warning(monkeypatch):
@@ -37,7 +37,7 @@ def test_failed_compile_falls_back_to_the_plain_step_with_a_warning(monkeypatch)
 def test_compile_fallback_is_only_for_compiler_errors():
     """An error of the step itself (here a transient one on the first call) is raised, not hidden as a compile
     failure behind a silent retry of the plain step."""
-    from vibtools.training import maybe_compile
+    from vibtools.device import maybe_compile
 
     calls = []
 

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch.distributions import Distribution, kl_divergence
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .model import VIBStack
 
 LN2 = math.log(2.0)
 
@@ -81,3 +88,46 @@ def izx_upper_bound(info_bits: torch.Tensor | float) -> torch.Tensor | float:
 def vib_objective(class_bits: torch.Tensor, info_bits: torch.Tensor, beta: float | torch.Tensor) -> torch.Tensor:
     """The VIB loss in bits: class loss + beta * info loss."""
     return class_bits + beta * info_bits
+
+
+# ----------------------------------------------------------------------------- the loss of a stacked pass
+@dataclass(frozen=True)
+class LossSettings:
+    """Per-model loss settings of a stack, as (M,) tensors; a regularizer nobody uses is None (no extra work)."""
+
+    betas: torch.Tensor
+    label_smoothing: torch.Tensor | None = None
+    confidence_penalty: torch.Tensor | None = None
+    dropout: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, configs: Sequence[TrainConfig], device: torch.device) -> LossSettings:
+        """The settings of these configs on ``device``."""
+        def column(name: str) -> torch.Tensor:
+            """One field of every config as an (M,) tensor."""
+            return torch.tensor([float(getattr(c, name)) for c in configs], device=device)
+
+        def used(name: str) -> torch.Tensor | None:
+            """The column, or None when every model has it at 0."""
+            return column(name) if any(getattr(c, name) for c in configs) else None
+
+        return cls(column("beta"), used("label_smoothing"), used("confidence_penalty"), used("dropout"))
+
+
+def stack_loss(stack: VIBStack, settings: LossSettings, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
+              keep: list[torch.Tensor] | None = None):
+    """The training loss summed over the M models, and their (3, M) class bits, info bits and error counts.
+
+    Each model's loss is the VIB objective, class loss + beta * info loss in bits, where the class loss is taken
+    against label-smoothed targets for models with ``label_smoothing`` and the entropy of q(y|z) is subtracted,
+    times ``confidence_penalty``, for models with a confidence penalty (the Table 1 baselines). The models
+    share no weights, so the gradient of the sum gives each model the gradient of its own loss.
+    """
+    class_bits, info_bits, wrong, logits = stack.loss_terms(x, y, eps, keep)
+    fit_bits = class_bits
+    if settings.label_smoothing is not None:
+        fit_bits = smoothed_class_loss_bits(logits, y, settings.label_smoothing)
+    loss = vib_objective(fit_bits, info_bits, settings.betas)
+    if settings.confidence_penalty is not None:
+        loss = loss - settings.confidence_penalty * prediction_entropy_bits(logits)
+    return loss.sum(), torch.stack([class_bits.detach(), info_bits.detach(), wrong.to(class_bits.dtype)])

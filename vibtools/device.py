@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import platform
+import warnings
+from collections.abc import Callable
 
 import torch
 
@@ -55,3 +57,33 @@ def describe_device(device: torch.device | str) -> str:
         n = torch.get_num_threads()
         return f"cpu ({platform.processor() or platform.machine()}, {n} thread{'s' if n != 1 else ''})"
     return dev.type
+
+
+def maybe_compile(fn: Callable, mode: bool | str) -> Callable:
+    """``torch.compile(fn)`` that falls back to the plain ``fn``, with a warning, if compiling fails."""
+    if not mode:
+        return fn
+    compiled = torch.compile(fn, mode=None if mode is True else mode)
+    state = {"fn": compiled, "tried": False}
+
+    def call(*args):
+        """Run the compiled function; on its first failure, switch to the plain one for good."""
+        if state["tried"]:
+            return state["fn"](*args)
+        state["tried"] = True
+        try:
+            return compiled(*args)
+        except Exception as exc:  # compile errors surface on the first call (no compiler, unsupported op)
+            if not _is_compile_error(exc):
+                raise  # an error of the step itself (shapes, memory) is not a compiler's: report it as it is
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}); using the plain step", stacklevel=2)
+            state["fn"] = fn
+            return fn(*args)
+
+    return call
+
+
+def _is_compile_error(exc: BaseException) -> bool:
+    """True for the errors torch.compile raises when it cannot compile (Dynamo, Inductor, a missing compiler)."""
+    module = type(exc).__module__ or ""
+    return module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(exc, (ImportError, OSError))

@@ -3,14 +3,15 @@
 Read in order:
 
 1. :class:`TrainState`: the stacked weights of M models, one fused Adam, the learning-rate schedule, the weight
-   average (EMA), one noise generator per model and a shared batch-order generator, and the histories; it turns
-   into stored payloads and back (:meth:`TrainState.payloads`, :meth:`TrainState.restore`), exactly.
-2. :func:`objective` and :func:`train_step`: the VIB loss of every model, backward, Adam, EMA.
+   average (EMA), one noise generator per model and a shared batch-order generator, and the histories (it turns
+   into stored payloads and back, exactly, in :mod:`vibtools.resume`).
+2. :func:`vibtools.bounds.stack_loss` and :func:`train_step`: the VIB loss of every model, backward, Adam, EMA.
 3. :func:`train_sweep`: check everything, serve finished runs from the store, then per pass the loop:
    build the state or resume it; for each epoch, for each batch, step; evaluate, then save; the final evaluation.
-4. :func:`train`, :func:`load_run`: one model; a stored run.
+4. :func:`train`: one model (a stored run: :func:`vibtools.resume.load_run`).
 
-Files, keys, locks and the checks made before any work live in :mod:`vibtools.store`.
+Files, keys and locks live in :mod:`vibtools.store`, the checks made before any work in :mod:`vibtools.preflight`,
+the loss of a stacked pass in :mod:`vibtools.bounds`.
 """
 
 from __future__ import annotations
@@ -21,31 +22,36 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from .baselines import model_name
-from .bounds import prediction_entropy_bits, smoothed_class_loss_bits, vib_objective
+from .bounds import LossSettings, stack_loss
 from .config import TrainConfig, salted_seed
 from .data import MNISTTensors, load_mnist
-from .device import configure_fast_math, describe_device, pick_device
+from .device import configure_fast_math, describe_device, maybe_compile, pick_device
 from .ema import EMA
 from .evaluation import eval_generators, evaluate_stack, evaluate_stacks, noise, to_floats
 from .interrupts import held as _interrupts_held
-from .model import VIB, VIBStack
+from .model import VIBStack
 from .preflight import check_data, check_options, check_sweep, folder_error
+from .progress import PassBars
+from .resume import (  # noqa: F401  (RunResult and load_run are re-exported: the face names them here)
+    DeviceMismatch,
+    RunResult,
+    finished_run,
+    interrupted_message,
+    load_run,
+    payloads,
+    restore,
+    results_of,
+    stored_result,
+)
 from .store import (
     CheckpointError,
     RunCache,
     cache_folder,
-    check_run_payload,
-    load_checkpoint,
-    run_shapes,
     save_checkpoints,
-    save_json,
 )
 
 TRAIN_EVAL_SIZE = 10_000  # training images the final evaluation measures (the first ones; as many as the test set)
@@ -54,43 +60,11 @@ DROPOUT_SALT = 7_919  # dropout masks come from generators seeded apart from the
 
 
 # ----------------------------------------------------------------------------- the training state
-@dataclass(frozen=True)
-class LossSettings:
-    """Per-model loss settings of a stack, as (M,) tensors; a regularizer nobody uses is None (no extra work)."""
-
-    betas: torch.Tensor
-    label_smoothing: torch.Tensor | None = None
-    confidence_penalty: torch.Tensor | None = None
-    dropout: torch.Tensor | None = None
-
-    @classmethod
-    def of(cls, configs: Sequence[TrainConfig], device: torch.device) -> LossSettings:
-        """The settings of these configs on ``device``."""
-        def column(name: str) -> torch.Tensor:
-            """One field of every config as an (M,) tensor."""
-            return torch.tensor([float(getattr(c, name)) for c in configs], device=device)
-
-        def used(name: str) -> torch.Tensor | None:
-            """The column, or None when every model has it at 0."""
-            return column(name) if any(getattr(c, name) for c in configs) else None
-
-        return cls(column("beta"), used("label_smoothing"), used("confidence_penalty"), used("dropout"))
-
-
 def make_adam(params, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
     """Adam with the config's learning rate and betas; fused (one kernel for all tensors) on CPU and CUDA."""
     # fused Adam is the fastest measured on CPU and CUDA; foreach elsewhere (MPS).
     kw = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
     return torch.optim.Adam(params, lr=config.lr, betas=tuple(config.adam_betas), **kw)
-
-
-class DeviceMismatch(CheckpointError):
-    """A stored training state belongs to another device type, whose random-stream states cannot continue here."""
-
-    def __init__(self, saved_on: str, here: str):
-        super().__init__(f"its training state was saved on {saved_on}, and random-stream states of that device "
-                         f"cannot continue on {here}")
-        self.saved_on = saved_on
 
 
 class TrainState:
@@ -153,144 +127,9 @@ class TrainState:
             torch._foreach_copy_(list(self._ema_stack.parameters()), self.ema_averages())
         return self._ema_stack
 
-    # ----- to and from stored payloads -----
-    def payloads(self, data_fingerprint: str, finals: Sequence[dict | None], training: bool) -> list[dict]:
-        """One run payload per model (CPU tensors); ``training`` adds what resuming needs."""
-        names = [n for n, _ in self.stack.named_parameters()]
-        params = list(self.stack.parameters())
-        averages = self.ema_averages()
-
-        def model_i(tensors, i: int) -> dict[str, torch.Tensor]:
-            """Model i's slice of stacked tensors, by parameter name, on the CPU."""
-            return {n: t[i].detach().cpu().clone() for n, t in zip(names, tensors)}
-
-        out = []
-        for i, c in enumerate(self.configs):
-            p = {"config": c.as_dict(), "data": data_fingerprint, "epochs_done": self.epoch,
-                 "device": self.trained_on, "model": model_i(params, i), "ema_model": model_i(averages, i),
-                 "history": self.histories[i], "final": finals[i]}
-            if training:
-                adam = {}
-                if self.opt.state:
-                    for key in ("exp_avg", "exp_avg_sq"):
-                        adam[key] = model_i([self.opt.state[q][key] for q in params], i)
-                    adam["step"] = self.opt.state[params[0]]["step"].detach().cpu().clone()
-                p["training"] = {
-                    "device_type": self.device.type, "adam": adam, "scheduler": self.sched.state_dict(),
-                    "ema": {"shadow": model_i(self.ema.shadow, i), "steps": self.ema.steps, "decay": self.ema.decay},
-                    "rng": {"noise": self.noise[i].get_state(), "batches": self.batches.get_state(),
-                            "dropout": self.dropout_gens[i].get_state()},
-                }
-            out.append(p)
-        return out
-
-    def restore(self, payloads: Sequence[dict], training: bool) -> None:
-        """Load stored payloads of these configs (all at the same epoch).
-
-        Args:
-            payloads: one verified payload per model, in order.
-            training: restore the optimizer, schedule, EMA shadow and random streams too (to continue
-                training); without it only the weights, the stored averages and the histories are loaded.
-        Raises:
-            CheckpointError: the training state was saved on another device type, whose random-stream
-                states cannot continue here.
-        """
-        dev = self.device
-        names = [n for n, _ in self.stack.named_parameters()]
-        self.stack.load_model_states([p["model"] for p in payloads])
-        self.histories = [{k: list(v) for k, v in p["history"].items()} for p in payloads]
-        self.epoch = int(payloads[0]["epochs_done"])
-        self.trained_on = str(payloads[0].get("device", ""))
-
-        def stacked(parts: Sequence[dict]) -> list[torch.Tensor]:
-            """Per-model tensor dicts stacked in parameter order, on the device."""
-            return [torch.stack([d[n] for d in parts]).to(dev) for n in names]
-
-        if not training:
-            self._fixed_ema = stacked([p["ema_model"] for p in payloads])
-            return
-        tr = [p["training"] for p in payloads]
-        saved_on = {t["device_type"] for t in tr}
-        if saved_on != {dev.type}:
-            raise DeviceMismatch("/".join(sorted(saved_on)), dev.type)
-        try:
-            self._restore_training(tr, stacked)
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a state that passed the checksum but not torch
-            raise CheckpointError(f"its training state cannot be restored ({type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-
-    def _restore_training(self, tr: Sequence[dict], stacked) -> None:
-        """Restore the optimizer, schedule, EMA shadow and random streams from stored training states."""
-        dev = self.device
-        self._fixed_ema = None
-        with torch.no_grad():
-            torch._foreach_copy_(self.ema.shadow, stacked([t["ema"]["shadow"] for t in tr]))
-        self.ema.steps = int(tr[0]["ema"]["steps"])
-        if tr[0]["adam"]:
-            moments = {key: stacked([t["adam"][key] for t in tr]) for key in ("exp_avg", "exp_avg_sq")}
-            for j, q in enumerate(self.stack.parameters()):
-                self.opt.state[q] = {"step": tr[0]["adam"]["step"].to(dev).clone(),  # one counter per tensor
-                                     "exp_avg": moments["exp_avg"][j], "exp_avg_sq": moments["exp_avg_sq"][j]}
-        self.sched.load_state_dict(tr[0]["scheduler"])
-        for pg, lr in zip(self.opt.param_groups, self.sched.get_last_lr()):
-            pg["lr"] = lr  # the scheduler's state holds the decayed lr, the fresh optimizer still has the initial one
-        for g, d, t in zip(self.noise, self.dropout_gens, tr):
-            g.set_state(t["rng"]["noise"])
-            if "dropout" in t["rng"]:  # absent from runs saved before dropout existed (which use none)
-                d.set_state(t["rng"]["dropout"])
-        self.batches.set_state(tr[0]["rng"]["batches"])
 
 
 # ----------------------------------------------------------------------------- one step, one epoch
-def objective(stack: VIBStack, settings: LossSettings, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
-              keep: list[torch.Tensor] | None = None):
-    """The training loss summed over the M models, and their (3, M) class bits, info bits and error counts.
-
-    Each model's loss is the VIB objective, class loss + beta * info loss in bits, where the class loss is taken
-    against label-smoothed targets for models with ``label_smoothing`` and the entropy of q(y|z) is subtracted,
-    times ``confidence_penalty``, for models with a confidence penalty (the Table 1 baselines). The models
-    share no weights, so the gradient of the sum gives each model the gradient of its own loss.
-    """
-    class_bits, info_bits, wrong, logits = stack.loss_terms(x, y, eps, keep)
-    fit_bits = class_bits
-    if settings.label_smoothing is not None:
-        fit_bits = smoothed_class_loss_bits(logits, y, settings.label_smoothing)
-    loss = vib_objective(fit_bits, info_bits, settings.betas)
-    if settings.confidence_penalty is not None:
-        loss = loss - settings.confidence_penalty * prediction_entropy_bits(logits)
-    return loss.sum(), torch.stack([class_bits.detach(), info_bits.detach(), wrong.to(class_bits.dtype)])
-
-
-def maybe_compile(fn: Callable, mode: bool | str) -> Callable:
-    """``torch.compile(fn)`` that falls back to the plain ``fn``, with a warning, if compiling fails."""
-    if not mode:
-        return fn
-    compiled = torch.compile(fn, mode=None if mode is True else mode)
-    state = {"fn": compiled, "tried": False}
-
-    def call(*args):
-        """Run the compiled function; on its first failure, switch to the plain one for good."""
-        if state["tried"]:
-            return state["fn"](*args)
-        state["tried"] = True
-        try:
-            return compiled(*args)
-        except Exception as exc:  # compile errors surface on the first call (no compiler, unsupported op)
-            if not _is_compile_error(exc):
-                raise  # an error of the step itself (shapes, memory) is not a compiler's: report it as it is
-            warnings.warn(f"torch.compile failed ({type(exc).__name__}); using the plain step", stacklevel=2)
-            state["fn"] = fn
-            return fn(*args)
-
-    return call
-
-
-def _is_compile_error(exc: BaseException) -> bool:
-    """True for the errors torch.compile raises when it cannot compile (Dynamo, Inductor, a missing compiler)."""
-    module = type(exc).__module__ or ""
-    return module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(exc, (ImportError, OSError))
-
-
 def train_step(state: TrainState, step_fn: Callable, x: torch.Tensor, y: torch.Tensor,
                eps: torch.Tensor) -> torch.Tensor:
     """One optimisation step of every model (loss, backward, Adam, EMA); returns the (3, M) batch statistics.
@@ -372,32 +211,6 @@ def last_rows(state: TrainState, epoch: int | None = None) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- runs
-@dataclass
-class RunResult:
-    """A trained run: raw and EMA-averaged models, per-epoch history and final evaluations."""
-
-    config: TrainConfig
-    model: VIB
-    ema_model: VIB
-    history: dict[str, list]
-    final: dict[str, dict[str, float]] = field(default_factory=dict)
-    from_cache: bool = False
-    path: Path | None = None
-    device: str = ""  # where it was trained, e.g. "cpu (x86_64, 2 threads)" or "cuda (NVIDIA H100 80GB HBM3)"
-    timing: dict = field(default_factory=dict)  # final_eval_seconds; pass: {id, models} of the stacked pass
-
-    @property
-    def seconds(self) -> dict[str, float]:
-        """Where the run's time went: training, per-epoch evaluation, final evaluation (seconds, summed)."""
-        h = self.history
-        return {"training": float(sum(h.get("seconds", []))), "epoch_eval": float(sum(h.get("eval_seconds", []))),
-                "final_eval": float(self.timing.get("final_eval_seconds", 0.0))}
-
-    def save_history(self, path: str | Path) -> None:
-        """Write config, history and final metrics as JSON (atomically)."""
-        save_json(path, {"config": self.config.as_dict(), "history": self.history, "final": self.final})
-
-
 class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped on Ctrl-C or SIGTERM; the finished epochs are saved and rerunning resumes."""
 
@@ -420,48 +233,6 @@ def _diverged(state: TrainState, metrics: dict[str, torch.Tensor]) -> str | None
               if state.m > 1 else "")
     return (f"diverged at epoch {state.epoch + 1} ({what}; beta={c.beta:g}, lr={c.lr:g}, seed {c.seed}): try a "
             f"smaller beta or learning rate; nothing of this epoch was stored, and the run is not finished{others}")
-
-
-# ----------------------------------------------------------------------------- building results
-def _results(state: TrainState, finals: list[dict], paths: list[Path | None], timing: dict) -> list[RunResult]:
-    """Every model of a training state as a RunResult (copies of its raw and EMA weights; averages built once)."""
-    ema = state.ema_stack()
-    return [RunResult(c, state.stack.model(i), ema.model(i), state.histories[i], finals[i], False, paths[i],
-                      state.trained_on, dict(timing)) for i, c in enumerate(state.configs)]
-
-
-def _model(c: TrainConfig, tensors: dict, device: torch.device) -> VIB:
-    """A VIB of config ``c`` holding stored per-model tensors, on ``device``, in eval mode."""
-    model = VIB(c.k, c.covariance, c.hidden, init=False, mixture=c.mixture)
-    model.load_model_states([tensors])
-    return model.to(device).eval()
-
-
-def _finished(payload: dict, c: TrainConfig, device: torch.device, path: Path | None) -> RunResult:
-    """A stored finished run: only its raw and EMA models and its record (no optimizer, no random streams)."""
-    return RunResult(c, _model(c, payload["model"], device), _model(c, payload["ema_model"], device),
-                     {k: list(v) for k, v in payload["history"].items()}, payload.get("final") or {}, True, path,
-                     str(payload.get("device", "")), dict(payload.get("timing") or {}))
-
-
-def load_run(path: str | Path, device: str | None = None) -> RunResult:
-    """Load a stored run from its file, on any device (safe: ``weights_only=True``, checksum verified).
-
-    Args:
-        path: a run file written by :func:`train_sweep` (``<cache>/<key>.pt``).
-        device: where to put the models (None: the best available).
-    Returns:
-        The RunResult with the raw and EMA models, history and final metrics (empty if unfinished).
-    Raises:
-        CheckpointError: the file is unreadable, damaged, or lacks what the loader needs.
-    """
-    payload = load_checkpoint(path)
-    try:
-        config = TrainConfig.from_dict(payload.get("config") or {})
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path} holds an unusable config ({exc})") from None
-    check_run_payload(payload, run_shapes(config), path)
-    return _finished(payload, config, pick_device(device), Path(path))
 
 
 # ----------------------------------------------------------------------------- training
@@ -507,7 +278,7 @@ def train_sweep(configs: list[TrainConfig], data: MNISTTensors | None = None, *,
     paths = [store.path(c, fp) if store else None for c in configs]
     with store.locked(paths) if store and unwritable is None else contextlib.nullcontext():
         stored = [store.read(p, c, fp) if store else None for p, c in zip(paths, configs)]
-        results = [_finished(st, c, dev, p) if finished_run(st, c) else None
+        results = [stored_result(st, c, dev, p) if finished_run(st, c) else None
                    for st, c, p in zip(stored, configs, paths)]
         if unwritable is not None and None in results:
             raise unwritable  # a read-only store can serve finished runs, not train new ones
@@ -530,16 +301,16 @@ def _train_pass(configs, stored, paths, data, fp, progress, on_epoch, checkpoint
     state = _start(configs, stored, paths, data.device)  # 1. build the state, or resume it from the store
     for e in range(state.epoch if on_epoch else 0):
         on_epoch(e, last_rows(state, e))  # a resumed run replays its stored epochs first
-    step_fn = maybe_compile(objective, compile)
+    step_fn = maybe_compile(stack_loss, compile)
     end = c.epochs if stop_after is None else min(c.epochs, stop_after)
 
     def save(finals: list[dict] | None, training: bool, timing: dict | None = None) -> None:
         """Store every model's state, all or none of them (nothing without a store)."""
         save_checkpoints([(p, {**payload, "timing": timing or {}})
-                          for p, payload in zip(paths, state.payloads(fp, finals or [None] * state.m, training))
+                          for p, payload in zip(paths, payloads(state, fp, finals or [None] * state.m, training))
                           if p is not None])
 
-    bars, saved = _Bars(state, len(data.train_x) // c.batch_size, progress), state.epoch
+    bars, saved = PassBars(state, len(data.train_x) // c.batch_size, progress), state.epoch
     try:
         while state.epoch < end:  # 2. for each epoch, for each batch, step
             t0, lr = time.perf_counter(), state.sched.get_last_lr()[0]
@@ -568,10 +339,10 @@ def _train_pass(configs, stored, paths, data, fp, progress, on_epoch, checkpoint
             with _interrupts_held():  # the pass ends as one group: every model finished, or none
                 save(finals, training=False, timing=timing)  # a finished run keeps only what loading it needs
     except KeyboardInterrupt:
-        raise TrainingInterrupted(_interrupted(saved, c.epochs, paths[0] is not None)) from None
+        raise TrainingInterrupted(interrupted_message(saved, c.epochs, paths[0] is not None)) from None
     finally:
         bars.close()
-    return _results(state, finals, paths, timing)
+    return results_of(state, finals, paths, timing)
 
 
 def _start(configs: list[TrainConfig], stored: list[dict | None], paths: list[Path | None],
@@ -582,7 +353,7 @@ def _start(configs: list[TrainConfig], stored: list[dict | None], paths: list[Pa
         return state
     done = stored[0]["epochs_done"]
     try:
-        state.restore(stored, training=done < configs[0].epochs)  # type: ignore[arg-type]
+        restore(state, stored, training=done < configs[0].epochs)  # type: ignore[arg-type]
     except DeviceMismatch as exc:  # random-stream states are device-specific
         warnings.warn(f"ignoring stored partial run {paths[0]} (epoch {done} of {configs[0].epochs}): it was saved "
                       f"on {exc.saved_on} and cannot resume on {dev.type}; training from scratch", stacklevel=3)
@@ -594,45 +365,10 @@ def _start(configs: list[TrainConfig], stored: list[dict | None], paths: list[Pa
     return state
 
 
-def finished_run(stored: dict | None, c: TrainConfig) -> bool:
-    """True for a stored run that is finished: all its epochs and its final evaluation."""
-    return stored is not None and stored["epochs_done"] >= c.epochs and stored.get("final") is not None
-
-
 def _synchronize(device: torch.device) -> None:
     """Wait for the device, so that an epoch's time is its own (CUDA runs asynchronously)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def _interrupted(saved: int, epochs: int, stored: bool) -> str:
-    """The one line of an interrupted run: how many epochs are kept, and what to do."""
-    if not stored:
-        return f"interrupted after epoch {saved} of {epochs}; no run cache was used, so nothing was saved"
-    kept = "epoch 1 is saved" if saved == 1 else f"epochs 1-{saved} are saved"
-    return f"interrupted after epoch {saved} of {epochs}; " + (
-        f"{kept}; rerun the same command to resume" if saved else "nothing was saved")
-
-
-class _Bars:
-    """The pass's progress bars (tqdm): epochs, with an ETA and the first model's test error, and steps."""
-
-    def __init__(self, state: TrainState, steps: int, progress: bool):
-        c, m = state.configs[0], state.m
-        kind = "VIB" if c.covariance != "none" else model_name(c)  # deterministic, dropout, ...
-        label = f"{m} models" if m > 1 else f"beta={c.beta:g}" if kind == "VIB" else ""
-        self.epochs = tqdm(total=c.epochs, initial=state.epoch, desc=f"{kind} K={c.k} {label}".strip(),
-                           disable=not progress, unit="epoch")
-        self.steps = tqdm(total=steps, desc="steps", leave=False, disable=not progress, unit="step")
-
-    def epoch_done(self, row: dict) -> None:
-        self.epochs.update(1)
-        self.epochs.set_postfix(err=f"{row['test_err']:.4f}", izx=f"{row['test_izx']:.1f}")
-        self.steps.reset()
-
-    def close(self) -> None:
-        self.steps.close()
-        self.epochs.close()
 
 
 def train(config: TrainConfig | None = None, data: MNISTTensors | None = None, **kwargs) -> RunResult:
