@@ -23,7 +23,7 @@ PER_MODEL = ("beta", "seed", "dropout", "label_smoothing", "confidence_penalty")
 OPTIONAL_AT_ZERO = ("dropout", "label_smoothing", "confidence_penalty")  # left out of the run key at 0
 # options newer than every stored record: left out of as_dict (records, run keys) at their default, so that what
 # was stored before they existed keeps its keys and still matches its config
-NEWER_AT_DEFAULT = {"mixture": 0}
+NEWER_AT_DEFAULT = {"mixture": 0, "encoder": "mlp"}
 MAX_MIXTURE = 1000
 
 
@@ -57,6 +57,9 @@ class TrainConfig:
     # the marginal r(z): 0 is the paper's fixed N(0, I); C > 0 learns a mixture of C diagonal Gaussians with the
     # network (diagonal encoders only), and the info loss becomes a one-sample Monte Carlo estimate of the KL
     mixture: int = 0
+    # the encoder: "mlp" is the paper's 784-1024-1024 network; another name is one registered with
+    # vibtools.model.register_encoder (the extension point for, e.g., a convolutional encoder)
+    encoder: str = "mlp"
 
     def __post_init__(self):
         """Validate, then normalise the numbers."""
@@ -161,6 +164,12 @@ def check_config(c: TrainConfig) -> None:
     if c.covariance not in COVARIANCES:
         raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)}, got {c.covariance!r}")
     check_int("mixture", c.mixture, 0, MAX_MIXTURE)
+    if not isinstance(c.encoder, str) or not c.encoder:
+        raise ValueError(f"encoder must be the name of an encoder ('mlp', or one registered with "
+                         f"vibtools.model.register_encoder), got {c.encoder!r}")
+    if c.encoder != "mlp" and c.dropout:
+        raise ValueError(f"dropout masks the MLP encoder's hidden layers; the encoder {c.encoder!r} has its own: "
+                         f"use dropout=0")
     if c.mixture and c.covariance != "diag":
         raise ValueError(f"mixture (a learned marginal) needs covariance='diag', got {c.covariance!r}; "
                          f"use mixture=0 for the fixed N(0, I)")

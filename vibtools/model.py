@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,55 @@ def head_dim(k: int, covariance: str) -> int:
     return widths[covariance]
 
 
+# ----- the encoder's extension point -----
+# The MLP encoder (784-hidden-hidden-head, stacked weights, Glorot init) is the paper's and is built in. Any other
+# encoder is a factory registered here by name and chosen with ``TrainConfig(encoder=name)``: it gets the width of
+# the encoder's output (``head_dim``: the mean and scale parameters of q(z|x)) and the config's ``hidden``, and
+# returns an ``nn.Module`` that maps images in [0, 1] of shape (B, 784) to (B, head_dim). Its M copies are built
+# under each model's seed and their parameters stacked along a leading model dimension, so the training loop,
+# Adam, the EMA, the run store and resuming handle them unchanged; the forward pass maps the copies over the stack
+# with ``torch.func.functional_call`` and ``torch.vmap``. The decoder, q(z|x), the marginal and every loss and
+# bound are the same for every encoder.
+EncoderFactory = Callable[[int, int], nn.Module]
+ENCODERS: dict[str, EncoderFactory] = {}
+BUILT_IN = "mlp"
+
+
+def register_encoder(name: str, factory: EncoderFactory) -> None:
+    """Make ``TrainConfig(encoder=name)`` build its encoder with ``factory(head_dim, hidden)`` (see above).
+
+    Raises:
+        ValueError: the name is the built-in MLP's or not a plain identifier-like string.
+    """
+    if not isinstance(name, str) or not name or name == BUILT_IN or not name.replace("-", "_").isidentifier():
+        raise ValueError(f"an encoder's name must be a word such as 'small-conv', other than {BUILT_IN!r}; "
+                         f"got {name!r}")
+    ENCODERS[name] = factory
+
+
+def _encoder_module(name: str, k: int, covariance: str, hidden: int, seed: int | None = None) -> nn.Module:
+    """One copy of a registered encoder, its initial weights drawn under ``seed`` (PyTorch's global state is left
+    as it was)."""
+    if name not in ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}: register it first with vibtools.model.register_encoder "
+                         f"(known: {', '.join([BUILT_IN, *ENCODERS])})")
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(int(seed))
+        return ENCODERS[name](head_dim(k, covariance), hidden)
+
+
+def _param_name(name: str) -> str:
+    """An encoder parameter's name in the stack ("conv.weight" -> "encoder__conv__weight")."""
+    return "encoder__" + name.replace(".", "__")
+
+
+def _skeleton(name: str, k: int, covariance: str, hidden: int) -> nn.Module:
+    """The registered encoder's module structure without weights (on the meta device), for functional calls."""
+    with torch.device("meta"):
+        return _encoder_module(name, k, covariance, hidden)
+
+
 def layer_shapes(k: int, covariance: str, hidden: int, n_classes: int = 10) -> dict[str, tuple[int, int]]:
     """(in, out) of each layer: encoder 784-hidden-hidden-head, decoder K-classes."""
     return {"enc1": (N_PIXELS, hidden), "enc2": (hidden, hidden), "enc3": (hidden, head_dim(k, covariance)),
@@ -54,13 +103,19 @@ def layer_shapes(k: int, covariance: str, hidden: int, n_classes: int = 10) -> d
 
 
 def parameter_shapes(k: int, covariance: str, hidden: int, n_classes: int = 10,
-                     mixture: int = 0) -> dict[str, tuple[int, ...]]:
+                     mixture: int = 0, encoder: str = BUILT_IN) -> dict[str, tuple[int, ...]]:
     """Shape of each parameter of one model, by name ("enc1_weight": (784, hidden), "enc1_bias": (hidden,), ...).
 
     A learned marginal of ``mixture`` components adds its mixing logits (C,), means (C, K) and raw scales (C, K).
+    A registered ``encoder`` replaces the three encoder layers by its own parameters (``encoder__...``).
     """
     shapes = {f"{name}_{part}": shape for name, (n_in, n_out) in layer_shapes(k, covariance, hidden, n_classes).items()
               for part, shape in (("weight", (n_in, n_out)), ("bias", (n_out,)))}  # weight, then bias, per layer
+    if encoder != BUILT_IN:
+        with torch.device("meta"):
+            module = _encoder_module(encoder, k, covariance, hidden)
+        shapes = {**{_param_name(n): tuple(p.shape) for n, p in module.named_parameters()},
+                  "dec_weight": shapes["dec_weight"], "dec_bias": shapes["dec_bias"]}
     if mixture:
         shapes.update(marginal_logits=(mixture,), marginal_means=(mixture, k), marginal_scales=(mixture, k))
     return shapes
@@ -167,7 +222,8 @@ class VIBStack(nn.Module):
     """
 
     def __init__(self, k: int = 256, covariance: str = "diag", hidden: int = 1024, n_classes: int = 10,
-                 seeds: Sequence[int | None] = (None,), init: bool = True, mixture: int = 0):
+                 seeds: Sequence[int | None] = (None,), init: bool = True, mixture: int = 0,
+                 encoder: str = BUILT_IN):
         super().__init__()
         if len(seeds) < 1:
             raise ValueError("a stack needs at least one model")
@@ -175,22 +231,30 @@ class VIBStack(nn.Module):
             raise ValueError(f"a learned mixture marginal needs the diagonal encoder (covariance='diag'), "
                              f"not {covariance!r}")
         self.k, self.covariance, self.hidden, self.n_classes, self.m = k, covariance, hidden, n_classes, len(seeds)
-        self.mixture = int(mixture)
-        shapes = parameter_shapes(k, covariance, hidden, n_classes, mixture)
+        self.mixture, self.encoder = int(mixture), encoder
+        shapes = parameter_shapes(k, covariance, hidden, n_classes, mixture, encoder)
         if init:
             gens = [None if s is None else torch.Generator().manual_seed(int(s)) for s in seeds]
             per_model = [glorot_init(k, covariance, hidden, n_classes, g, mixture) for g in gens]
+            if encoder != BUILT_IN:  # the registered encoder's own init, one copy per model under its seed
+                for w, seed in zip(per_model, seeds):
+                    copy = _encoder_module(encoder, k, covariance, hidden, seed)
+                    w.update({_param_name(n): p.detach() for n, p in copy.named_parameters()})
             tensors = {n: torch.stack([w[n] for w in per_model]) for n in shapes}
         else:
             tensors = {n: torch.empty(self.m, *shape) for n, shape in shapes.items()}
         for name, t in tensors.items():
             self.register_parameter(name, nn.Parameter(t))
+        # the encoder's skeleton (no weights: they are the stacked parameters above), kept out of the module tree
+        self._skeleton = None if encoder == BUILT_IN else (_skeleton(encoder, k, covariance, hidden),)
 
     @property
     def shape(self) -> dict:
-        """k, covariance, hidden, n_classes and mixture: what a model of the same shape is built from."""
-        return {"k": self.k, "covariance": self.covariance, "hidden": self.hidden, "n_classes": self.n_classes,
-                "mixture": self.mixture}
+        """k, covariance, hidden, n_classes, mixture (and a registered encoder): what a model of the same shape is
+        built from."""
+        shape = {"k": self.k, "covariance": self.covariance, "hidden": self.hidden, "n_classes": self.n_classes,
+                 "mixture": self.mixture}
+        return shape if self.encoder == BUILT_IN else {**shape, "encoder": self.encoder}
 
     # ----- the forward pass, for all M models at once -----
     def _linear(self, h: torch.Tensor, name: str) -> torch.Tensor:
@@ -208,7 +272,20 @@ class VIBStack(nn.Module):
             keep: dropout while training: two (M, B, hidden) masks, already scaled by 1 / (1 - rate), that
                 multiply the two hidden layers; None (evaluation, or no dropout) uses every unit.
         """
+        if self._skeleton is not None:
+            if keep is not None:
+                raise ValueError("dropout masks the MLP encoder's hidden layers: a registered encoder has its own")
+            return self._registered_head(x)
         return self.head_from_first(self.first_hidden(x), keep)
+
+    def _registered_head(self, x: torch.Tensor) -> torch.Tensor:
+        """(M, B, head) from the registered encoder: its M copies' stacked weights mapped over with vmap."""
+        from torch.func import functional_call
+
+        skeleton = self._skeleton[0]
+        names = [n for n, _ in skeleton.named_parameters()]
+        params = {n: getattr(self, _param_name(n)) for n in names}
+        return torch.vmap(lambda p, images: functional_call(skeleton, p, (images,)), in_dims=(0, None))(params, x)
 
     def first_hidden(self, x: torch.Tensor) -> torch.Tensor:
         """(M, B, hidden) activations of the first hidden layer for shared images x (see :meth:`stacked_head`)."""
@@ -249,7 +326,7 @@ class VIBStack(nn.Module):
     def marginal(self) -> Distribution:
         """r(z): N(0, I) (shared, not trained), or each model's learned mixture with batch shape (M, 1)."""
         if not self.mixture:
-            return prior(self.k, self.covariance, self.enc1_weight.device)
+            return prior(self.k, self.covariance, self.dec_weight.device)
         components = Independent(Normal(self.marginal_means.unsqueeze(1), F.softplus(self.marginal_scales.unsqueeze(1)),
                                         validate_args=False), 1, validate_args=False)
         return MixtureSameFamily(Categorical(logits=self.marginal_logits.unsqueeze(1), validate_args=False),
@@ -306,7 +383,7 @@ class VIBStack(nn.Module):
 
     def model(self, i: int) -> VIB:
         """Model i as a separate :class:`VIB` (a copy, on the stack's device, in eval mode)."""
-        one = VIB(**self.shape, init=False).to(self.enc1_weight.device)
+        one = VIB(**self.shape, init=False).to(self.dec_weight.device)
         one.load_model_states([self.model_state(i)])
         return one.eval()
 
@@ -318,7 +395,7 @@ class VIBStack(nn.Module):
         states = [m.model_state(i) for m in models for i in range(m.m)]
         if any(m.shape != models[0].shape for m in models):
             raise ValueError("models in one stack must share K, covariance, hidden width, classes and marginal")
-        stack = cls(**models[0].shape, seeds=[None] * len(states), init=False).to(models[0].enc1_weight.device)
+        stack = cls(**models[0].shape, seeds=[None] * len(states), init=False).to(models[0].dec_weight.device)
         stack.load_model_states(states)
         return stack
 
@@ -337,8 +414,9 @@ class VIB(VIBStack):
     """
 
     def __init__(self, k: int = 256, covariance: str = "diag", hidden: int = 1024, n_classes: int = 10,
-                 seed: int | None = None, init: bool = True, mixture: int = 0):
-        super().__init__(k, covariance, hidden, n_classes, seeds=(seed,), init=init, mixture=mixture)
+                 seed: int | None = None, init: bool = True, mixture: int = 0, encoder: str = BUILT_IN):
+        super().__init__(k, covariance, hidden, n_classes, seeds=(seed,), init=init, mixture=mixture,
+                         encoder=encoder)
 
     def encode_head(self, x: torch.Tensor) -> torch.Tensor:
         """Raw encoder output (B, head) for images x in [0, 1] of shape (B, 784)."""

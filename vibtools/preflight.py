@@ -56,6 +56,12 @@ def check_sweep(configs: Sequence[TrainConfig]) -> None:
         if not isinstance(c, TrainConfig):
             raise ValueError(f"train_sweep takes TrainConfig objects, got {type(c).__name__}")
     first = configs[0]
+    if first.encoder != "mlp":
+        from .model import ENCODERS
+
+        if first.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {first.encoder!r}: register it first with "
+                             f"vibtools.model.register_encoder (known: {', '.join(['mlp', *ENCODERS])})")
     for c in configs[1:]:
         for name in sweep_shared_fields():
             if getattr(c, name) != getattr(first, name):

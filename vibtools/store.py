@@ -332,7 +332,8 @@ def cache_folder(cache: bool | str | os.PathLike | None) -> Path | None:
 
 def run_shapes(config: TrainConfig) -> dict[str, tuple[int, ...]]:
     """The shape of each stored parameter of one model of this config (the learned marginal's included)."""
-    return parameter_shapes(config.k, config.covariance, config.hidden, mixture=config.mixture)
+    return parameter_shapes(config.k, config.covariance, config.hidden, mixture=config.mixture,
+                            encoder=config.encoder)
 
 
 def checkpoint_bytes(config: TrainConfig) -> int:
