@@ -10,7 +10,7 @@ export VIBTOOLS_DATA ?= $(SHARED_DATA)
 endif
 TEST_CACHE ?= $(CURDIR)/_build/test-runs
 
-.PHONY: setup book assets test lint unit notebooks build-check site-test package-check execute bench clean
+.PHONY: setup book book-render assets test lint unit notebooks build-check site-test package-check execute bench clean
 
 setup: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -46,6 +46,12 @@ unit: setup
 notebooks: setup  ## execute every chapter in reduced settings (VIBTOOLS_QUICK=1), outputs not written back
 	rm -rf $(TEST_CACHE)
 	VIBTOOLS_QUICK=1 VIBTOOLS_CACHE=$(TEST_CACHE) $(PY) -m pytest -q --durations=0 --nbmake --nbmake-timeout=1800 book
+
+book-render:  ## the book from the stored outputs in a venv without torch (what the Pages workflow runs)
+	test -x .venv-book/bin/python || python3 -m venv .venv-book
+	.venv-book/bin/python -m pip install -q -r requirements-book.txt
+	bash scripts/fetch_site_assets.sh
+	.venv-book/bin/jupyter-book build . -W --keep-going
 
 build-check: book  ## the book must build with warnings as errors
 
