@@ -29,7 +29,7 @@ from torchvision import datasets, transforms
 import vibtools as vt
 from vibtools.bounds import stack_loss
 from vibtools.device import maybe_compile
-from vibtools.evaluation import noise
+from vibtools.evaluation import draw_noise
 from vibtools.training import TrainState, train_step
 
 STEPS_PER_EPOCH = 600
@@ -111,7 +111,7 @@ def vib_loop(data, device: torch.device, m: int, steps: int, warmup: int, compil
             _sync(device)
             t0 = time.perf_counter()
         idx = perm[(step * 100) % n:(step * 100) % n + 100]
-        eps = noise(state.noise, (100, 256), device)
+        eps = draw_noise(state.noise, (100, 256), device)
         sums += train_step(state, step_fn, data.train_x[idx], data.train_y[idx], eps)
     _sync(device)
     per = (time.perf_counter() - t0) / steps
@@ -158,7 +158,8 @@ def vmap_loop(data, device: torch.device, m: int, steps: int, warmup: int) -> di
             _sync(device)
             t0 = time.perf_counter()
         idx = perm[(step * 100) % n:(step * 100) % n + 100]
-        loss = loss_fn(params, buffers, data.train_x[idx], data.train_y[idx], noise(gens, (100, 256), device), betas)
+        eps = draw_noise(gens, (100, 256), device)
+        loss = loss_fn(params, buffers, data.train_x[idx], data.train_y[idx], eps, betas)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

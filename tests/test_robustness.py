@@ -66,7 +66,7 @@ def test_records_are_sealed_and_store_infinities_as_null(numbers, tmp_path):
         def fingerprint(self):
             return "f" * 16
 
-    rec = R.record(config, numbers, GRID, Data(), "cpu")
+    rec = R.seal_record(config, numbers, GRID, Data(), "cpu")
     path = tmp_path / f"{rec['run']}.json"
     save_json(path, rec)
     loaded = R.load_record(path)
@@ -118,7 +118,7 @@ def test_the_tables_read_the_records_as_documented():
     apgd = {r["group"]: r for r in R.apgd_rows(groups)}
     assert apgd["deterministic"]["best"] == 0.25 and apgd["deterministic"]["diff"].mean == pytest.approx(-0.05)
     assert apgd["VIB β=0.01"]["diff"].mean == pytest.approx(0.22)  # ours left more: ours weaker there
-    assert R.versus(groups, "deterministic", "pgd_linf", "strong") == {"VIB β=0.01": ["+", "+"]}
+    assert R.verdicts_vs(groups, "deterministic", "pgd_linf", "strong") == {"VIB β=0.01": ["+", "+"]}
     within = R.fooled_within(groups["deterministic"], [0.0, 1.0, 3.0])[0]
     assert within == pytest.approx([0.0, 0.5, 0.75])  # 4 images, all correct; one never fooled
     assert R.fooled_within(groups["VIB β=0.01"], [2.0])[0] == pytest.approx([0.25])
@@ -131,7 +131,7 @@ def test_a_record_made_on_other_data_or_damaged_is_remade_and_says_why(numbers, 
         def fingerprint(self):
             return "f" * 16
 
-    rec = R.record(config, numbers["vib"], GRID, Data(), "cpu")
+    rec = R.seal_record(config, numbers["vib"], GRID, Data(), "cpu")
     path = tmp_path / f"{rec['run']}.json"
     save_json(path, rec)
     said = []

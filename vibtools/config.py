@@ -20,10 +20,10 @@ MAX_SEED = 2**32 - 1  # streams derived from a seed use salted_seed(seed, salt),
 EVAL_CHUNK = 2000  # examples per evaluation batch (evaluation, attacks, and the memory estimate of vibtools.store)
 # the fields the models of one stacked sweep may differ in: the loss settings and the seed
 PER_MODEL = ("beta", "seed", "dropout", "label_smoothing", "confidence_penalty")
-OPTIONAL_AT_ZERO = ("dropout", "label_smoothing", "confidence_penalty")  # left out of the run key at 0
+KEY_OMITS_AT_ZERO = ("dropout", "label_smoothing", "confidence_penalty")  # left out of the run key at 0
 # options newer than every stored record: left out of as_dict (records, run keys) at their default, so that what
 # was stored before they existed keeps its keys and still matches its config
-NEWER_AT_DEFAULT = {"mixture": 0, "encoder": "mlp"}
+OMITTED_AT_DEFAULT = {"mixture": 0, "encoder": "mlp"}
 MAX_MIXTURE = 1000
 
 
@@ -81,7 +81,7 @@ class TrainConfig:
         """The config as JSON-friendly plain types."""
         d = asdict(self)
         d["adam_betas"] = list(d["adam_betas"])
-        for name, default in NEWER_AT_DEFAULT.items():
+        for name, default in OMITTED_AT_DEFAULT.items():
             if d[name] == default:
                 del d[name]
         return d
@@ -93,7 +93,7 @@ class TrainConfig:
         """
         d = self.as_dict()
         d["data_seed"] = self.batch_seed
-        for name in OPTIONAL_AT_ZERO:
+        for name in KEY_OMITS_AT_ZERO:
             if d[name] == 0.0:
                 del d[name]
         return d

@@ -9,7 +9,7 @@ from .config import EVAL_CHUNK, check_int, salted_seed
 from .model import VIB, VIBStack
 
 
-def noise(gens: list[torch.Generator], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+def draw_noise(gens: list[torch.Generator], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """Standard-normal noise of shape (M, *shape), model m's slice drawn from generator m."""
     return torch.stack([torch.randn(shape, generator=g, device=device) for g in gens])
 
@@ -43,7 +43,7 @@ def evaluate_stacks(stacks: list[VIBStack], x: torch.Tensor, y: torch.Tensor, ge
         xb, yb = x[start:start + chunk], y[start:start + chunk]
         n = len(xb)
         # (S+1, M, n, K): draw 0 for the 1-sample numbers, the others for the S-sample prediction
-        eps = None if first.deterministic else noise(gens, (n_samples + 1, n, first.k), dev).transpose(0, 1)
+        eps = None if first.deterministic else draw_noise(gens, (n_samples + 1, n, first.k), dev).transpose(0, 1)
         for stack, acc in zip(stacks, sums):
             z, q = stack.latent(stack.stacked_head(xb), eps, n_samples + 1)
             logits = stack.stacked_logits(z)

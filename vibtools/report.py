@@ -105,7 +105,7 @@ def pct_range(low: float, high: float) -> str:
     return f"{a}%"
 
 
-def mean_sd(mean: float, sd: float) -> str:
+def format_mean_sd(mean: float, sd: float) -> str:
     """An error rate and its spread as percentages: "1.61% ± 0.06"."""
     return f"{100 * mean:.2f}% ± {100 * sd:.2f}"
 

@@ -259,19 +259,19 @@ def _finite(obj):
     return None if isinstance(obj, float) and not math.isfinite(obj) else obj
 
 
-def record(config: TrainConfig, numbers: dict, grid, data, device: str, fmt: str = FORMAT) -> dict:
+def seal_record(config: TrainConfig, numbers: dict, grid, data, device: str, fmt: str = FORMAT) -> dict:
     """A sealed results record of one attacked model (infinite distances and undefined medians stored as null);
     ``grid``: the settings it was attacked with (an :class:`AttackGrid`, or the paper attack's
     :class:`vibtools.paper_attack.PaperCW` with ``fmt`` its format)."""
     from .records import code_version, sealed
 
-    group = group_name(None if _is_det(config) else config.beta)
+    group = group_name(None if _is_deterministic(config) else config.beta)
     return sealed(_finite({"format": fmt, "run": run_name(config), "group": group, "config": config.as_dict(),
                            "grid": asdict(grid), "data": {"fingerprint": data.fingerprint(), "images": grid.n_images},
                            "device": device, "code": code_version(), **numbers}))
 
 
-def _is_det(config: TrainConfig) -> bool:
+def _is_deterministic(config: TrainConfig) -> bool:
     from .baselines import model_name
 
     return model_name(config) == "deterministic"
@@ -361,7 +361,7 @@ def run_study(epochs: int, data, *, grid=None, results_dir: str | Path = "result
         where = next(model.parameters()).device
         numbers = attack(model, x.to(where), y.to(where), grid, seed=c.seed)
         path = folder / f"{run_name(c)}.json"
-        save_json(path, record(c, numbers, grid, data, describe_device(where), fmt))
+        save_json(path, seal_record(c, numbers, grid, data, describe_device(where), fmt))
         written.append(path)
         if log:
             log(f"{run_name(c)}: wrote {path} after {numbers['seconds']:.0f} s")
@@ -403,7 +403,7 @@ def stored_study(epochs: int, paper: bool = False) -> dict[str, list[dict]]:
     return load_study(results_dir(), epochs, paper)
 
 
-def values(records: list[dict], *keys: str, index: int | None = None) -> list:
+def per_seed(records: list[dict], *keys: str, index: int | None = None) -> list:
     """One number (or list) per seed: ``records[i][keys[0]][keys[1]]...`` (and element ``index`` of a list)."""
     out = []
     for r in records:
@@ -414,16 +414,16 @@ def values(records: list[dict], *keys: str, index: int | None = None) -> list:
     return out
 
 
-def curve(records: list[dict], *keys: str) -> tuple[list[float], list[float]]:
-    """Mean and sd over seeds of an accuracy per radius (``curve(recs, "pgd_linf", "strong")``)."""
+def mean_curve(records: list[dict], *keys: str) -> tuple[list[float], list[float]]:
+    """Mean and sd over seeds of an accuracy per radius (``mean_curve(recs, "pgd_linf", "strong")``)."""
     from .stats import mean_and_sd
 
-    per_seed = values(records, *keys)
-    pairs = [mean_and_sd(col) for col in zip(*per_seed)]
+    columns = zip(*per_seed(records, *keys))
+    pairs = [mean_and_sd(col) for col in columns]
     return [m for m, _ in pairs], [s for _, s in pairs]
 
 
-def paired(a: list[float], b: list[float]):
+def paired_change(a: list[float], b: list[float]):
     """The t-interval of the mean per-seed difference a - b (the same models under two attacks)."""
     from .stats import mean_interval
 
@@ -437,9 +437,9 @@ def step_check_rows(groups: dict[str, list[dict]]) -> list[dict]:
     for name, recs in groups.items():
         check = recs[0]["step_check"]
         for i, eps in enumerate(check["eps"]):
-            single, double = values(recs, "step_check", "strong", index=i), values(recs, "step_check", "double",
+            single, double = per_seed(recs, "step_check", "strong", index=i), per_seed(recs, "step_check", "double",
                                                                                       index=i)
-            change = paired(double, single)
+            change = paired_change(double, single)
             rows.append({"group": name, "eps": eps, "steps": check["steps"], "single": sum(single) / len(single),
                          "double": sum(double) / len(double),
                          "largest": max(abs(d - s) for d, s in zip(double, single)), "change": change})
@@ -455,25 +455,25 @@ def apgd_rows(groups: dict[str, list[dict]]) -> list[dict]:
             continue
         eps_grid = recs[0]["grid"]["eps_linf"]
         for i, eps in enumerate(recs[0]["apgd"]["eps"]):
-            ours = values(recs, "pgd_linf", "strong", index=eps_grid.index(eps))
-            ce, dlr = values(recs, "apgd", "ce", index=i), values(recs, "apgd", "dlr", index=i)
+            ours = per_seed(recs, "pgd_linf", "strong", index=eps_grid.index(eps))
+            ce, dlr = per_seed(recs, "apgd", "ce", index=i), per_seed(recs, "apgd", "dlr", index=i)
             best = [min(a, b) for a, b in zip(ce, dlr)]
             rows.append({"group": name, "eps": eps, "ours": sum(ours) / len(ours), "ce": sum(ce) / len(ce),
-                         "dlr": sum(dlr) / len(dlr), "best": sum(best) / len(best), "diff": paired(ours, best)})
+                         "dlr": sum(dlr) / len(dlr), "best": sum(best) / len(best), "diff": paired_change(ours, best)})
     return rows
 
 
-def versus(groups: dict[str, list[dict]], baseline: str, *keys: str) -> dict[str, list[str]]:
+def verdicts_vs(groups: dict[str, list[dict]], baseline: str, *keys: str) -> dict[str, list[str]]:
     """For every group but ``baseline`` and every radius: "+" / "−" where its accuracy is above / below the
     baseline's outside the noise (Welch's 95% interval over seeds, :func:`vibtools.stats.compare`), "≈" otherwise."""
     from .stats import compare, mean_interval
 
-    base = values(groups[baseline], *keys)
+    base = per_seed(groups[baseline], *keys)
     out = {}
     for name, recs in groups.items():
         if name == baseline:
             continue
-        mine = values(recs, *keys)
+        mine = per_seed(recs, *keys)
         out[name] = [{"<": "−", ">": "+", "≈": "≈"}[compare(mean_interval(col_a), mean_interval(col_b)).sign()]
                      for col_a, col_b in zip(zip(*mine), zip(*base))]
     return out
@@ -484,13 +484,13 @@ def fooled_within(records: list[dict], radii, form: str = "judged") -> tuple[lis
     misclassified clean counts as fooled at 0), mean and sd over seeds: comparable with 1 - PGD-L2 accuracy."""
     from .stats import mean_and_sd
 
-    per_seed = []
+    rows = []
     for r in records:
         n = r["data"]["images"]
         d = [math.inf if v is None else v for v in r["cw"][form]["distances"]]
         wrong = n - len(d)
-        per_seed.append([(wrong + sum(v <= e for v in d)) / n for e in radii])
-    pairs = [mean_and_sd(col) for col in zip(*per_seed)]
+        rows.append([(wrong + sum(v <= e for v in d)) / n for e in radii])
+    pairs = [mean_and_sd(col) for col in zip(*rows)]
     return [m for m, _ in pairs], [s for _, s in pairs]
 
 

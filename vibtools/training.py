@@ -31,7 +31,7 @@ from .config import TrainConfig, salted_seed
 from .data import MNISTTensors, load_mnist
 from .device import configure_fast_math, describe_device, maybe_compile, pick_device
 from .ema import EMA
-from .evaluation import eval_generators, evaluate_stack, evaluate_stacks, noise, to_floats
+from .evaluation import draw_noise, eval_generators, evaluate_stack, evaluate_stacks, to_floats
 from .interrupts import held as _interrupts_held
 from .model import VIBStack
 from .preflight import check_data, check_options, check_sweep, folder_error
@@ -154,7 +154,7 @@ def run_epoch(state: TrainState, data: MNISTTensors, step_fn: Callable, bar=None
     state.stack.train()
     for s in range(steps):
         idx = perm[s * c.batch_size:(s + 1) * c.batch_size]
-        eps = noise(state.noise, (c.batch_size, c.k), state.device)
+        eps = draw_noise(state.noise, (c.batch_size, c.k), state.device)
         sums += train_step(state, step_fn, data.train_x[idx], data.train_y[idx], eps)
         if bar is not None:
             bar.update(1)
