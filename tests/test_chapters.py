@@ -14,21 +14,25 @@ import vibtools as vt
 
 
 def test_the_explorer_trains_a_new_beta_from_its_button(small, monkeypatch, tmp_path, capsys):
-    """The widget is returned, not displayed; its button trains the chosen β and adds it to the slider."""
+    """The widget over the stored embeddings is returned, not displayed; its button trains the chosen β and adds it
+    to the slider, in β order."""
     pytest.importorskip("ipywidgets")
     import matplotlib
 
     matplotlib.use("Agg")
 
     monkeypatch.setenv("VIBTOOLS_CACHE", str(tmp_path / "runs"))
-    runs = [fit(TINY.with_(k=2, covariance="full", epochs=1), small, cache=False)]
-    box = vt.widgets.beta_explorer(runs, small.test_x[:50], small.test_y[:50], data=small, device="cpu")
+    stored = vt.explorer.load_explorer_data()
+    box = vt.widgets.stored_explorer(stored, data=small, device="cpu",
+                                     config=TINY.with_(k=2, covariance="full", epochs=1))
     assert "VBox" not in capsys.readouterr().out, "the explorer displayed itself as well as returning its box"
     slider = box.children[0]
     new_beta, button = box.children[-2].children
-    new_beta.value = 0.01
+    new_beta.value = 0.05
     button.click()
-    assert [b for _, b in slider.options] == sorted([TINY.beta, 0.01]) and slider.value == 0.01
+    labels = [label for label, _ in slider.options]
+    assert labels == [f"{b:g}" for b in sorted([f["beta"] for f in stored["frames"]] + [0.05])]
+    assert slider.label == "0.05"
     assert len(list((tmp_path / "runs").glob("*.pt"))) == 1, "the new β was trained and stored"
 
 

@@ -135,6 +135,8 @@ from vibtools import records, robustness
 n = 0
 for folder in sorted(p for p in Path({str(root)!r}).iterdir() if p.is_dir()):
     for f in sorted(folder.glob("*.json")):
+        if folder.name == "explorer":
+            continue
         if folder.name == robustness.FOLDER:
             robustness.load_record(f)
         elif folder.name == "adversarial-paper":
@@ -144,6 +146,8 @@ for folder in sorted(p for p in Path({str(root)!r}).iterdir() if p.is_dir()):
         n += 1
 for epochs in (10, 200):
     robustness.strongest_rows(robustness.load_study({str(root)!r}, epochs), "l2")
+from vibtools import explorer
+explorer.explorer_html(explorer.load_explorer_data({str(root / "explorer" / "k2-embeddings.json")!r}))
 assert n > 100, n
 """
     mods = loaded_after(code)

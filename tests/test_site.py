@@ -52,7 +52,7 @@ SCREENSHOT_DIR = ROOT / "_build" / "screenshots"  # full-page screenshots of eve
 MAX_PAGE_HEIGHT = 12_000  # px at 1280 px: the longest page a learner is asked to read in one go
 WIDTHS = (1280, 800)  # page widths at which nothing may be clipped or scroll sideways
 MIN_FIGURE_SCALE = 0.7  # a figure shown below 70% of its pixel width has illegible labels
-ANIMATION_PAGE = "book/05_explore"
+EXPLORER_PAGE = "book/05_explore"
 TIMEOUT_MS = 20_000
 
 # Visible text outside code that still holds TeX delimiters means math was not typeset.
@@ -481,48 +481,47 @@ def test_internal_links_resolve(reports, site_url):
     _fail_if(problems, "broken internal links")
 
 
-def test_beta_slider_changes_the_frame(browser, site_url):
-    if ANIMATION_PAGE not in TOC_PAGES:
-        pytest.skip(f"{ANIMATION_PAGE} is not in _toc.yml")
+def test_beta_explorer_changes_its_chart_when_the_slider_moves(browser, site_url):
+    """The explorer runs in the page with no kernel (Vega-Lite, vendored): moving the slider redraws the embedding,
+    moves the marked point of the information plane, and rewrites the line of numbers."""
+    if EXPLORER_PAGE not in TOC_PAGES:
+        pytest.skip(f"{EXPLORER_PAGE} is not in _toc.yml")
     context = _new_context(browser, site_url)
     try:
         page = context.new_page()
-        page.goto(urljoin(site_url, f"{ANIMATION_PAGE}.html"), wait_until="load")
-        if not page.locator('div.animation input[type="range"]').count():
-            pytest.fail(
-                f"{ANIMATION_PAGE} has no FuncAnimation.to_jshtml() slider (div.animation input[type=range]); "
-                "are the notebook's outputs stored?",
-                pytrace=False,
-            )
-        anim = page.locator("div.animation").first
-        slider = anim.locator('input[type="range"]')
-        img = anim.locator("img").first
-        # matplotlib creates `anim<id>` in a setTimeout; it sets slider.max and the first frame
-        anim_id = img.get_attribute("id").removeprefix("_anim_img")
-        page.wait_for_function(f"() => window['anim{anim_id}'] !== undefined", timeout=10_000)
-        page.wait_for_function("el => !!el.getAttribute('src')", arg=img.element_handle())
+        page.goto(urljoin(site_url, f"{EXPLORER_PAGE}.html"), wait_until="load")
+        if not page.locator("div.vib-explorer").count():
+            pytest.fail(f"{EXPLORER_PAGE} has no explorer (div.vib-explorer); are the notebook's outputs stored?",
+                        pytrace=False)
+        page.wait_for_selector("div.vib-explorer[data-ready='1']", timeout=30_000)
+        slider = page.locator("div.vib-explorer input[type='range']")
         n_max = int(slider.evaluate("el => el.max"))
-        assert n_max >= 1, "the animation has a single frame"
-        first = img.get_attribute("src")
+        assert n_max >= 3, "the explorer has fewer than four β"
+        ticks = page.locator("div.vib-explorer span").all_inner_texts()
+        assert len(ticks) == n_max + 1 and ticks[0] == "0.001" and ticks[-1] == "1", ticks
 
+        def state():
+            return page.evaluate("""() => {
+                const svg = document.querySelector('div.vib-explorer svg');
+                const pts = [...svg.querySelectorAll('g.concat_0_marks path')].slice(0, 20)
+                    .map(p => p.getAttribute('transform')).join(';');
+                const mark = svg.querySelector('g.concat_1_layer_2_marks path');
+                return [pts, mark ? mark.getAttribute('transform') : '',
+                        document.querySelector('div.vib-explorer p').textContent];
+            }""")
+
+        first = state()
+        assert first[0] and first[1] and first[2].startswith("β = 0.001"), first
         slider.focus()
         page.keyboard.press("ArrowRight")  # a real input event, as a reader's keyboard would give
-        assert slider.input_value() == "1"
-        second = img.get_attribute("src")
-        assert second != first, "moving the slider by one step did not change the frame image"
-
-        slider.fill(str(n_max))  # drag to the end
-        last = img.get_attribute("src")
-        assert last not in (first, second) or n_max == 1, "the last frame shows the same image"
-        assert img.evaluate("el => el.naturalWidth") > 0
-
-        # the control buttons show their icons: the theme's Font Awesome 6 script swaps the
-        # <i class="fa fa-..."> for inline SVG; without it the vendored Font Awesome 4 font draws them
-        widths = anim.locator(".anim-buttons button").evaluate_all(
-            "bs => bs.map(b => { const i = b.querySelector('i, svg');"
-            " return i ? i.getBoundingClientRect().width : 0; })"
-        )
-        assert widths and all(w > 0 for w in widths), f"animation buttons without a visible icon: {widths}"
+        page.wait_for_function("() => document.querySelector('div.vib-explorer p').textContent.startsWith('β = 0.0')"
+                               " && !document.querySelector('div.vib-explorer p').textContent.startsWith('β = 0.001')")
+        second = state()
+        assert second[0] != first[0], "moving the slider did not redraw the embedding"
+        assert second[1] != first[1], "moving the slider did not move the marked point of the information plane"
+        page.locator("div.vib-explorer input[type='checkbox']").uncheck()  # one scale for every β
+        page.wait_for_timeout(300)
+        assert state()[0] != second[0], "the axes toggle did not rescale the embedding"
     finally:
         context.close()
 

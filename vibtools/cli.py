@@ -143,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "1000 test images, 12 samples of z for the gradients and the success test) and write "
                         "RESULTS/adversarial-paper/<run>.json")
     _add_run_options(a)
+    e = sub.add_parser("explorer-data", help="write the β explorer's stored embeddings (results/explorer/)",
+                       description="Write RESULTS/explorer/k2-embeddings.json, which the β explorer draws with no "
+                                   "kernel: the 2-D posteriors of the first 1000 test images of each K=2 model of its "
+                                   "slider, with its error and information-plane numbers. The decades come from the "
+                                   "k2 records (reproduce k2 --epochs 20); the half-decades from the run cache, where "
+                                   "the explorer chapter trained them (left out, and said, when absent).")
+    _add_run_options(e)
     a.add_argument("--list", action="store_true", help="list the models attacked, and exit")
     return p
 
@@ -334,6 +341,25 @@ def _attack_study(args) -> int:
     return 0
 
 
+def _explorer_data(args) -> int:
+    """The ``explorer-data`` command."""
+    from .data import DataNotFoundError, load_mnist
+    from .device import pick_device
+    from .explorer import write_explorer_data
+    from .preflight import check_writable
+    from .records import ResultsError
+
+    try:
+        _check_data_folder(args.data)
+        check_writable(args.results, 2**22, what="--results")
+        data = load_mnist(args.data, pick_device(args.device))
+        path = write_explorer_data(args.results, data, args.cache if args.cache is not None else True)
+    except (ValueError, DataNotFoundError, ResultsError) as exc:
+        return _fail(str(exc))
+    print(f"# wrote {path}")
+    return 0
+
+
 def _write_history(result, path: Path) -> None:
     """The history JSON beside the run, written under the run's lock; left alone when it already says the same
     (so a read-only folder holding a finished run serves it)."""
@@ -402,6 +428,8 @@ def _main(argv: list[str] | None) -> int:
         return _reproduce(args)
     if args.command == "attack-study":
         return _attack_study(args)
+    if args.command == "explorer-data":
+        return _explorer_data(args)
     try:  # the options alone, before torch is imported
         config = _config(args)
         _check_data_folder(args.data)

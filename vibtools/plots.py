@@ -233,59 +233,6 @@ def legend_by_rows(target, handles, labels, ncol: int, **kw):
     return target.legend([handles[i] for i in by_column], [labels[i] for i in by_column], ncol=ncol, **kw)
 
 
-def explore_figure(result, plane_results, x: torch.Tensor, y: torch.Tensor, lim: float | None = None, fig=None):
-    """The explorer chapter's view of one β: its 2-D embedding beside the information plane with that model marked.
-
-    Args:
-        result: the K=2 RunResult shown (EMA weights are plotted).
-        plane_results: all K=2 RunResults of the sweep, for the information plane.
-        x: images to embed (on the model's device).
-        y: their labels.
-        lim: fixed half-width of the embedding axes, so frames line up.
-        fig: a Figure to clear and draw into (an animation frame); None makes a new one.
-    Returns:
-        The Figure.
-    """
-    fig = fig if fig is not None else plt.figure(figsize=(8.6, 4.4))
-    fig.clear()
-    a, b = fig.subplots(1, 2)
-    m = result.final["ema_test"]
-    plot_embedding(result.ema_model, x, y, ax=a, lim=lim,
-                   title=f"β = {result.config.beta:g}: test error {100 * m['avg_err']:.1f}% (12 samples)")
-    plot_information_plane(plane_results, ax=b, marker_for=result.config.beta)
-    fig.tight_layout()
-    return fig
-
-
-def embedding_animation(results, x: torch.Tensor, y: torch.Tensor, lim: float | None = None) -> str:
-    """An HTML slider (matplotlib's ``FuncAnimation.to_jshtml``) with one frame per β, for pages with no kernel.
-
-    Args:
-        results: the K=2 RunResults, one frame each, in β order.
-        x: images to embed.
-        y: their labels.
-        lim: fixed half-width of the embedding axes.
-    Returns:
-        The animation as a self-contained HTML string.
-    """
-    from matplotlib.animation import FuncAnimation
-
-    results = sorted(results, key=lambda r: r.config.beta)
-    if lim is None:  # one scale for every frame, so that a move of the slider compares like with like
-        lim = max(embedding_lim(r.ema_model, x) for r in results)
-    fig = plt.figure(figsize=(8.6, 4.4))
-
-    def draw(i):
-        """Draw animation frame i."""
-        explore_figure(results[i], results, x, y, lim, fig=fig)
-        return []
-
-    anim = FuncAnimation(fig, draw, frames=len(results), interval=1000, blit=False)
-    html = anim.to_jshtml(default_mode="once")
-    plt.close(fig)
-    return html
-
-
 def plot_mean_curves(groups: dict[str, list[dict]], key: str = "ema_test_avg_err", ax=None,
                      paper: dict[str, float] | None = None, log: bool = True, paper_marks: str = "line"):
     """A per-epoch history of several groups of runs: the mean over each group's seeds and a band for its range.
