@@ -353,7 +353,7 @@ def plot_plane_trajectories(groups, ax=None):
     ax.plot([], [], "-", color="grey", label="test, EMA weights (square: last epoch)")
     ax.plot([], [], "--", color="grey", label="training batches, raw weights")
     # the top left of the plane is empty (no β keeps the label there); a frame keeps the ceiling line off the text
-    ax.legend(loc="upper left", bbox_to_anchor=(0.0, 0.93), fontsize=8, frameon=True, framealpha=0.9)
+    ax.legend(loc="center right", bbox_to_anchor=(1.0, 0.38), fontsize=8, frameon=True, framealpha=0.9)  # empty there
     return ax
 
 
