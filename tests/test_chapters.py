@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from conftest import TINY, fit
+from conftest import TINY
 
 import vibtools as vt
 
