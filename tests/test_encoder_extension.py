@@ -74,3 +74,21 @@ def test_unknown_encoders_and_dropout_are_refused_before_any_work(small, cache_d
         CONV.with_(dropout=0.5)
     with pytest.raises(ValueError, match="other than 'mlp'"):
         M.register_encoder("mlp", small_conv)
+
+
+def test_encoders_with_buffers_or_dropout_are_refused_in_one_line():
+    M.register_encoder("with-bn", lambda head, hidden: nn.Sequential(nn.Linear(784, 8), nn.BatchNorm1d(8),
+                                                                     nn.Linear(8, head)))
+    M.register_encoder("with-dropout", lambda head, hidden: nn.Sequential(nn.Linear(784, 8), nn.Dropout(0.1),
+                                                                          nn.Linear(8, head)))
+    try:
+        with pytest.raises(ValueError, match="has buffers"):
+            M.VIBStack(4, hidden=16, seeds=[0], encoder="with-bn")
+        with pytest.raises(ValueError, match="has dropout"):
+            M.VIBStack(4, hidden=16, seeds=[0], encoder="with-dropout")
+    finally:
+        M.ENCODERS.pop("with-bn", None)
+        M.ENCODERS.pop("with-dropout", None)
+    before = torch.random.get_rng_state()
+    M.VIBStack(4, hidden=16, seeds=[3], encoder="small-conv")
+    assert torch.equal(torch.random.get_rng_state(), before)  # PyTorch's global generator is left as it was

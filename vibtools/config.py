@@ -168,8 +168,8 @@ def check_config(c: TrainConfig) -> None:
         raise ValueError(f"encoder must be the name of an encoder ('mlp', or one registered with "
                          f"vibtools.model.register_encoder), got {c.encoder!r}")
     if c.encoder != "mlp" and c.dropout:
-        raise ValueError(f"dropout masks the MLP encoder's hidden layers; the encoder {c.encoder!r} has its own: "
-                         f"use dropout=0")
+        raise ValueError(f"dropout masks the MLP encoder's hidden layers, which the encoder {c.encoder!r} does not "
+                         f"have: use dropout=0")
     if c.mixture and c.covariance != "diag":
         raise ValueError(f"mixture (a learned marginal) needs covariance='diag', got {c.covariance!r}; "
                          f"use mixture=0 for the fixed N(0, I)")

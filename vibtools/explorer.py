@@ -28,9 +28,11 @@ BETAS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 0.3, 1.0)  # the explorer's slider (vibto
 DIGITS = 3  # decimals kept of each mean and covariance entry (the page draws at most 1/1000 of its axes)
 
 
-def _frame(beta: float, labels, means, covs, err: float, izx: float, izy: float, source: str) -> dict:
-    """One slider position: a model's stored posteriors and its numbers."""
-    return {"beta": beta, "err": err, "izx": izx, "izy": izy, "source": source,
+def _frame(beta: float, labels, means, covs, err: float, izx: float, izy: float, source: str, trained_on: str,
+           seconds: float) -> dict:
+    """One slider position: a model's stored posteriors, its numbers, and where and how long it was trained."""
+    return {"beta": beta, "err": err, "izx": izx, "izy": izy, "source": source, "trained_on": trained_on,
+            "training_seconds": round(seconds, 1),
             "labels": [int(v) for v in labels],
             "mean": [[round(float(a), DIGITS) for a in m] for m in means],
             "covariance": [[round(float(a), DIGITS) for a in c] for c in covs]}
@@ -40,7 +42,7 @@ def _from_record(rec: dict) -> dict:
     """A frame from a ``k2`` results record (its stored embedding)."""
     emb, test = rec["embedding"], rec["final"]["ema_test"]
     return _frame(rec["config"]["beta"], emb["labels"], emb["mean"], emb["covariance"], test["avg_err"], test["izx"],
-                  test["izy"], f"results/k2/{rec['run']}.json")
+                  test["izy"], f"results/k2/{rec['run']}.json", rec["device"], sum(rec["history"]["seconds"]))
 
 
 def _from_run(result, data, n: int) -> dict:
@@ -49,10 +51,12 @@ def _from_run(result, data, n: int) -> dict:
 
     with torch.no_grad():
         q = result.ema_model.encode(data.test_x[:n])
-    cov = q.covariance_matrix.reshape(n, -1).cpu().tolist()
+    full = q.covariance_matrix if hasattr(q, "covariance_matrix") else torch.diag_embed(q.variance)
+    cov = full.reshape(len(full), -1).cpu().tolist()
     test = result.final["ema_test"]
+    where = f"run cache ({result.path.name})" if result.path is not None else "trained in this session"
     return _frame(result.config.beta, data.test_y[:n].tolist(), q.mean.cpu().tolist(), cov, test["avg_err"],
-                  test["izx"], test["izy"], "run cache")
+                  test["izx"], test["izy"], where, result.device, result.seconds["training"])
 
 
 def explorer_data(results_dir: str | Path, data=None, cache=True, log=print) -> dict:
@@ -89,7 +93,7 @@ def explorer_data(results_dir: str | Path, data=None, cache=True, log=print) -> 
             c = TrainConfig(beta=b, k=2, covariance="full", epochs=EPOCHS, data_seed=0)
             stored = store.read(store.path(c, fp), c, fp) if store else None
             if finished_run(stored, c):
-                frames[b] = _from_run(stored_result(stored, c, data.test_x.device, None), data, n)
+                frames[b] = _from_run(stored_result(stored, c, data.test_x.device, store.path(c, fp)), data, n)
                 if log:
                     log(f"β={b:g}: from the run cache")
             elif log:
@@ -120,10 +124,13 @@ def load_explorer_data(path: str | Path | None = None) -> dict:
         path = results_dir() / FOLDER / FILE
     rec = load_sealed(path, FORMAT, "python -m vibtools explorer-data")
     frames, n = rec.get("frames"), rec.get("images")
-    betas = [f.get("beta") for f in frames] if isinstance(frames, list) else None
-    ok = bool(betas) and betas == sorted(set(betas)) and all(
-        len(f["labels"]) == len(f["mean"]) == len(f["covariance"]) == n and 0 <= f["err"] <= 1
-        and math.isfinite(f["izx"]) and f["izx"] >= 0 for f in frames)
+    try:
+        betas = [f["beta"] for f in frames]
+        ok = bool(betas) and betas == sorted(set(betas)) and all(
+            len(f["labels"]) == len(f["mean"]) == len(f["covariance"]) == n and 0 <= f["err"] <= 1
+            and math.isfinite(f["izx"]) and f["izx"] > 0 and math.isfinite(f["izy"]) for f in frames)
+    except (TypeError, KeyError, AttributeError):
+        ok = False
     if not ok:
         raise ResultsError(f"{path} holds frames that cannot be true (β out of order, sizes that disagree, or an "
                            f"error outside [0, 1]); rerun python -m vibtools explorer-data")
@@ -243,6 +250,6 @@ def explorer_html(rec: dict, element: str = "vib-explorer") -> str:
     fit.addEventListener("change", update);
     update();
     document.getElementById("{e}").dataset.ready = "1";
-  }});
+  }}).catch(function (err) {{ info.textContent = "The chart could not be drawn: " + err; }});
 }})();
 </script>"""

@@ -79,10 +79,17 @@ def _encoder_module(name: str, k: int, covariance: str, hidden: int, seed: int |
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}: register it first with vibtools.model.register_encoder "
                          f"(known: {', '.join([BUILT_IN, *ENCODERS])})")
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):  # saves and restores the CPU generator, which alone is seeded here
         if seed is not None:
-            torch.manual_seed(int(seed))
-        return ENCODERS[name](head_dim(k, covariance), hidden)
+            torch.random.default_generator.manual_seed(int(seed))
+        module = ENCODERS[name](head_dim(k, covariance), hidden)
+    if any(True for _ in module.buffers()):
+        raise ValueError(f"the encoder {name!r} has buffers (batch norm?): a registered encoder must keep its state "
+                         f"in parameters, which the stack stacks per model")
+    if any(isinstance(m, nn.modules.dropout._DropoutNd) for m in module.modules()):
+        raise ValueError(f"the encoder {name!r} has dropout: a registered encoder must be deterministic (the stack "
+                         f"maps it over the models with vmap, and its copies never switch to eval mode)")
+    return module
 
 
 def _param_name(name: str) -> str:
@@ -274,7 +281,7 @@ class VIBStack(nn.Module):
         """
         if self._skeleton is not None:
             if keep is not None:
-                raise ValueError("dropout masks the MLP encoder's hidden layers: a registered encoder has its own")
+                raise ValueError("dropout masks the MLP encoder's hidden layers; a registered encoder has none")
             return self._registered_head(x)
         return self.head_from_first(self.first_hidden(x), keep)
 
@@ -289,6 +296,9 @@ class VIBStack(nn.Module):
 
     def first_hidden(self, x: torch.Tensor) -> torch.Tensor:
         """(M, B, hidden) activations of the first hidden layer for shared images x (see :meth:`stacked_head`)."""
+        if self._skeleton is not None:
+            raise ValueError(f"the MLP's hidden layers (MC-dropout reuses them) do not exist in the registered "
+                             f"encoder {self.encoder!r}")
         return F.relu(self._linear((2 * x - 1).expand(self.m, *x.shape), "enc1"))
 
     def head_from_first(self, h: torch.Tensor, keep: Sequence[torch.Tensor] | None = None) -> torch.Tensor:

@@ -121,4 +121,9 @@ def relative_sizes(records: list[dict], baseline: list[dict], form: str, norm: s
         return sum(v) / len(v) if v else math.nan
 
     by_seed = {r["config"]["seed"]: mean_size(r) for r in baseline}
-    return [mean_size(r) / by_seed[r["config"]["seed"]] for r in records]
+
+    def ratio(r):
+        base = by_seed.get(r["config"]["seed"], math.nan)
+        return mean_size(r) / base if base == base and base > 0 else math.nan
+
+    return [ratio(r) for r in records]

@@ -134,7 +134,7 @@ def plot_embedding(model, x: torch.Tensor, y: torch.Tensor, ax=None, lim: float 
     cov = (q.covariance_matrix if hasattr(q, "covariance_matrix") else torch.diag_embed(q.variance)).cpu().numpy()
     lim = embedding_lim(model, x) if lim is None else lim
     # the decoder's class-probability entropy (bits) on a 200 x 200 grid of 2-D codes
-    g = torch.linspace(-lim, lim, 200, device=model.enc1_weight.device)
+    g = torch.linspace(-lim, lim, 200, device=model.dec_weight.device)
     p = model.decode(torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)).softmax(-1)
     ent = -(p * p.clamp_min(1e-12).log2()).sum(-1).reshape(200, 200).cpu().numpy()
     im = ax.imshow(ent, origin="lower", extent=(-lim, lim, -lim, lim), cmap="Greys", vmin=0, vmax=CEILING,

@@ -164,7 +164,8 @@ class PageNote:
 
 def how_made(watch: Stopwatch, device, epochs, seconds: float, what: str = "training time (sum of epochs)", *,
              trained_on: str | None = None, loaded_seconds: float = 0.0,
-             colab_work: str = "runs every cell", not_shown: Sequence[str] = ()) -> PageNote:
+             colab_work: str = "runs every cell", not_shown: Sequence[str] = (),
+             facts: Sequence[tuple[str, str]] = ()) -> PageNote:
     """A chapter's closing note: provenance, settings, its own wall time, and what it costs in a fresh Colab.
 
     Args:
@@ -176,6 +177,8 @@ def how_made(watch: Stopwatch, device, epochs, seconds: float, what: str = "trai
         loaded_seconds: recorded training time of the runs the page loaded from the run cache instead of
             training them (a fresh Colab runtime has to train them).
         colab_work: what the page does in a fresh runtime, as a clause ("downloads MNIST and trains ...").
+        facts: further (title, text) items of the note: facts about how the page's numbers were made that the
+            reading refers to.
         not_shown: the configurations of a protocol with seeds still to come, as
             :func:`vibtools.results.protocol_progress` lists them (an item of their own when there are any).
     Returns:
@@ -211,6 +214,7 @@ def how_made(watch: Stopwatch, device, epochs, seconds: float, what: str = "trai
     ]
     if not_shown:
         items.append(("The paper's protocol, seeds to come", "; ".join(not_shown)))
+    items.extend(facts)
     return PageNote(items)
 
 

@@ -172,6 +172,9 @@ def attack_model(model, x: torch.Tensor, y: torch.Tensor, grid: AttackGrid, seed
                  "judged": A.cw_summary(model, x, y, draws=eot, objective="predictive", judge_samples=12,
                                         kappa=grid.cw_kappa, **cw)}
     for form in ("paper", "judged"):  # the L2 attack's masks at the grid's radii, from its distances
+        if len(rec["cw"][form]["distances"]) != int(clean.sum()):  # one distance per image judged correct clean
+            raise RuntimeError(f"the L2 attack judged {len(rec['cw'][form]['distances'])} images correct clean, the "
+                               f"study {int(clean.sum())}: the two judges' draws differ")
         dist = iter(rec["cw"][form]["distances"])
         per_image = [next(dist) if ok else 0.0 for ok in clean.tolist()]
         masks["l2"][f"cw-{form}"] = [pack_mask([d > e for d in per_image]) for e in grid.eps_l2]
@@ -569,7 +572,7 @@ def strongest_rows(groups: dict[str, list[dict]], norm: str) -> list[dict]:
     Returns:
         Rows {"group", "eps", "attacks": {name: mean accuracy}, "winner", "best": the winner's mean accuracy,
         "worst": mean of the worst case, "worst_per_seed": [...], "per_image": whether every record had masks}
-        in the groups' order, radii ascending.
+        in the groups' order, radii in the grid's order.
     """
     rows = []
     for name, recs in groups.items():
