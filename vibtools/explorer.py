@@ -189,7 +189,7 @@ def explorer_spec(rec: dict) -> dict:
                                "order": {"field": "beta"},
                                "tooltip": [{"field": "beta", "title": "β"},
                                            {"field": "err", "title": "test error (%)"}]}},
-                 {"mark": {"type": "text", "align": "left", "dx": 7, "dy": -7, "fontSize": 10, "color": "#555555"},
+                 {"mark": {"type": "text", "align": "right", "dx": -7, "dy": -6, "fontSize": 10, "color": "#555555"},
                   "encoding": {"x": {"field": "izx", "type": "quantitative"},
                                "y": {"field": "izy", "type": "quantitative"},
                                "text": {"field": "label"}}},
