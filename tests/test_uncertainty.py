@@ -83,7 +83,7 @@ def test_nll_and_brier_match_sklearn_and_a_hand_computed_case():
 
 def test_the_rate_is_the_info_loss_on_in_distribution_data(small):
     model = vt.VIB(k=8, hidden=32, seed=0)
-    pred = un.predict(model, small.test_x, seed=5)
+    pred = un.predictions(model, small.test_x, seed=5)
     izx = vt.evaluate(model, small.test_x, small.test_y)["izx"]  # the closed-form KL: no noise in either
     assert float(pred.rate.mean()) == pytest.approx(izx, rel=1e-5)
     scores = un.ood_scores(pred)
@@ -92,10 +92,10 @@ def test_the_rate_is_the_info_loss_on_in_distribution_data(small):
 
 def test_deterministic_predictions_have_no_rate_and_zero_mutual_information_unless_mc_dropout(small):
     det = vt.VIB(k=8, covariance="none", hidden=32, seed=0)
-    pred = un.predict(det, small.test_x[:50])
+    pred = un.predictions(det, small.test_x[:50])
     assert pred.rate is None and "rate" not in un.ood_scores(pred)
     assert float(un.ood_scores(pred)["mutual-info"].max()) < 1e-5
-    mc = un.predict(det, small.test_x[:50], n_samples=8, dropout=0.5)
+    mc = un.predictions(det, small.test_x[:50], n_samples=8, dropout=0.5)
     assert float(un.ood_scores(mc)["mutual-info"].mean()) > 1e-4
     assert torch.allclose(mc.probs.sum(-1), torch.ones(50))
 
@@ -133,8 +133,8 @@ def test_training_with_a_learned_marginal_moves_it_and_keeps_the_default_keys(sm
     (lambda: un.fpr_at_tpr(torch.zeros(3), torch.ones(3), tpr=0), "tpr"),
     (lambda: un.reliability(torch.full((3, 2), 0.5), torch.zeros(3, dtype=torch.long), bins=0), "bins"),
     (lambda: un.ood_sets(torch.rand(5, 784), torch.rand(5, 784), n=0), "n must"),
-    (lambda: un.predict(vt.VIB(k=2, hidden=8, seed=0), torch.rand(3, 28, 28)), "(N, 784)"),
-    (lambda: un.predict(vt.VIB(k=2, hidden=8, seed=0), torch.rand(3, 784), dropout=1.0), "dropout"),
+    (lambda: un.predictions(vt.VIB(k=2, hidden=8, seed=0), torch.rand(3, 28, 28)), "(N, 784)"),
+    (lambda: un.predictions(vt.VIB(k=2, hidden=8, seed=0), torch.rand(3, 784), dropout=1.0), "dropout"),
     (lambda: vt.TrainConfig(mixture=10, covariance="full", k=2), "covariance='diag'"),
     (lambda: vt.TrainConfig(mixture=-1), "mixture"),
 ])

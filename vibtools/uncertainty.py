@@ -2,7 +2,7 @@
 
 Read in order:
 
-1. :func:`predict`: a model's 12-sample predictive distribution on some images, with what the scores need: the
+1. :func:`predictions`: a model's 12-sample predictive distribution on some images, with what the scores need: the
    mean entropy of the draws and, for VIB, the per-example rate R(x) = KL(q(z|x) || r(z)) in bits. MC-dropout
    (Gal & Ghahramani 2016) for the dropout baseline: the same average over draws of dropout masks.
 2. Calibration (:func:`calibration`, :func:`reliability`): expected calibration error over equal-width
@@ -60,8 +60,8 @@ def _entropy_bits(p: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model: VIB, x: torch.Tensor, n_samples: int = 12, seed: int = 0, dropout: float = 0.0,
-            chunk: int = EVAL_CHUNK) -> Predictions:
+def predictions(model: VIB, x: torch.Tensor, n_samples: int = 12, seed: int = 0, dropout: float = 0.0,
+                chunk: int = EVAL_CHUNK) -> Predictions:
     """The averaged prediction of ``model`` on images ``x``, and what the uncertainty scores need.
 
     Args:
@@ -79,7 +79,7 @@ def predict(model: VIB, x: torch.Tensor, n_samples: int = 12, seed: int = 0, dro
     if x.dim() != 2 or x.shape[1] != 784:
         raise ValueError(f"x must be (N, 784) images, got shape {tuple(x.shape)}")
     if model.m != 1:
-        raise ValueError(f"predict takes one model; this stack holds {model.m}")
+        raise ValueError(f"predictions takes one model; this stack holds {model.m}")
     was_training = model.training
     model.eval()
     g = torch.Generator(device=x.device).manual_seed(seed)
@@ -261,16 +261,16 @@ def assess(model: VIB, x: torch.Tensor, y: torch.Tensor, ood: dict[str, torch.Te
         model: a trained VIB (or deterministic baseline).
         x, y: in-distribution test images and labels.
         ood: name -> (N, 784) out-of-distribution images (:func:`ood_sets`, or held-out classes).
-        n_samples, seed, dropout: as in :func:`predict` (each set gets its own noise stream).
+        n_samples, seed, dropout: as in :func:`predictions` (each set gets its own noise stream).
     Returns:
         calibration (:func:`calibration`), reliability (:func:`reliability`), detection (set -> score ->
         auroc, fpr95) and scores (``"in"`` and each set -> score -> (N,) CPU tensor, for histograms).
     """
-    inside = predict(model, x, n_samples, seed, dropout)
+    inside = predictions(model, x, n_samples, seed, dropout)
     out = {"calibration": calibration(inside.probs, y), "reliability": reliability(inside.probs, y),
            "detection": {}, "scores": {"in": {k: v.cpu() for k, v in ood_scores(inside).items()}}}
     for i, (name, images) in enumerate(ood.items()):
-        pred = predict(model, images, n_samples, seed + 1 + i, dropout)
+        pred = predictions(model, images, n_samples, seed + 1 + i, dropout)
         out["detection"][name] = detection(inside, pred)
         out["scores"][name] = {k: v.cpu() for k, v in ood_scores(pred).items()}
     return out
