@@ -339,6 +339,12 @@ def test_the_committed_records_carry_their_data_and_checksum():
             study = load_record(path)
             assert len(study["data"]["fingerprint"]) == 16 and study["data"]["images"] > 0, path
             continue
+        if path.parent.name == "explorer":  # the explorer's stored embeddings: checked by their reader
+            from vibtools.explorer import load_explorer_data
+
+            frames = load_explorer_data(path)["frames"]
+            assert all(0 <= f["izy"] <= math.log2(10) + 1e-6 for f in frames), path
+            continue
         if path.parent.name == vt_results.OBJECTIVE_FOLDER:  # many-draw objectives: checked by their reader
             assert vt_results.load_objective_draws(path)["run"] == path.stem, path
             continue
