@@ -353,9 +353,15 @@ def _explorer_data(args) -> int:
         _check_data_folder(args.data)
         check_writable(args.results, 2**22, what="--results")
         data = load_mnist(args.data, pick_device(args.device))
-        path = write_explorer_data(args.results, data, args.cache if args.cache is not None else True)
-    except (ValueError, DataNotFoundError, ResultsError) as exc:
+    except (ValueError, DataNotFoundError) as exc:
         return _fail(str(exc))
+    _interruptible()
+    try:
+        path = write_explorer_data(args.results, data, args.cache if args.cache is not None else True)
+    except (ValueError, ResultsError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt as exc:  # the file is written atomically: the old one stays whole
+        return _interrupted(exc)
     print(f"# wrote {path}")
     return 0
 

@@ -39,9 +39,6 @@ class PaperCW:
     lr: float = 0.05  # Adam's learning rate, in tanh space
 
 
-QUICK_PAPER_CW = PaperCW(n_images=40, samples=3, steps=5, rounds=2)
-
-
 def random_targets(y: torch.Tensor, seed: int = TARGET_SEED) -> torch.Tensor:
     """One target label per image, drawn uniformly among the nine labels other than its own (the same for every
     model, since it depends on y and the seed only)."""
