@@ -554,14 +554,13 @@ def worst_case(records: list[dict], norm: str) -> list[list[float]]:
     per-image masks gives the lowest accuracy of any one attack instead (an upper bound on its worst case)."""
     out = []
     for rec in records:
-        row = []
-        for i in range(len(_radii(rec, norm))):
-            if "masks" in rec:
-                masks = list(_masks(rec, norm, i).values())
-                row.append(sum(all(col) for col in zip(*masks)) / rec["data"]["images"])
-            else:
-                row.append(min(v[i] for v in attack_accuracies(rec, norm).values() if v[i] is not None))
-        out.append(row)
+        radii = range(len(_radii(rec, norm)))
+        if "masks" in rec:
+            n = rec["data"]["images"]
+            out.append([sum(all(col) for col in zip(*_masks(rec, norm, i).values())) / n for i in radii])
+        else:
+            accs = attack_accuracies(rec, norm).values()  # once per record, not once per radius
+            out.append([min(v[i] for v in accs if v[i] is not None) for i in radii])
     return out
 
 
