@@ -86,3 +86,51 @@ def test_every_solution_runs_in_its_chapter(path: Path, tmp_path, monkeypatch, d
     for i in checks:
         printed = "".join(o.get("text", "") for o in nb.cells[i].outputs if o.get("name") == "stdout")
         assert "correct" in printed and "not yet" not in printed, f"{path.name} cell {i}: {printed.strip()!r}"
+
+
+MATH = re.compile(r"\$\$.*?\$\$|\$[^$\n]+\$", re.S)
+INLINE_CODE = re.compile(r"`[^`\n]+`")
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
+ALL_PAGES = sorted(BOOK.glob("*.ipynb"))
+
+
+def solution_prose(markdown: str) -> list[str]:
+    """The text of each Solution admonition of one markdown cell, without its code blocks and inline code."""
+    prose = []
+    for body in SOLUTION.findall(markdown):
+        text = "\n".join(line for line in body.split("\n") if not line.startswith("    "))
+        prose.append(INLINE_CODE.sub("", text))
+    return prose
+
+
+def page_outputs(nb) -> str:
+    """Everything the committed page printed or displayed as text."""
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            for kind in ("text/plain", "text/markdown", "text/html"):
+                parts.append(out.get("data", {}).get(kind, ""))
+    return "\n".join(p if isinstance(p, str) else "".join(p) for p in parts)
+
+
+def test_a_solution_without_a_number_is_caught():
+    text = "```{admonition} Solution\n:class: dropdown\n    x = compute()\n\nIt depends on `x = 3.5`.\n```"
+    assert not any(re.search(r"\d", p) for p in solution_prose(text))
+    assert DECIMAL.findall(MATH.sub("", "ours 1.23% against $0.97^{100} \\approx 0.048$")) == ["1.23"]
+
+
+@pytest.mark.parametrize("path", ALL_PAGES, ids=lambda p: p.stem)
+def test_every_solution_states_a_number_its_page_prints(path: Path):
+    """Every solution answers with a number; every decimal it quotes outside formulas is one its page printed
+    (arithmetic on those numbers goes inside $...$, where the reader can redo it)."""
+    nb = nbformat.read(path, as_version=4)
+    printed = page_outputs(nb)
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for prose in solution_prose(cell.source):
+            head = prose.strip()[:80]
+            assert re.search(r"\d", prose), f"{path.name}: a solution states no number: {head!r}"
+            for number in DECIMAL.findall(MATH.sub("", prose)):
+                assert number in printed, f"{path.name}: {number} is quoted in a solution but not printed: {head!r}"
