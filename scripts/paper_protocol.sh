@@ -21,6 +21,10 @@
 # Environment: EPOCHS (200), DEVICE (cpu), RESULTS (results), VIBTOOLS_DATA / VIBTOOLS_CACHE as for vibtools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# `setsid` puts the lane in an autogroup of its own, and Linux shares the CPU between autogroups before it looks at
+# nice values, so plain `nice` leaves the lane an equal share beside a reader's notebook. Lower the autogroup's
+# priority too (no effect where the kernel has no autogroups).
+echo "${NICE:-10}" > /proc/self/autogroup 2>/dev/null || true
 EPOCHS="${EPOCHS:-200}"
 PY="${PY:-python}"
 run() {
