@@ -17,6 +17,7 @@ Environment overrides: VIB_BOOK_HTML (built site folder), VIB_CHROMIUM (browser 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -572,6 +573,8 @@ def test_every_page_is_at_most_12000_px_high_at_1280_px(layouts):
     """A learner finishes a page: at 1280 px none is longer than MAX_PAGE_HEIGHT (collapsed boxes closed)."""
     heights = {name: found["height"] for (width, name), found in layouts.items() if width == 1280}
     assert heights, "no page was measured at 1280 px"
+    # the heights beside the screenshots, for the reader of a CI run (and a note's before/after)
+    (SCREENSHOT_DIR / "heights-1280.json").write_text(json.dumps(heights, indent=1) + "\n")
     too_long = [f"{name}: {h} px" for name, h in heights.items() if h > MAX_PAGE_HEIGHT]
     _fail_if(too_long, f"pages longer than {MAX_PAGE_HEIGHT} px at 1280 px (move long tables to a page of their own)")
 
