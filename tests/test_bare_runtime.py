@@ -5,7 +5,8 @@ the notebook) but not vibtools. The test builds a wheel of the package, makes a 
 sees only those distributions and their dependencies (linked from the test's own environment, so nothing is
 downloaded), points the training chapter's install cell at the wheel instead of the repository, and executes
 the chapter in reduced settings on a kernel of that environment. It fails if the install cell does not install
-the package, if the package needs anything Colab lacks, or if any cell raises.
+the package, if the package needs anything Colab lacks, or if any cell raises. The β explorer chapter then runs in
+the same runtime: its widget must come up from the stored file with nothing trained.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = ROOT / "book" / "02_training.ipynb"
+EXPLORER = ROOT / "book" / "05_explore.ipynb"
 COLAB_PREINSTALLED = ("torch", "torchvision", "matplotlib", "numpy", "tqdm", "ipywidgets")
 JUPYTER = ("ipykernel", "nbclient", "nbformat")  # what runs a notebook there (Colab's own frontend and kernel)
 INSTALL_URL = re.compile(r'"git\+https://[^"]+"')
@@ -118,3 +120,21 @@ def test_training_chapter_runs_in_a_bare_runtime_after_its_own_install_cell(tmp_
     assert Path(where).is_relative_to(site), where
     outputs = json.dumps(json.loads((work / "chapter.ipynb").read_text())["cells"])
     assert "mode=quick" in outputs and "provenance: vibtools" in outputs
+
+    # 5. the explorer chapter in the same runtime: the live widget over the stored file, with nothing trained
+    #    (the checkout's results/ stands in for the download from the repository, which needs the internet)
+    nb = json.loads(EXPLORER.read_text())
+    first = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    first["source"] = INSTALL_URL.sub(json.dumps(str(wheel)), "".join(first["source"]))
+    (work / "explorer.ipynb").write_text(json.dumps(nb))
+    cache = tmp_path / "explorer-cache"
+    env.update(VIBTOOLS_CACHE=str(cache), VIBTOOLS_RESULTS=str(ROOT / "results"))
+    run = subprocess.run(
+        [str(python), "-c", "import nbclient, nbformat; nb = nbformat.read('explorer.ipynb', 4); "
+         "nbclient.NotebookClient(nb, timeout=900, kernel_name='bare').execute(); "
+         "nbformat.write(nb, 'explorer.ipynb')"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, f"the explorer chapter failed in the bare runtime:\n{run.stderr[-3000:]}"
+    outputs = json.dumps(json.loads((work / "explorer.ipynb").read_text())["cells"])
+    assert "application/vnd.jupyter.widget-view+json" in outputs, "the explorer widget was not displayed"
+    assert not [f for f in cache.rglob("*") if f.is_file()], "the explorer chapter trained something"
