@@ -66,6 +66,24 @@ def link_view(dists: dict[str, md.Distribution], view: Path) -> None:
                 dst.symlink_to(src)
 
 
+def run_chapter(chapter: Path, wheel: Path, python: Path, work: Path, env: dict) -> str:
+    """Execute ``chapter`` on the bare kernel with its install cell pointed at ``wheel``; return its cells as JSON."""
+    nb = json.loads(chapter.read_text())
+    first = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    source = "".join(first["source"])
+    assert INSTALL_URL.search(source) and 'find_spec("vibtools") is None' in source
+    first["source"] = INSTALL_URL.sub(json.dumps(str(wheel)), source)
+    name = chapter.name
+    (work / name).write_text(json.dumps(nb))
+    run = subprocess.run(
+        [str(python), "-c", f"import nbclient, nbformat; nb = nbformat.read({name!r}, 4); "
+         "nbclient.NotebookClient(nb, timeout=900, kernel_name='bare').execute(); "
+         f"nbformat.write(nb, {name!r})"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, f"{name} failed in the bare runtime:\n{run.stderr[-3000:]}"
+    return json.dumps(json.loads((work / name).read_text())["cells"])
+
+
 @pytest.mark.skipif(not os.environ.get("VIBTOOLS_DATA"), reason="needs MNIST: set VIBTOOLS_DATA (make test does)")
 def test_training_chapter_runs_in_a_bare_runtime_after_its_own_install_cell(tmp_path):
     # 1. a wheel of the package, built from a copy of its sources (a build in the checkout would leave files)
@@ -96,45 +114,23 @@ def test_training_chapter_runs_in_a_bare_runtime_after_its_own_install_cell(tmp_
     assert missing.returncode != 0, "vibtools is importable before the install cell ran"
 
     # 3. the chapter, its install cell pointed at the wheel
-    nb = json.loads(CHAPTER.read_text())
-    first = next(c for c in nb["cells"] if c["cell_type"] == "code")
-    source = "".join(first["source"])
-    assert INSTALL_URL.search(source) and 'find_spec("vibtools") is None' in source
-    first["source"] = INSTALL_URL.sub(json.dumps(str(wheel)), source)
-    (work / "chapter.ipynb").write_text(json.dumps(nb))
     kernels = tmp_path / "jupyter"
     subprocess.run([str(python), "-m", "ipykernel", "install", "--prefix", str(kernels), "--name", "bare"],
                    check=True, capture_output=True, text=True)
     env.update(JUPYTER_PATH=str(kernels / "share" / "jupyter"), VIBTOOLS_QUICK="1",
                VIBTOOLS_CACHE=str(tmp_path / "cache"), PIP_DISABLE_PIP_VERSION_CHECK="1")
-    run = subprocess.run(
-        [str(python), "-c", "import nbclient, nbformat; nb = nbformat.read('chapter.ipynb', 4); "
-         "nbclient.NotebookClient(nb, timeout=900, kernel_name='bare').execute(); "
-         "nbformat.write(nb, 'chapter.ipynb')"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=1800)
-    assert run.returncode == 0, f"the chapter failed in the bare runtime:\n{run.stderr[-3000:]}"
+    outputs = run_chapter(CHAPTER, wheel, python, work, env)
 
     # 4. the package the kernel used is the one the install cell put into the bare environment
     where = subprocess.run([str(python), "-c", "import vibtools; print(vibtools.__file__)"], cwd=work, env=env,
                            check=True, capture_output=True, text=True).stdout.strip()
     assert Path(where).is_relative_to(site), where
-    outputs = json.dumps(json.loads((work / "chapter.ipynb").read_text())["cells"])
     assert "mode=quick" in outputs and "provenance: vibtools" in outputs
 
     # 5. the explorer chapter in the same runtime: the live widget over the stored file, with nothing trained
     #    (the checkout's results/ stands in for the download from the repository, which needs the internet)
-    nb = json.loads(EXPLORER.read_text())
-    first = next(c for c in nb["cells"] if c["cell_type"] == "code")
-    first["source"] = INSTALL_URL.sub(json.dumps(str(wheel)), "".join(first["source"]))
-    (work / "explorer.ipynb").write_text(json.dumps(nb))
     cache = tmp_path / "explorer-cache"
     env.update(VIBTOOLS_CACHE=str(cache), VIBTOOLS_RESULTS=str(ROOT / "results"))
-    run = subprocess.run(
-        [str(python), "-c", "import nbclient, nbformat; nb = nbformat.read('explorer.ipynb', 4); "
-         "nbclient.NotebookClient(nb, timeout=900, kernel_name='bare').execute(); "
-         "nbformat.write(nb, 'explorer.ipynb')"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=1800)
-    assert run.returncode == 0, f"the explorer chapter failed in the bare runtime:\n{run.stderr[-3000:]}"
-    outputs = json.dumps(json.loads((work / "explorer.ipynb").read_text())["cells"])
+    outputs = run_chapter(EXPLORER, wheel, python, work, env)
     assert "application/vnd.jupyter.widget-view+json" in outputs, "the explorer widget was not displayed"
     assert not [f for f in cache.rglob("*") if f.is_file()], "the explorer chapter trained something"
