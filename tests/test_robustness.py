@@ -99,9 +99,9 @@ def test_the_command_lists_refuses_and_never_trains_a_200_epoch_model(tmp_path):
     assert not (tmp_path / "results").exists() and not (tmp_path / "default-cache").exists()
 
 
-def _fake(clean, strong, double, ce, dlr, distances, n=4):
+def _fake(clean, strong, double, ce, dlr, distances, n=4, seed=0):
     """A study record with the fields the chapter's tables read."""
-    return {"clean": clean, "data": {"images": n},
+    return {"clean": clean, "data": {"images": n}, "config": {"seed": seed},
             "grid": {"eps_linf": [0.05, 0.1]}, "pgd_linf": {"strong": strong},
             "step_check": {"eps": [0.1], "steps": 40, "strong": [strong[1]], "double": [double]},
             "apgd": {"eps": [0.1], "ce": [ce], "dlr": [dlr]},
@@ -109,19 +109,30 @@ def _fake(clean, strong, double, ce, dlr, distances, n=4):
 
 
 def test_the_tables_read_the_records_as_documented():
-    groups = {"deterministic": [_fake(1.0, [0.6, 0.2], 0.2, 0.25, 0.3, [0.5, 1.0, None, 2.0]) for _ in range(3)],
-              "VIB β=0.01": [_fake(1.0, [0.8, s], s - 0.01, 0.1, 0.2, [1.5, None, None, None])
-                             for s in (0.30, 0.32, 0.34)]}
+    groups = {"deterministic": [_fake(1.0, [0.6, 0.2], 0.2, 0.25, 0.3, [0.5, 1.0, None, 2.0], seed=s)
+                                for s in range(3)],
+              "VIB β=0.01": [_fake(1.0, [0.8, s], s - 0.01, 0.1, 0.2, [1.5, None, None, None], seed=i)
+                             for i, s in enumerate((0.30, 0.32, 0.34))]}
     step = {r["group"]: r for r in R.step_check_rows(groups)}
     assert step["deterministic"]["largest"] == 0 and step["deterministic"]["change"].mean == 0
     assert step["VIB β=0.01"]["change"].mean == pytest.approx(-0.01)
-    apgd = {r["group"]: r for r in R.apgd_rows(groups)}
-    assert apgd["deterministic"]["best"] == 0.25 and apgd["deterministic"]["diff"].mean == pytest.approx(-0.05)
-    assert apgd["VIB β=0.01"]["diff"].mean == pytest.approx(0.22)  # ours left more: ours weaker there
+    assert R.step_check_rows(groups, "l2") == []  # these records hold no L2 step check
     assert R.verdicts_vs(groups, "deterministic", "pgd_linf", "strong") == {"VIB β=0.01": ["+", "+"]}
     within = R.fooled_within(groups["deterministic"], [0.0, 1.0, 3.0])[0]
     assert within == pytest.approx([0.0, 0.5, 0.75])  # 4 images, all correct; one never fooled
     assert R.fooled_within(groups["VIB β=0.01"], [2.0])[0] == pytest.approx([0.25])
+
+
+def test_verdicts_pair_by_seed_where_welch_cannot_tell():
+    """Seeds that move both models together: unpaired, the spread between seeds hides a difference that every
+    seed shows; paired by seed, it cancels (seed 0 of each model is matched, whatever the records' order)."""
+    base = [0.50, 0.60, 0.70]
+    det = [_fake(1.0, [b, b], b, 0, 0, [], seed=s) for s, b in enumerate(base)]
+    vib = [_fake(1.0, [b + 0.02, b + 0.02], b, 0, 0, [], seed=s) for s, b in reversed(list(enumerate(base)))]
+    groups = {"deterministic": det, "VIB β=0.01": vib}
+    assert R.verdicts_vs(groups, "deterministic", "pgd_linf", "strong") == {"VIB β=0.01": ["+", "+"]}
+    welch = R._versus(groups, "deterministic", lambda recs: R.per_seed(recs, "pgd_linf", "strong"), False)
+    assert welch["VIB β=0.01"][0].sign() == "≈" and welch["VIB β=0.01"][0].diff == pytest.approx(0.02)
 
 
 def test_a_record_made_on_other_data_or_damaged_is_remade_and_says_why(numbers, tmp_path):
@@ -237,6 +248,10 @@ def test_the_strongest_attack_and_the_worst_case_per_image():
     cmp = R.versus_worst({"deterministic": recs, "VIB β=0.01": vib}, "deterministic", "l2")["VIB β=0.01"]
     assert cmp[0].diff == pytest.approx(0.5) and cmp[0].sign() == ">"  # the same 0.5 for every seed
     assert cmp[1].diff == pytest.approx(0.5)
+    welch = R.versus_worst({"deterministic": recs, "VIB β=0.01": vib}, "deterministic", "l2", paired=False)
+    assert welch["VIB β=0.01"][1].diff == pytest.approx(0.5) and welch["VIB β=0.01"][1].df > 2
+    assert R.worst_curve(vib, "l2") == (pytest.approx([1.0, 0.75]), pytest.approx([0.0, 0.0]))
+    assert not R.l2_checked(recs) and R.l2_checked([{"pgd_l2": {"strong": [], "margin": []}}])
 
 
 def test_the_papers_attack_untargeted_and_targeted():

@@ -433,53 +433,62 @@ def paired_change(a: list[float], b: list[float]):
     return mean_interval([x - y for x, y in zip(a, b)])
 
 
-def step_check_rows(groups: dict[str, list[dict]]) -> list[dict]:
-    """Per group and radius of the step check: the strong PGD's accuracy with its steps and with twice as many
-    (means over seeds), the largest change of one model, and the interval of the mean change."""
+def step_check_rows(groups: dict[str, list[dict]], norm: str = "linf") -> list[dict]:
+    """Per group and radius of the step check in ``norm`` ("linf" or "l2"): the strong PGD's accuracy with its
+    steps and with twice as many (means over seeds), the largest change of one model, and the interval of the mean
+    change. Groups whose records hold no step check in that norm are left out (the L2 one came with commit
+    173a2a2)."""
+    key = "step_check" if norm == "linf" else "l2_step_check"
     rows = []
     for name, recs in groups.items():
-        check = recs[0]["step_check"]
+        if any(key not in r for r in recs):
+            continue
+        check = recs[0][key]
         for i, eps in enumerate(check["eps"]):
-            single, double = per_seed(recs, "step_check", "strong", index=i), per_seed(recs, "step_check", "double",
-                                                                                      index=i)
+            single, double = per_seed(recs, key, "strong", index=i), per_seed(recs, key, "double", index=i)
             change = paired_change(double, single)
-            rows.append({"group": name, "eps": eps, "steps": check["steps"], "single": sum(single) / len(single),
-                         "double": sum(double) / len(double),
+            rows.append({"group": name, "eps": eps, "norm": norm, "steps": check["steps"],
+                         "single": sum(single) / len(single), "double": sum(double) / len(double),
                          "largest": max(abs(d - s) for d, s in zip(double, single)), "change": change})
     return rows
 
 
-def apgd_rows(groups: dict[str, list[dict]]) -> list[dict]:
-    """Per group and APGD radius: our strong PGD, APGD-CE and APGD-DLR (means over seeds), and the interval of
-    the per-seed difference ours - the stronger APGD of the two (above 0: ours is weaker, outside the noise)."""
-    rows = []
-    for name, recs in groups.items():
-        if any(r.get("apgd") is None for r in recs):
-            continue
-        eps_grid = recs[0]["grid"]["eps_linf"]
-        for i, eps in enumerate(recs[0]["apgd"]["eps"]):
-            ours = per_seed(recs, "pgd_linf", "strong", index=eps_grid.index(eps))
-            ce, dlr = per_seed(recs, "apgd", "ce", index=i), per_seed(recs, "apgd", "dlr", index=i)
-            best = [min(a, b) for a, b in zip(ce, dlr)]
-            rows.append({"group": name, "eps": eps, "ours": sum(ours) / len(ours), "ce": sum(ce) / len(ce),
-                         "dlr": sum(dlr) / len(dlr), "best": sum(best) / len(best), "diff": paired_change(ours, best)})
-    return rows
+def _by_seed(recs: list[dict], values: list) -> dict:
+    return {r["config"]["seed"]: v for r, v in zip(recs, values)}
 
 
-def verdicts_vs(groups: dict[str, list[dict]], baseline: str, *keys: str) -> dict[str, list[str]]:
-    """For every group but ``baseline`` and every radius: "+" / "−" where its accuracy is above / below the
-    baseline's outside the noise (Welch's 95% interval over seeds, :func:`vibtools.stats.compare`), "≈" otherwise."""
+def _versus(groups: dict[str, list[dict]], baseline: str, values, paired: bool) -> dict[str, list]:
+    """Each group but ``baseline`` against it at every radius: {group: [Comparison per radius]}, where
+    ``values(recs)`` gives one list per record (one number per radius)."""
     from .stats import compare, mean_interval
+    from .stats import paired as paired_by_seed
 
-    base = per_seed(groups[baseline], *keys)
+    base = _by_seed(groups[baseline], values(groups[baseline]))
     out = {}
     for name, recs in groups.items():
         if name == baseline:
             continue
-        mine = per_seed(recs, *keys)
-        out[name] = [{"<": "−", ">": "+", "≈": "≈"}[compare(mean_interval(col_a), mean_interval(col_b)).sign()]
-                     for col_a, col_b in zip(zip(*mine), zip(*base))]
+        mine = _by_seed(recs, values(recs))
+        radii = len(next(iter(base.values())))
+        if paired:
+            out[name] = [paired_by_seed({s: v[i] for s, v in mine.items()}, {s: v[i] for s, v in base.items()})
+                         for i in range(radii)]
+        else:
+            out[name] = [compare(mean_interval([v[i] for v in mine.values()]),
+                                 mean_interval([v[i] for v in base.values()])) for i in range(radii)]
     return out
+
+
+SIGNS = {"<": "−", ">": "+", "≈": "≈"}
+
+
+def verdicts_vs(groups: dict[str, list[dict]], baseline: str, *keys: str) -> dict[str, list[str]]:
+    """For every group but ``baseline`` and every radius of one stored accuracy (``keys``, as in :func:`per_seed`):
+    "+" / "−" where it is above / below the baseline's outside the noise, "≈" otherwise. The design is paired by
+    seed (the models of one seed share their batch order and the attacked images): the 95% t-interval of the mean
+    per-seed difference (:func:`vibtools.stats.paired`)."""
+    cmp = _versus(groups, baseline, lambda recs: per_seed(recs, *keys), paired=True)
+    return {name: [SIGNS[c.sign()] for c in row] for name, row in cmp.items()}
 
 
 def fooled_within(records: list[dict], radii, form: str = "judged") -> tuple[list[float], list[float]]:
@@ -499,10 +508,10 @@ def fooled_within(records: list[dict], radii, form: str = "judged") -> tuple[lis
 
 # ---------------------------------------------------------------- the strongest attack per cell
 
-ATTACK_NAMES = {"fgsm": "FGSM", "fgsm-eot": "FGSM (EOT)", "pgd": "PGD (plain)", "pgd-strong": "PGD (strong)",
-                "pgd-margin": "PGD (margin)", "pgd-strong-2x": "PGD (2× steps)", "apgd-ce": "APGD-CE",
-                "apgd-dlr": "APGD-DLR", "noise": "noise", "cw-paper": "L2 opt. (paper's test)",
-                "cw-judged": "L2 opt. (judged)"}
+ATTACK_NAMES = {  # short enough for a table cell; the chapter defines each
+    "fgsm": "FGSM", "fgsm-eot": "FGSM-EOT", "pgd": "PGD-1", "pgd-strong": "PGD", "pgd-margin": "PGD-margin",
+    "pgd-strong-2x": "PGD-2×", "apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR", "noise": "noise",
+    "cw-paper": "C&W-own", "cw-judged": "C&W-judged"}
 
 
 def _masks(rec: dict, norm: str, i: int) -> dict[str, list[bool]]:
@@ -588,22 +597,28 @@ def strongest_rows(groups: dict[str, list[dict]], norm: str) -> list[dict]:
     return rows
 
 
-def versus_worst(groups: dict[str, list[dict]], baseline: str, norm: str) -> dict[str, list]:
-    """Each group against ``baseline`` at every radius on the per-image worst case, paired by seed (the models of
-    one seed share their batch order and the attacked images): {group: [Comparison per radius]}
-    (:func:`vibtools.stats.paired`; ``.sign()`` gives "<", ">" or "≈")."""
-    from .stats import paired as paired_by_seed
+def versus_worst(groups: dict[str, list[dict]], baseline: str, norm: str, paired: bool = True) -> dict[str, list]:
+    """Each group against ``baseline`` at every radius on the per-image worst case: {group: [Comparison per
+    radius]}; ``.sign()`` gives "<", ">" or "≈".
 
-    def seeded(recs):
-        return {r["config"]["seed"]: w for r, w in zip(recs, worst_case(recs, norm))}
+    Args:
+        paired: True (the design: the models of one seed share their batch order and the attacked images) for the
+            t-interval of the mean per-seed difference (:func:`vibtools.stats.paired`); False for Welch's interval
+            of the difference of the two means, as if the seeds were independent (:func:`vibtools.stats.compare`).
+    """
+    return _versus(groups, baseline, lambda recs: worst_case(recs, norm), paired)
 
-    base = seeded(groups[baseline])
-    out = {}
-    for name, recs in groups.items():
-        if name == baseline:
-            continue
-        mine = seeded(recs)
-        radii = len(next(iter(base.values())))
-        out[name] = [paired_by_seed({s: v[i] for s, v in mine.items()}, {s: v[i] for s, v in base.items()})
-                     for i in range(radii)]
-    return out
+
+def worst_curve(records: list[dict], norm: str) -> tuple[list[float], list[float]]:
+    """Mean and sd over seeds of the per-image worst case at each radius of the norm's grid (:func:`worst_case`)."""
+    from .stats import mean_and_sd
+
+    pairs = [mean_and_sd(col) for col in zip(*worst_case(records, norm))]
+    return [m for m, _ in pairs], [s for _, s in pairs]
+
+
+def l2_checked(records: list[dict]) -> bool:
+    """True when every record's L2 attacks include PGD on the margin loss (commit 173a2a2 on): the records before
+    it took almost no PGD-L2 step where the cross-entropy had saturated, so their L2 accuracies are not the
+    attacker's best and no L2 verdict rests on them."""
+    return all("margin" in r.get("pgd_l2", {}) for r in records)
