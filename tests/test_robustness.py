@@ -131,7 +131,7 @@ def test_verdicts_pair_by_seed_where_welch_cannot_tell():
     vib = [_fake(1.0, [b + 0.02, b + 0.02], b, 0, 0, [], seed=s) for s, b in reversed(list(enumerate(base)))]
     groups = {"deterministic": det, "VIB β=0.01": vib}
     assert R.verdicts_vs(groups, "deterministic", "pgd_linf", "strong") == {"VIB β=0.01": ["+", "+"]}
-    welch = R._versus(groups, "deterministic", lambda recs: R.per_seed(recs, "pgd_linf", "strong"), False)
+    welch = R.versus(groups, "deterministic", "pgd_linf", "strong", paired=False)
     assert welch["VIB β=0.01"][0].sign() == "≈" and welch["VIB β=0.01"][0].diff == pytest.approx(0.02)
 
 

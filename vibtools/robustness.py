@@ -482,13 +482,18 @@ def _versus(groups: dict[str, list[dict]], baseline: str, values, paired: bool) 
 SIGNS = {"<": "−", ">": "+", "≈": "≈"}
 
 
+def versus(groups: dict[str, list[dict]], baseline: str, *keys: str, paired: bool = True) -> dict[str, list]:
+    """Each group but ``baseline`` against it at every radius of one stored accuracy (``keys``, as in
+    :func:`per_seed`): {group: [Comparison per radius]}, paired by seed or Welch's as in :func:`versus_worst`."""
+    return _versus(groups, baseline, lambda recs: per_seed(recs, *keys), paired)
+
+
 def verdicts_vs(groups: dict[str, list[dict]], baseline: str, *keys: str) -> dict[str, list[str]]:
     """For every group but ``baseline`` and every radius of one stored accuracy (``keys``, as in :func:`per_seed`):
     "+" / "−" where it is above / below the baseline's outside the noise, "≈" otherwise. The design is paired by
     seed (the models of one seed share their batch order and the attacked images): the 95% t-interval of the mean
     per-seed difference (:func:`vibtools.stats.paired`)."""
-    cmp = _versus(groups, baseline, lambda recs: per_seed(recs, *keys), paired=True)
-    return {name: [SIGNS[c.sign()] for c in row] for name, row in cmp.items()}
+    return {name: [SIGNS[c.sign()] for c in row] for name, row in versus(groups, baseline, *keys).items()}
 
 
 def fooled_within(records: list[dict], radii, form: str = "judged") -> tuple[list[float], list[float]]:
