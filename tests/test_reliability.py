@@ -330,13 +330,14 @@ def test_the_committed_records_carry_their_data_and_checksum():
     # MNIST's sizes, and those of its digits 0-4 (the held-out-class experiment trains and tests on them)
     sizes = {None: (60_000, 10_000), (0, 1, 2, 3, 4): (30_596, 5_139)}
     import vibtools.results as vt_results
-    from vibtools.robustness import FOLDER, load_record
+    from vibtools import paper_attack
+    from vibtools.robustness import FOLDER, FORMAT, load_record
 
     records = sorted((REPO / "results").rglob("*.json"))
     assert records
     for path in records:
-        if path.parent.name == FOLDER:  # the attack study's records: their own format, checked by their reader
-            study = load_record(path)
+        if path.parent.name in (FOLDER, paper_attack.FOLDER):  # the attack studies: their own formats and readers
+            study = load_record(path, FORMAT if path.parent.name == FOLDER else paper_attack.FORMAT)
             assert len(study["data"]["fingerprint"]) == 16 and study["data"]["images"] > 0, path
             continue
         if path.parent.name == "explorer":  # the explorer's stored embeddings: checked by their reader
