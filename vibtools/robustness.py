@@ -419,10 +419,14 @@ def per_seed(records: list[dict], *keys: str, index: int | None = None) -> list:
 
 def mean_curve(records: list[dict], *keys: str) -> tuple[list[float], list[float]]:
     """Mean and sd over seeds of an accuracy per radius (``mean_curve(recs, "pgd_linf", "strong")``)."""
+    return _over_seeds(per_seed(records, *keys))
+
+
+def _over_seeds(rows: list[list[float]]) -> tuple[list[float], list[float]]:
+    """Mean and sd over seeds (rows: one list per seed, one number per radius) at each radius."""
     from .stats import mean_and_sd
 
-    columns = zip(*per_seed(records, *keys))
-    pairs = [mean_and_sd(col) for col in columns]
+    pairs = [mean_and_sd(col) for col in zip(*rows)]
     return [m for m, _ in pairs], [s for _, s in pairs]
 
 
@@ -499,16 +503,13 @@ def verdicts_vs(groups: dict[str, list[dict]], baseline: str, *keys: str) -> dic
 def fooled_within(records: list[dict], radii, form: str = "judged") -> tuple[list[float], list[float]]:
     """The fraction of *all* attacked images that the L2 optimization attack fooled within each L2 radius (an image
     misclassified clean counts as fooled at 0), mean and sd over seeds: comparable with 1 - PGD-L2 accuracy."""
-    from .stats import mean_and_sd
-
     rows = []
     for r in records:
         n = r["data"]["images"]
         d = [math.inf if v is None else v for v in r["cw"][form]["distances"]]
         wrong = n - len(d)
         rows.append([(wrong + sum(v <= e for v in d)) / n for e in radii])
-    pairs = [mean_and_sd(col) for col in zip(*rows)]
-    return [m for m, _ in pairs], [s for _, s in pairs]
+    return _over_seeds(rows)
 
 
 # ---------------------------------------------------------------- the strongest attack per cell
@@ -616,10 +617,7 @@ def versus_worst(groups: dict[str, list[dict]], baseline: str, norm: str, paired
 
 def worst_curve(records: list[dict], norm: str) -> tuple[list[float], list[float]]:
     """Mean and sd over seeds of the per-image worst case at each radius of the norm's grid (:func:`worst_case`)."""
-    from .stats import mean_and_sd
-
-    pairs = [mean_and_sd(col) for col in zip(*worst_case(records, norm))]
-    return [m for m, _ in pairs], [s for _, s in pairs]
+    return _over_seeds(worst_case(records, norm))
 
 
 def l2_checked(records: list[dict]) -> bool:
