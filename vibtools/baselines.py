@@ -48,11 +48,12 @@ def model_config(name: str, **fields) -> TrainConfig:
 def model_name(config: TrainConfig) -> str:
     """The Table 1 name of a config ("vib" for any stochastic encoder without regularizers, "dropout", ...).
 
-    Returns "custom" for a combination no preset makes (a regularizer on VIB, two regularizers, ...).
+    Returns "ceb" for the Conditional Entropy Bottleneck (``bottleneck="ceb"``), and "custom" for a combination
+    no preset makes (a regularizer on VIB, two regularizers, ...).
     """
     used = {k: getattr(config, k) for k in ("dropout", "label_smoothing", "confidence_penalty") if getattr(config, k)}
     if config.covariance != "none":
-        return "vib" if not used else "custom"
+        return config.bottleneck if not used else "custom"
     for name, preset in BASELINE_SETTINGS.items():
         wanted = {k: v for k, v in preset.items() if k not in ("covariance", "beta") and v}
         if name != "vib" and used == wanted and config.beta == 0.0:

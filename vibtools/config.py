@@ -14,7 +14,14 @@ from pathlib import Path
 # the training trajectory changes while this stays the same.
 RESULTS_VERSION = 2
 
-COVARIANCES = ("diag", "full", "none")  # q(z|x): diagonal, full (the paper's K=2 encoder), none (z = mu)
+# q(z|x): diagonal (the paper's K=256 encoder), full (its K=2 encoder), unit (N(mu(x), I), CEB's common form),
+# none (z = mu: the deterministic baseline)
+COVARIANCES = ("diag", "full", "unit", "none")
+# the objective's information term: "vib" is KL(q(z|x) || r(z)), a bound on I(Z;X) (Alemi et al. 2017); "ceb" is
+# KL(q(z|x) || b(z|y)) with a learned class-conditional b(z|y) = N(mu_y, I), a bound on the residual information
+# I(X;Z|Y) of the Conditional Entropy Bottleneck (Fischer 2020)
+BOTTLENECKS = ("vib", "ceb")
+CEB_COVARIANCES = ("unit", "diag")
 MAX_EPOCHS = 100_000  # far beyond any protocol; a larger number is a typo, not a plan
 MAX_SEED = 2**32 - 1  # streams derived from a seed use salted_seed(seed, salt), which must stay below 2**63
 EVAL_CHUNK = 2000  # examples per evaluation batch (evaluation, attacks, and the memory estimate of vibtools.store)
@@ -23,7 +30,7 @@ PER_MODEL = ("beta", "seed", "dropout", "label_smoothing", "confidence_penalty")
 KEY_OMITS_AT_ZERO = ("dropout", "label_smoothing", "confidence_penalty")  # left out of the run key at 0
 # options newer than every stored record: left out of as_dict (records, run keys) at their default, so that what
 # was stored before they existed keeps its keys and still matches its config
-OMITTED_AT_DEFAULT = {"mixture": 0, "encoder": "mlp"}
+OMITTED_AT_DEFAULT = {"mixture": 0, "encoder": "mlp", "bottleneck": "vib"}
 MAX_MIXTURE = 1000
 
 
@@ -60,6 +67,9 @@ class TrainConfig:
     # the encoder: "mlp" is the paper's 784-1024-1024 network; another name is one registered with
     # vibtools.model.register_encoder (the extension point for, e.g., a convolutional encoder)
     encoder: str = "mlp"
+    # the information term (see BOTTLENECKS): "ceb" trains the Conditional Entropy Bottleneck, beta * I(X;Z|Y) bound
+    # plus the class loss, with the backward encoder b(z|y) learned beside the network
+    bottleneck: str = "vib"
 
     def __post_init__(self):
         """Validate, then normalise the numbers."""
@@ -170,6 +180,12 @@ def check_config(c: TrainConfig) -> None:
     if c.encoder != "mlp" and c.dropout:
         raise ValueError(f"dropout masks the MLP encoder's hidden layers, which the encoder {c.encoder!r} does not "
                          f"have: use dropout=0")
+    if c.bottleneck not in BOTTLENECKS:
+        raise ValueError(f"bottleneck must be one of {', '.join(BOTTLENECKS)}, got {c.bottleneck!r}")
+    if c.bottleneck == "ceb" and (c.covariance not in CEB_COVARIANCES or c.mixture):
+        raise ValueError(f"bottleneck='ceb' needs a stochastic encoder with covariance 'unit' or 'diag' and no "
+                         f"learned marginal (its marginal is b(z|y)); got covariance={c.covariance!r}, "
+                         f"mixture={c.mixture}")
     if c.mixture and c.covariance != "diag":
         raise ValueError(f"mixture (a learned marginal) needs covariance='diag', got {c.covariance!r}; "
                          f"use mixture=0 for the fixed N(0, I)")

@@ -106,6 +106,14 @@ class MNISTTensors:
         tr, te = torch.isin(self.train_y, keep), torch.isin(self.test_y, keep)
         return MNISTTensors(self.train_x[tr], self.train_y[tr], self.test_x[te], self.test_y[te])
 
+    def random_labels(self, seed: int = 0) -> MNISTTensors:
+        """The same images with every training label replaced by a class drawn uniformly at random under ``seed``
+        (the test labels stay true): the random-label test of regularization (Zhang et al. 2017). The draw is
+        made on the CPU, so it is the same on every device."""
+        g = torch.Generator().manual_seed(int(seed))
+        y = torch.randint(0, _CLASSES, (len(self.train_y),), generator=g).to(self.train_y.device)
+        return MNISTTensors(self.train_x, y, self.test_x, self.test_y)
+
     def fingerprint(self) -> str:
         """A short hash of the data, so the run cache never mixes results from different data.
 

@@ -30,15 +30,17 @@ def evaluate_stacks(stacks: list[VIBStack], x: torch.Tensor, y: torch.Tensor, ge
 
     Returns:
         Per stack: izy (I(Z;Y) lower bound, bits: H(Y) - class loss, with H(Y) = log2 of the number of classes
-        present in ``y``, taken as balanced), izx (I(Z;X) upper bound, bits), err (1-sample error) and
-        avg_err (error of the softmax averaged over ``n_samples`` draws of z), each an (M,) tensor on the device.
+        present in ``y``, taken as balanced), izx (I(Z;X) upper bound, bits; for CEB a Monte Carlo estimate over
+        the draws, see :meth:`VIBStack.izx_bits`), err (1-sample error) and avg_err (error of the softmax averaged
+        over ``n_samples`` draws of z), each an (M,) tensor on the device; for CEB also residual_bits (the bound on
+        I(X;Z|Y), KL(q(z|x) || b(z|y)) at the true labels).
     """
     check_int("n_samples", n_samples)
     first, dev = stacks[0], x.device
     modes = [s.training for s in stacks]
     for s in stacks:
         s.eval()
-    sums = [torch.zeros(4, s.m, device=dev) for s in stacks]
+    sums = [torch.zeros(5 if s.ceb else 4, s.m, device=dev) for s in stacks]
     for start in range(0, len(x), chunk):
         xb, yb = x[start:start + chunk], y[start:start + chunk]
         n = len(xb)
@@ -50,14 +52,17 @@ def evaluate_stacks(stacks: list[VIBStack], x: torch.Tensor, y: torch.Tensor, ge
             one = logits[0]
             acc[0] += class_loss_bits(one, yb) * n
             if q is not None:
-                acc[1] += stack.info_bits(q, z) * n
+                acc[1] += stack.izx_bits(q, z) * n
+            if stack.ceb:  # CEB's own information term, the bound on I(X;Z|Y), at the true labels
+                acc[4] += stack.info_bits(q, z, yb) * n
             acc[2] += (one.argmax(-1) != yb).sum(-1)
             acc[3] += (logits[1:].softmax(-1).mean(0).argmax(-1) != yb).sum(-1)
     for s, mode in zip(stacks, modes):
         s.train(mode)
     means = [acc / len(x) for acc in sums]
     h_classes = int(torch.unique(y).numel())  # H(Y) = log2 of the classes present (5 for a held-out-digit set)
-    return [{"izy": izy_lower_bound(m[0], h_classes), "izx": m[1], "err": m[2], "avg_err": m[3]} for m in means]
+    out = [{"izy": izy_lower_bound(m[0], h_classes), "izx": m[1], "err": m[2], "avg_err": m[3]} for m in means]
+    return [{**o, "residual_bits": m[4]} if len(m) == 5 else o for o, m in zip(out, means)]
 
 
 def evaluate_stack(stack: VIBStack, x: torch.Tensor, y: torch.Tensor, gens: list[torch.Generator],

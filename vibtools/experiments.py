@@ -187,7 +187,7 @@ def run_name(c: TrainConfig) -> str:
     """A results file's name: model, beta for VIB, K, epochs and seed ("vib-beta0.001-k256-e200-seed0"); a
     learning rate other than the recipe's is named too ("deterministic-lr0.001-k256-e200-seed0")."""
     name = model_name(c)
-    beta = f"-beta{c.beta:g}" if name in ("vib", "custom") else ""
+    beta = f"-beta{c.beta:g}" if name in ("vib", "ceb", "custom") else ""
     marginal = f"-mog{c.mixture}" if c.mixture else ""
     lr = f"-lr{c.lr:g}" if c.lr != TrainConfig.lr else ""
     return f"{name}{beta}{marginal}{lr}-k{c.k}-e{c.epochs}-seed{c.seed}"

@@ -41,7 +41,7 @@ N_PIXELS = 784
 
 def head_dim(k: int, covariance: str) -> int:
     """Width of the encoder's last layer: mean plus scale parameters of q(z|x)."""
-    widths = {"diag": 2 * k, "full": k + k * (k + 1) // 2, "none": k}
+    widths = {"diag": 2 * k, "full": k + k * (k + 1) // 2, "unit": k, "none": k}
     if covariance not in widths:
         raise ValueError(f"unknown covariance {covariance!r}: use one of {', '.join(COVARIANCES)}")
     return widths[covariance]
@@ -110,10 +110,11 @@ def layer_shapes(k: int, covariance: str, hidden: int, n_classes: int = 10) -> d
 
 
 def parameter_shapes(k: int, covariance: str, hidden: int, n_classes: int = 10,
-                     mixture: int = 0, encoder: str = BUILT_IN) -> dict[str, tuple[int, ...]]:
+                     mixture: int = 0, encoder: str = BUILT_IN, bottleneck: str = "vib") -> dict[str, tuple[int, ...]]:
     """Shape of each parameter of one model, by name ("enc1_weight": (784, hidden), "enc1_bias": (hidden,), ...).
 
     A learned marginal of ``mixture`` components adds its mixing logits (C,), means (C, K) and raw scales (C, K).
+    The Conditional Entropy Bottleneck (``bottleneck="ceb"``) adds the backward encoder's class means (classes, K).
     A registered ``encoder`` replaces the three encoder layers by its own parameters (``encoder__...``).
     """
     shapes = {f"{name}_{part}": shape for name, (n_in, n_out) in layer_shapes(k, covariance, hidden, n_classes).items()
@@ -125,6 +126,8 @@ def parameter_shapes(k: int, covariance: str, hidden: int, n_classes: int = 10,
                   "dec_weight": shapes["dec_weight"], "dec_bias": shapes["dec_bias"]}
     if mixture:
         shapes.update(marginal_logits=(mixture,), marginal_means=(mixture, k), marginal_scales=(mixture, k))
+    if bottleneck == "ceb":
+        shapes["backward_means"] = (n_classes, k)
     return shapes
 
 
@@ -132,11 +135,14 @@ SCALE_AT_ONE = math.log(math.e - 1)  # softplus(SCALE_AT_ONE) = 1: a learned mar
 
 
 def glorot_init(k: int, covariance: str, hidden: int, n_classes: int = 10,
-                generator: torch.Generator | None = None, mixture: int = 0) -> dict[str, torch.Tensor]:
+                generator: torch.Generator | None = None, mixture: int = 0,
+                bottleneck: str = "vib") -> dict[str, torch.Tensor]:
     """One model's initial weights: TensorFlow's default (Glorot-uniform weights, zero biases), as in the reference.
 
     A learned marginal (``mixture`` components) starts with equal weights, unit scales and means drawn from
-    N(0, I), after every layer's draws, so that the layers of a model with and without it start alike.
+    N(0, I), after every layer's draws, so that the layers of a model with and without it start alike. CEB's
+    backward encoder starts with every class mean at 0 (no draw), so that b(z|y) = N(0, I) = VIB's r(z) at the
+    start: a CEB model and a VIB model of one seed start from the same network and the same objective.
 
     Args:
         k, covariance, hidden, n_classes, mixture: the network's shape.
@@ -158,6 +164,8 @@ def glorot_init(k: int, covariance: str, hidden: int, n_classes: int = 10,
         out["marginal_logits"] = torch.zeros(mixture)
         out["marginal_means"] = torch.randn(mixture, k, generator=generator)
         out["marginal_scales"] = torch.full((mixture, k), SCALE_AT_ONE)
+    if bottleneck == "ceb":
+        out["backward_means"] = torch.zeros(n_classes, k)
     return out
 
 
@@ -168,7 +176,7 @@ def posterior(head: torch.Tensor, k: int, covariance: str = "diag") -> Distribut
         head: (..., head_dim(k, covariance)) encoder outputs.
         k: latent size K.
         covariance: "diag" (the reference), "full" (the paper's K=2 encoder: mean plus Cholesky factor
-            with softplus(. - 5) on its diagonal).
+            with softplus(. - 5) on its diagonal), "unit" (N(mu, I): the head is the mean alone).
     Returns:
         A distribution with batch shape ``head.shape[:-1]`` and event shape (K,).
     """
@@ -177,6 +185,8 @@ def posterior(head: torch.Tensor, k: int, covariance: str = "diag") -> Distribut
     # host, which would force a GPU synchronisation at every step.
     if covariance == "diag":
         return Independent(Normal(mu, F.softplus(head[..., k:] - 5.0), validate_args=False), 1, validate_args=False)
+    if covariance == "unit":
+        return Independent(Normal(mu, torch.ones_like(mu), validate_args=False), 1, validate_args=False)
     if covariance == "full":
         rows, cols = torch.tril_indices(k, k, device=head.device)
         tril = head.new_zeros(*head.shape[:-1], k, k)
@@ -226,11 +236,14 @@ class VIBStack(nn.Module):
         init: False leaves the weights uninitialised (for loading stored weights).
         mixture: 0 for the fixed marginal r(z) = N(0, I) (the paper's); C > 0 learns r(z) as a mixture of C
             diagonal Gaussians (trainable weights, means and scales), diagonal encoders only.
+        encoder: "mlp", or the name of a registered encoder (:func:`register_encoder`).
+        bottleneck: "vib", or "ceb" for the Conditional Entropy Bottleneck: a learned backward encoder
+            b(z|y) = N(mu_y, I) replaces r(z) in the information term (:meth:`info_bits`).
     """
 
     def __init__(self, k: int = 256, covariance: str = "diag", hidden: int = 1024, n_classes: int = 10,
                  seeds: Sequence[int | None] = (None,), init: bool = True, mixture: int = 0,
-                 encoder: str = BUILT_IN):
+                 encoder: str = BUILT_IN, bottleneck: str = "vib"):
         super().__init__()
         if len(seeds) < 1:
             raise ValueError("a stack needs at least one model")
@@ -238,11 +251,15 @@ class VIBStack(nn.Module):
             raise ValueError(f"a learned mixture marginal needs the diagonal encoder (covariance='diag'), "
                              f"not {covariance!r}")
         self.k, self.covariance, self.hidden, self.n_classes, self.m = k, covariance, hidden, n_classes, len(seeds)
-        self.mixture, self.encoder = int(mixture), encoder
-        shapes = parameter_shapes(k, covariance, hidden, n_classes, mixture, encoder)
+        if bottleneck not in ("vib", "ceb") or (bottleneck == "ceb" and (covariance not in ("unit", "diag")
+                                                                         or mixture)):
+            raise ValueError(f"bottleneck {bottleneck!r} with covariance {covariance!r} and mixture {mixture}: "
+                             f"use 'vib', or 'ceb' with covariance 'unit' or 'diag' and no learned marginal")
+        self.mixture, self.encoder, self.bottleneck = int(mixture), encoder, bottleneck
+        shapes = parameter_shapes(k, covariance, hidden, n_classes, mixture, encoder, bottleneck)
         if init:
             gens = [None if s is None else torch.Generator().manual_seed(int(s)) for s in seeds]
-            per_model = [glorot_init(k, covariance, hidden, n_classes, g, mixture) for g in gens]
+            per_model = [glorot_init(k, covariance, hidden, n_classes, g, mixture, bottleneck) for g in gens]
             if encoder != BUILT_IN:  # the registered encoder's own init, one copy per model under its seed
                 for w, seed in zip(per_model, seeds):
                     copy = _encoder_module(encoder, k, covariance, hidden, seed)
@@ -257,11 +274,13 @@ class VIBStack(nn.Module):
 
     @property
     def shape(self) -> dict:
-        """k, covariance, hidden, n_classes, mixture (and a registered encoder): what a model of the same shape is
-        built from."""
+        """k, covariance, hidden, n_classes, mixture (and a registered encoder, and CEB's bottleneck): what a model
+        of the same shape is built from."""
         shape = {"k": self.k, "covariance": self.covariance, "hidden": self.hidden, "n_classes": self.n_classes,
                  "mixture": self.mixture}
-        return shape if self.encoder == BUILT_IN else {**shape, "encoder": self.encoder}
+        if self.encoder != BUILT_IN:
+            shape["encoder"] = self.encoder
+        return shape if not self.ceb else {**shape, "bottleneck": self.bottleneck}
 
     # ----- the forward pass, for all M models at once -----
     def _linear(self, h: torch.Tensor, name: str) -> torch.Tensor:
@@ -319,6 +338,11 @@ class VIBStack(nn.Module):
         """True for the deterministic baseline (z = mu, no info loss, no noise to draw)."""
         return self.covariance == "none"
 
+    @property
+    def ceb(self) -> bool:
+        """True for the Conditional Entropy Bottleneck (the information term is KL to b(z|y), not to r(z))."""
+        return self.bottleneck == "ceb"
+
     def latent(self, head: torch.Tensor, eps: torch.Tensor | None, n_samples: int | None = None):
         """(z, q) for encoder outputs (..., head): z = mu + L eps, of the shape of ``eps``; the mean if ``eps`` is None.
 
@@ -342,12 +366,51 @@ class VIBStack(nn.Module):
         return MixtureSameFamily(Categorical(logits=self.marginal_logits.unsqueeze(1), validate_args=False),
                                  components, validate_args=False)
 
-    def rate_bits(self, q: Distribution, z: torch.Tensor | None = None) -> torch.Tensor:
+    # ----- CEB's backward encoder b(z|y) = N(mu_y, I) -----
+    def backward(self, y: torch.Tensor) -> Distribution:
+        """b(z|y) of every model for labels y of shape (B,): N(mu_y, I), batch shape (M, B), event shape (K,)."""
+        means = self.backward_means[:, y]  # (M, B, K): row y of each model's class means (the linear map of one-hot y)
+        return Independent(Normal(means, torch.ones_like(means), validate_args=False), 1, validate_args=False)
+
+    def residual_bits(self, q: Distribution, y: torch.Tensor) -> torch.Tensor:
+        """Per-example KL(q(z|x) || b(z|y)) in bits, of shape (M, B): CEB's bound on the residual information
+        I(X;Z|Y). For q = N(mu(x), I) it is ||mu(x) - mu_y||^2 / (2 ln 2)."""
+        return kl_divergence(q, self.backward(y)) / LN2
+
+    def ceb_marginal_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log m(z) (nats) of the uniform mixture m(z) = 1/C sum_y b(z|y), for codes z of shape (..., M, B, K).
+
+        Written as matrix products (the mixture's components share the unit covariance): equal to
+        ``MixtureSameFamily`` of the same components (tests/test_ceb.py) without its (..., C, K) intermediate.
+        """
+        means = self.backward_means  # (M, C, K)
+        sq = (z.square().sum(-1, keepdim=True) - 2 * z @ means.transpose(-1, -2)
+              + means.square().sum(-1).unsqueeze(-2))  # (..., M, B, C): ||z - mu_y||^2
+        return (torch.logsumexp(-0.5 * sq, -1) - math.log(means.shape[-2])
+                - 0.5 * self.k * math.log(2 * math.pi))
+
+    def izx_bits(self, q: Distribution, z: torch.Tensor) -> torch.Tensor:
+        """Batch-mean upper bound on I(Z;X) in bits of each model, (M,): the info loss for VIB; for CEB the Monte
+        Carlo estimate of KL(q(z|x) || m(z)) with m the uniform mixture of the backward encoders (any marginal
+        gives an upper bound), averaged over the draws z of shape (S?, M, B, K)."""
+        if not self.ceb:
+            return self.info_bits(q, z)
+        log_ratio = q.log_prob(z) - self.ceb_marginal_log_prob(z)
+        return (log_ratio if z.dim() == 3 else log_ratio.mean(0)).mean(-1) / LN2
+
+    def rate_bits(self, q: Distribution, z: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         """Per-example rate R(x) = KL(q(z|x) || r(z)) in bits, of shape (M, B).
 
         Exact for r(z) = N(0, I); for a learned mixture, which has no closed-form KL, the Monte Carlo estimate
-        log q(z|x) - log r(z) averaged over the draws ``z`` of shape (S?, M, B, K) (needed then).
+        log q(z|x) - log r(z) averaged over the draws ``z`` of shape (S?, M, B, K) (needed then). For CEB the
+        rate is the residual information KL(q(z|x) || b(z|y)) at the labels ``y`` (needed then; for a score on
+        unlabelled inputs, the predicted labels).
         """
+        if self.ceb:
+            if y is None:
+                raise ValueError("CEB's rate is KL(q(z|x) || b(z|y)) at a label: pass y (the predicted labels for "
+                                 "unlabelled inputs)")
+            return self.residual_bits(q, y)
         if not self.mixture:
             return kl_divergence(q, prior(self.k, self.covariance, q.mean.device)) / LN2
         if z is None:
@@ -355,8 +418,12 @@ class VIBStack(nn.Module):
         log_ratio = q.log_prob(z) - self.marginal().log_prob(z)
         return (log_ratio if z.dim() == 3 else log_ratio.mean(0)) / LN2
 
-    def info_bits(self, q: Distribution, z: torch.Tensor | None = None) -> torch.Tensor:
-        """Batch-mean KL(q(z|x) || r(z)) in bits of each model (the I(Z;X) bound); see :meth:`rate_bits`."""
+    def info_bits(self, q: Distribution, z: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The objective's information term of each model, (M,) in bits: the batch-mean KL(q(z|x) || r(z)) for
+        VIB (the I(Z;X) bound; see :meth:`rate_bits`), KL(q(z|x) || b(z|y)) for CEB (the I(X;Z|Y) bound; needs
+        the labels ``y``)."""
+        if self.ceb:
+            return self.rate_bits(q, z, y).mean(-1)
         if not self.mixture:  # the paper's closed form, unchanged (the golden trajectory depends on it)
             return info_loss_bits(q, prior(self.k, self.covariance, q.mean.device))
         return self.rate_bits(q, z).mean(-1)
@@ -374,7 +441,7 @@ class VIBStack(nn.Module):
         z, q = self.latent(self.stacked_head(x, keep), eps)
         logits = self.stacked_logits(z)
         class_bits = class_loss_bits(logits, y)
-        info_bits = self.info_bits(q, z) if q is not None else class_bits.new_zeros(self.m)
+        info_bits = self.info_bits(q, z, y) if q is not None else class_bits.new_zeros(self.m)
         wrong = (logits.argmax(-1) != y).sum(-1)
         return class_bits, info_bits, wrong, logits
 
@@ -421,12 +488,14 @@ class VIB(VIBStack):
         seed: initialisation seed (None: PyTorch's global generator).
         init: False leaves the weights uninitialised (for loading stored weights).
         mixture: components of a learned marginal r(z) (0: the fixed N(0, I)); see :class:`VIBStack`.
+        encoder, bottleneck: see :class:`VIBStack`.
     """
 
     def __init__(self, k: int = 256, covariance: str = "diag", hidden: int = 1024, n_classes: int = 10,
-                 seed: int | None = None, init: bool = True, mixture: int = 0, encoder: str = BUILT_IN):
+                 seed: int | None = None, init: bool = True, mixture: int = 0, encoder: str = BUILT_IN,
+                 bottleneck: str = "vib"):
         super().__init__(k, covariance, hidden, n_classes, seeds=(seed,), init=init, mixture=mixture,
-                         encoder=encoder)
+                         encoder=encoder, bottleneck=bottleneck)
 
     def encode_head(self, x: torch.Tensor) -> torch.Tensor:
         """Raw encoder output (B, head) for images x in [0, 1] of shape (B, 784)."""

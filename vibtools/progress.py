@@ -13,8 +13,8 @@ class PassBars:
 
     def __init__(self, state, steps: int, progress: bool):  # state: a vibtools.training.TrainState
         c, m = state.configs[0], state.m
-        kind = "VIB" if c.covariance != "none" else model_name(c)  # deterministic, dropout, ...
-        label = f"{m} models" if m > 1 else f"beta={c.beta:g}" if kind == "VIB" else ""
+        kind = c.bottleneck.upper() if c.covariance != "none" else model_name(c)  # deterministic, dropout, ...
+        label = f"{m} models" if m > 1 else f"beta={c.beta:g}" if kind in ("VIB", "CEB") else ""
         self.epochs = tqdm(total=c.epochs, initial=state.epoch, desc=f"{kind} K={c.k} {label}".strip(),
                            disable=not progress, unit="epoch")
         self.steps = tqdm(total=steps, desc="steps", leave=False, disable=not progress, unit="step")

@@ -151,7 +151,8 @@ def results_of(state, finals: list[dict], paths: list[Path | None], timing: dict
 
 def _model(c: TrainConfig, tensors: dict, device: torch.device) -> VIB:
     """A VIB of config ``c`` holding stored per-model tensors, on ``device``, in eval mode."""
-    model = VIB(c.k, c.covariance, c.hidden, init=False, mixture=c.mixture, encoder=c.encoder)
+    model = VIB(c.k, c.covariance, c.hidden, init=False, mixture=c.mixture, encoder=c.encoder,
+                bottleneck=c.bottleneck)
     model.load_model_states([tensors])
     return model.to(device).eval()
 

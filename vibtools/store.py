@@ -331,9 +331,10 @@ def cache_folder(cache: bool | str | os.PathLike | None) -> Path | None:
 
 
 def run_shapes(config: TrainConfig) -> dict[str, tuple[int, ...]]:
-    """The shape of each stored parameter of one model of this config (the learned marginal's included)."""
+    """The shape of each stored parameter of one model of this config (a learned marginal's and CEB's backward
+    encoder's included)."""
     return parameter_shapes(config.k, config.covariance, config.hidden, mixture=config.mixture,
-                            encoder=config.encoder)
+                            encoder=config.encoder, bottleneck=config.bottleneck)
 
 
 def checkpoint_bytes(config: TrainConfig) -> int:

@@ -80,7 +80,7 @@ class TrainState:
         self.configs, self.device = list(configs), device
         # initial weights come from per-model CPU generators, so PyTorch's global random state is never touched
         self.stack = VIBStack(c.k, c.covariance, c.hidden, seeds=[ci.seed for ci in configs],
-                              mixture=c.mixture, encoder=c.encoder).to(device)
+                              mixture=c.mixture, encoder=c.encoder, bottleneck=c.bottleneck).to(device)
         self.opt = make_adam(self.stack.parameters(), c, device)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=c.decay_epochs, gamma=c.decay_rate)
         self.ema = EMA(self.stack.parameters(), c.ema_decay)

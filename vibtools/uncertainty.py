@@ -65,7 +65,8 @@ def predictions(model: VIB, x: torch.Tensor, n_samples: int = 12, seed: int = 0,
     """The averaged prediction of ``model`` on images ``x``, and what the uncertainty scores need.
 
     Args:
-        model: a trained VIB (any covariance; the deterministic variant has one draw's worth of information).
+        model: a trained VIB (any covariance; the deterministic variant has one draw's worth of information) or
+            CEB model (its rate is KL(q(z|x) || b(z|y)) at the predicted label y).
         x: (N, 784) images in [0, 1] on the model's device.
         n_samples: draws averaged (of z for VIB; of dropout masks when ``dropout`` > 0).
         seed: seed of the noise (and of the masks).
@@ -102,8 +103,8 @@ def predictions(model: VIB, x: torch.Tensor, n_samples: int = 12, seed: int = 0,
         part = Predictions.from_draws(model.stacked_logits(z).softmax(-1)[:, 0])  # draws: (S, B, classes)
         probs.append(part.probs)
         mean_ent.append(part.mean_entropy)
-        if q is not None and not dropout:
-            rates.append(model.rate_bits(q, z)[0])
+        if q is not None and not dropout:  # CEB's rate: the residual information at the predicted label
+            rates.append(model.rate_bits(q, z, part.probs.argmax(-1) if model.ceb else None)[0])
     model.train(was_training)
     return Predictions(torch.cat(probs), torch.cat(mean_ent), torch.cat(rates) if rates else None)
 
@@ -285,18 +286,22 @@ NOISE = ("uniform noise", "Gaussian noise")
 
 
 def group_label(config: dict) -> str:
-    """A run's model as the chapter names it: "deterministic", "dropout", "VIB β=0.001", "VIB β=0.001, learned r(z)"."""
+    """A run's model as the chapter names it: "deterministic", "dropout", "VIB β=0.001", "VIB β=0.001, learned r(z)",
+    "CEB β=0.01"."""
     if config["covariance"] == "none":
         return "dropout" if config.get("dropout") else "deterministic"
+    if config.get("bottleneck") == "ceb":
+        return f"CEB β={config['beta']:g}"
     return f"VIB β={config['beta']:g}" + (", learned r(z)" if config.get("mixture") else "")
 
 
 def stored_groups(records: list[dict]) -> dict[str, list[dict]]:
     """The per-seed ``uncertainty`` sections of stored runs by model, in the chapter's order (baselines, then VIB
-    by β, then the learned marginals); a dropout model's MC-dropout numbers form the group "dropout, MC"."""
+    by β, then the learned marginals, then CEB by β); a dropout model's MC-dropout numbers form the group
+    "dropout, MC"."""
     def rank(r: dict) -> tuple:
         c = r["config"]
-        kind = 0 if c["covariance"] == "none" else 2 if c.get("mixture") else 1
+        kind = 0 if c["covariance"] == "none" else 2 if c.get("mixture") else 3 if c.get("bottleneck") else 1
         return kind, c.get("dropout", 0.0), c["beta"], c["seed"]
 
     out: dict[str, list[dict]] = {}

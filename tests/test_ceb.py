@@ -1,0 +1,156 @@
+"""The Conditional Entropy Bottleneck (bottleneck="ceb"): its bounds on small Gaussians, against closed forms and
+Monte Carlo, and a CEB run as a run like any other (cached, resumed, evaluated, named)."""
+
+import math
+
+import pytest
+import torch
+from conftest import numeric
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+
+import vibtools as vt
+from vibtools.bounds import LN2, class_loss_bits, izy_lower_bound
+
+F64 = torch.float64
+# a small world: six inputs x with encoder means mu(x) in 2-D, three classes of two inputs each, X uniform
+MU = torch.tensor([[0.0, 0.0], [1.0, 0.5], [3.0, 0.0], [2.5, 1.5], [0.0, 3.0], [-1.0, 2.0]], dtype=F64)
+Y = torch.tensor([0, 0, 1, 1, 2, 2])
+DRAWS = 100_000  # codes per input for the Monte Carlo truths
+
+
+def ceb_model(means: torch.Tensor) -> vt.VIB:
+    """A K=2 CEB model (unit-variance encoder) whose backward encoder has these class means, in float64."""
+    model = vt.VIB(k=2, covariance="unit", hidden=8, n_classes=3, seed=0, bottleneck="ceb").double()
+    with torch.no_grad():
+        model.backward_means.copy_(means.unsqueeze(0))
+    return model.requires_grad_(False)
+
+
+def encoder() -> Independent:
+    """e(z|x) = N(mu(x), I) for the six inputs, batch shape (1, 6) as a one-model stack has."""
+    return Independent(Normal(MU.unsqueeze(0), torch.ones(1, *MU.shape, dtype=F64)), 1)
+
+
+def codes(seed: int = 0) -> torch.Tensor:
+    """(DRAWS, 1, 6, 2) draws z ~ e(z|x) for every input."""
+    eps = torch.randn(DRAWS, 1, *MU.shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    return MU + eps
+
+
+def log_e(z: torch.Tensor) -> torch.Tensor:
+    """(..., 6, 6) log e(z_i | x_j) for codes z of shape (..., 6, 2) (nats)."""
+    d = z.unsqueeze(-2) - MU  # (..., 6, 6, 2)
+    return -0.5 * d.square().sum(-1) - math.log(2 * math.pi)
+
+
+def true_terms(z: torch.Tensor) -> dict[str, float]:
+    """Monte Carlo I(X;Z), I(Y;Z), I(X;Z|Y) of the small world in bits, with the exact mixtures p(z), p(z|y)."""
+    table = log_e(z[:, 0])  # (D, 6 codes, 6 inputs)
+    own = table.diagonal(dim1=-2, dim2=-1)  # log e(z_i | x_i)
+    log_pz = torch.logsumexp(table, -1) - math.log(6)
+    same = Y.unsqueeze(0) == Y.unsqueeze(1)  # (6, 6): x_j in the class of x_i
+    log_pzy = torch.logsumexp(table.masked_fill(~same, -math.inf), -1) - math.log(2)
+    return {"izx": float((own - log_pz).mean()) / LN2, "izy": float((log_pzy - log_pz).mean()) / LN2,
+            "residual": float((own - log_pzy).mean()) / LN2}
+
+
+def test_the_residual_term_is_half_the_squared_distance_in_bits():
+    means = torch.tensor([[0.3, -0.2], [2.0, 1.0], [1.0, 2.0]], dtype=F64)
+    model = ceb_model(means)
+    exact = (MU - means[Y]).square().sum(-1) / 2 / LN2  # ||mu(x) - mu_y||^2 / 2 nats, in bits
+    assert torch.allclose(model.residual_bits(encoder(), Y)[0], exact, atol=1e-12)
+    assert torch.allclose(model.info_bits(encoder(), None, Y), exact.mean().unsqueeze(0), atol=1e-12)
+    with pytest.raises(ValueError, match="pass y"):
+        model.rate_bits(encoder())
+
+
+def test_the_residual_bound_sits_above_the_true_residual_by_the_backward_encoders_kl():
+    """KL(e || b) averaged = I(X;Z|Y) + E_y KL(p(z|y) || b(z|y)): an upper bound, tight only when b(z|y) = p(z|y)."""
+    z = codes()
+    truth = true_terms(z)
+    for means in (torch.zeros(3, 2, dtype=F64), torch.stack([MU[Y == c].mean(0) for c in range(3)])):
+        model = ceb_model(means)
+        bound = float(model.residual_bits(encoder(), Y).mean())
+        table = log_e(z[:, 0])
+        same = Y.unsqueeze(0) == Y.unsqueeze(1)
+        log_pzy = torch.logsumexp(table.masked_fill(~same, -math.inf), -1) - math.log(2)
+        log_b = model.backward(Y).log_prob(z)[:, 0]  # (D, 6): log b(z | y(x))
+        gap = float((log_pzy - log_b).mean()) / LN2  # E_y KL(p(z|y) || b(z|y)), by Monte Carlo
+        assert bound >= truth["residual"] - 0.01
+        assert bound == pytest.approx(truth["residual"] + gap, abs=0.01)
+    # at the class means of mu(x) (the best unit-variance b), the bound is within the mixtures' spread of the truth
+    assert bound - truth["residual"] < 0.5
+
+
+def test_the_izx_bound_uses_the_mixture_of_backward_encoders():
+    means = torch.stack([MU[Y == c].mean(0) for c in range(3)])
+    model = ceb_model(means)
+    z = codes(1)
+    mixture = MixtureSameFamily(Categorical(logits=torch.zeros(3, dtype=F64)),
+                                Independent(Normal(means, torch.ones_like(means)), 1))
+    assert torch.allclose(model.ceb_marginal_log_prob(z[:50]), mixture.log_prob(z[:50]), atol=1e-10)
+    bound = float(model.izx_bits(encoder(), z))
+    truth = true_terms(z)
+    assert truth["izx"] - 0.01 <= bound  # an upper bound on I(Z;X) ...
+    assert bound <= float(model.residual_bits(encoder(), Y).mean()) + math.log2(3) + 0.01  # ... below residual + H(Y)
+    # the chain rule the CEB objective rests on: I(X;Z) = I(Y;Z) + I(X;Z|Y) when Z depends on X alone
+    assert truth["izx"] == pytest.approx(truth["izy"] + truth["residual"], abs=1e-9)
+
+
+def test_the_izy_bound_is_exact_for_the_bayes_decoder_and_lower_for_another():
+    z = codes(2)[:, 0]  # (D, 6, 2)
+    truth = true_terms(z.unsqueeze(1))
+    table = log_e(z)
+    log_pzy = torch.stack([torch.logsumexp(table[..., Y == c], -1) - math.log(2) for c in range(3)], -1)
+    labels = Y.expand(DRAWS, 6).reshape(-1)
+    bayes = log_pzy.reshape(-1, 3)  # logits of p(y|z) (uniform p(y)): the best decoder
+    best = float(izy_lower_bound(class_loss_bits(bayes, labels), 3))
+    assert best == pytest.approx(truth["izy"], abs=0.01)
+    other = float(izy_lower_bound(class_loss_bits(z.reshape(-1, 2) @ torch.tensor([[1.0, 0, -1], [0, 1, 0]],
+                                                                                    dtype=F64), labels), 3))
+    assert other < best
+
+
+def test_ceb_starts_as_vib_and_keeps_vibs_keys():
+    vib = vt.VIB(k=4, hidden=16, seed=3)
+    ceb = vt.VIB(k=4, hidden=16, seed=3, bottleneck="ceb")
+    for name, p in vib.named_parameters():
+        assert torch.equal(p, getattr(ceb, name))
+    assert torch.equal(ceb.backward_means, torch.zeros(1, 10, 4))
+    x, y = torch.rand(5, 784), torch.randint(0, 10, (5,))
+    q = vt.posterior(ceb.stacked_head(x), 4)
+    assert torch.allclose(ceb.info_bits(q, None, y), vib.info_bits(q), atol=1e-6)  # b(z|y) = N(0, I) = r(z)
+    assert "bottleneck" not in vt.TrainConfig().as_dict() and "bottleneck" not in vt.TrainConfig().key_dict()
+    c = vt.TrainConfig(bottleneck="ceb", covariance="unit")
+    assert c.key_dict()["bottleneck"] == "ceb" and vt.TrainConfig.from_dict(c.as_dict()) == c
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"bottleneck": "cib"}, "bottleneck must be one of"),
+    ({"bottleneck": "ceb", "covariance": "none"}, "covariance 'unit' or 'diag'"),
+    ({"bottleneck": "ceb", "covariance": "full", "k": 2}, "covariance 'unit' or 'diag'"),
+    ({"bottleneck": "ceb", "mixture": 3}, "no learned marginal"),
+])
+def test_bad_ceb_configs_are_one_line(fields, words):
+    with pytest.raises(ValueError) as err:
+        vt.TrainConfig(**fields)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_ceb_run_trains_resumes_and_evaluates_like_any_run(small, tmp_path):
+    from vibtools.experiments import run_name
+    from vibtools.uncertainty import predictions
+
+    data = small.subset(300, 100)
+    c = vt.TrainConfig(beta=1e-2, k=8, hidden=32, epochs=2, covariance="unit", bottleneck="ceb")
+    whole = vt.train(c, data, cache=tmp_path / "a", progress=False)
+    vt.train(c, data, cache=tmp_path / "b", progress=False, stop_after=1)
+    resumed = vt.train(c, data, cache=tmp_path / "b", progress=False)
+    assert numeric(resumed.history) == numeric(whole.history) and resumed.final == whole.final
+    assert not torch.equal(whole.model.backward_means, torch.zeros_like(whole.model.backward_means))  # b(z|y) learns
+    test = whole.final["ema_test"]
+    assert test["residual_bits"] > 0 and test["izx"] > 0 and "residual_bits" not in vt.train(
+        c.with_(bottleneck="vib", covariance="diag"), data, cache=False, progress=False).final["ema_test"]
+    assert run_name(c) == "ceb-beta0.01-k8-e2-seed0"
+    pred = predictions(whole.ema_model, data.test_x[:20], n_samples=4)
+    assert pred.rate.shape == (20,) and bool((pred.rate >= 0).all())
