@@ -154,3 +154,23 @@ def test_a_ceb_run_trains_resumes_and_evaluates_like_any_run(small, tmp_path):
     assert run_name(c) == "ceb-beta0.01-k8-e2-seed0"
     pred = predictions(whole.ema_model, data.test_x[:20], n_samples=4)
     assert pred.rate.shape == (20,) and bool((pred.rate >= 0).all())
+
+
+def test_the_random_label_experiments_train_on_one_subset_with_random_or_true_labels(small, tmp_path):
+    from vibtools.experiments import EXPERIMENTS, MEMORIZATION_TRAIN
+    from vibtools.reproduce import load_results, reproduce
+
+    random, true = (EXPERIMENTS[n].data_for(small) for n in ("random-labels", "true-labels-5k"))
+    n = min(MEMORIZATION_TRAIN, len(small.train_x))
+    assert torch.equal(random.train_x, small.train_x[:n]) and torch.equal(true.train_y, small.train_y[:n])
+    assert torch.equal(random.test_y, small.test_y)
+    assert 0.05 < float((random.train_y == true.train_y).float().mean()) < 0.2  # about 1 in 10 agree by chance
+    assert torch.equal(random.train_y, EXPERIMENTS["random-labels"].data_for(small).train_y)  # one fixed draw
+    for name in ("random-labels", "true-labels-5k"):
+        reproduce([name], small, epochs=1, device="cpu", results_dir=tmp_path / "results", cache=tmp_path / "cache",
+                  progress=False, overrides={"hidden": 16}, only=["deterministic-*-seed0", "ceb-beta1-*-seed0"])
+    made = load_results(tmp_path / "results" / "random-labels" / "ceb-beta1-k256-e1-seed0.json")
+    assert made["data"]["random_labels"] == {"seed": 0} and made["data"]["n_train"] == n
+    assert made["final"]["ema_test"]["residual_bits"] >= 0
+    control = load_results(tmp_path / "results" / "true-labels-5k" / "deterministic-k256-e1-seed0.json")
+    assert "random_labels" not in control["data"] and control["data"]["fingerprint"] != made["data"]["fingerprint"]

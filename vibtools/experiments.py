@@ -44,6 +44,17 @@ class Experiment:
     runs: Callable[[int], list[TrainConfig]]  # epochs -> configs, in priority order
     classes: tuple[int, ...] | None = None  # train and test on these digits only (None: all ten)
     uncertainty: bool = False  # records also hold calibration and OOD detection (vibtools.uncertainty)
+    train_subset: int | None = None  # train on the first this many training images only (None: all 60 000)
+    random_labels: bool = False  # replace those images' labels by uniformly random classes (test labels stay true)
+
+    def data_for(self, data):
+        """The experiment's data from full MNIST (:class:`vibtools.data.MNISTTensors`): its classes, its training
+        subset, its labels."""
+        if self.classes is not None:
+            data = data.only_classes(self.classes)
+        if self.train_subset is not None:
+            data = data.subset(self.train_subset, None)
+        return data.random_labels(LABEL_SEED) if self.random_labels else data
 
     @property
     def needs_fashion(self) -> bool:
@@ -105,7 +116,36 @@ def _uncertainty(epochs: int) -> list[TrainConfig]:
                         for s in SEEDS for b in UNCERTAINTY_BETAS]
 
 
+def _ceb(epochs: int) -> list[TrainConfig]:
+    """The Conditional Entropy Bottleneck (K=256, unit-variance encoder, learned b(z|y)) at :data:`CEB_BETAS`,
+    seed by seed."""
+    return [TrainConfig(beta=b, covariance="unit", bottleneck="ceb", epochs=epochs, seed=s,
+                        data_seed=batch_order(epochs, s)) for s in SEEDS for b in CEB_BETAS]
+
+
+def _memorization(epochs: int) -> list[TrainConfig]:
+    """The models of the random-label test, seed by seed: the deterministic net and dropout, VIB at
+    :data:`MEMORIZATION_BETAS`, CEB at :data:`MEMORIZATION_CEB_BETAS`. Seeds differ in initialization, noise and
+    batch order (``data_seed = seed``)."""
+    out = []
+    for s in SEEDS:
+        out += [model_config(name, epochs=epochs, seed=s, data_seed=s) for name in ("deterministic", "dropout")]
+        out += [TrainConfig(beta=b, epochs=epochs, seed=s, data_seed=s) for b in MEMORIZATION_BETAS]
+        out += [TrainConfig(beta=b, covariance="unit", bottleneck="ceb", epochs=epochs, seed=s, data_seed=s)
+                for b in MEMORIZATION_CEB_BETAS]
+    return out
+
+
 MIXTURE = 10  # components of the learned marginal
+CEB_BETAS = (1e-3, 1e-2, 1e-1, 1.0)
+# The random-label test (Zhang et al. 2017): the first MEMORIZATION_TRAIN training images, their labels random, for
+# MEMORIZATION_EPOCHS epochs: the deterministic net's running training error on them falls below 0.2% by epoch 100
+# (seed 0, measured with this recipe), so every model has had the steps it needs to memorize, if it can.
+MEMORIZATION_TRAIN = 5000
+MEMORIZATION_EPOCHS = 100
+MEMORIZATION_BETAS = (1e-4, 1e-3, 1e-2, 1e-1)
+MEMORIZATION_CEB_BETAS = (1e-2, 1.0)
+LABEL_SEED = 0  # the random labels: one draw, the same for every model and seed
 UNCERTAINTY_BETAS = (1e-4, 1e-3, 1e-2, 1e-1)
 HELD_OUT_TRAIN = (0, 1, 2, 3, 4)  # the digits the held-out-class models see; 5-9 are their near-OOD test
 
@@ -122,6 +162,16 @@ EXPERIMENTS = {e.name: e for e in (
                uncertainty=True),
     Experiment("learned-marginal", f"K=256 VIB with a learned {MIXTURE}-component mixture marginal r(z), beta "
                "1e-3 and 1e-2, 3 seeds", _learned_marginal, uncertainty=True),
+    Experiment("ceb", "the Conditional Entropy Bottleneck, K=256 with a unit-variance encoder, beta "
+               f"{', '.join(f'{b:g}' for b in CEB_BETAS)}, 3 seeds", _ceb, uncertainty=True),
+    Experiment("random-labels", f"the random-label test: the first {MEMORIZATION_TRAIN} training images with random "
+               f"labels; the deterministic net, dropout, VIB at beta "
+               f"{', '.join(f'{b:g}' for b in MEMORIZATION_BETAS)}, CEB at beta "
+               f"{', '.join(f'{b:g}' for b in MEMORIZATION_CEB_BETAS)}, 3 seeds (protocol: "
+               f"{MEMORIZATION_EPOCHS} epochs)", _memorization, train_subset=MEMORIZATION_TRAIN, random_labels=True),
+    Experiment("true-labels-5k", f"the random-label test's control: the same models on the same "
+               f"{MEMORIZATION_TRAIN} images with their true labels, 3 seeds (protocol: {MEMORIZATION_EPOCHS} "
+               "epochs)", _memorization, train_subset=MEMORIZATION_TRAIN),
     Experiment("learning-rate", f"VIB K=256 beta=1e-3 and the deterministic net at the learning rate the paper "
                f"states ({PAPER_LR:g}; the recipe's is 1e-4), seed 0", _learning_rate),
 )}

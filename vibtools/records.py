@@ -124,6 +124,12 @@ def load_results(path: str | Path) -> dict:
     if record["experiment"] in EXPERIMENTS and (list(wanted) if wanted else None) != classes:
         raise ResultsError(f"{path} was made on the classes {classes or 'all'}, its experiment "
                            f"{record['experiment']!r} uses {list(wanted) if wanted else 'all'}")
+    if record["experiment"] in EXPERIMENTS:
+        exp = EXPERIMENTS[record["experiment"]]
+        if bool(record["data"].get("random_labels")) != exp.random_labels or (
+                exp.train_subset is not None and not 0 < record["data"].get("n_train", 0) <= exp.train_subset):
+            raise ResultsError(f"{path} was made on other training data than its experiment "
+                               f"{record['experiment']!r} uses ({exp.description})")
     if classes is not None and len(classes) < 10 and "h_y_bits" not in record:
         raise ResultsError(f"{path} was written before its I(Z;Y) bounds used the H(Y) of its {len(classes)} "
                            f"classes: run python scripts/migrate_results.py --data DATA {path.parent}")

@@ -24,7 +24,7 @@ from .baselines import model_name
 from .config import TrainConfig
 from .data import MNISTTensors
 from .evaluation import evaluate
-from .experiments import EXPERIMENTS, PAPER_EPOCHS, PASS_MODEL_EPOCHS, plan_passes, run_name, select_across
+from .experiments import EXPERIMENTS, LABEL_SEED, PAPER_EPOCHS, PASS_MODEL_EPOCHS, plan_passes, run_name, select_across
 from .records import (  # noqa: F401  (re-exported: readers written before records.py import them from here)
     FORMAT,
     ResultsError,
@@ -80,11 +80,15 @@ def _mi_bounds(result, data: MNISTTensors) -> dict:
             "lower": [d.lower for d in draws], "upper": [d.upper for d in draws]}
 
 
-def data_record(data: MNISTTensors, classes: Sequence[int] | None = None) -> dict:
-    """What a results record says of the data it was made on: the images' fingerprint, the set sizes, and the
-    digits kept when an experiment trains on some classes only."""
+def data_record(data: MNISTTensors, classes: Sequence[int] | None = None, random_labels: bool = False) -> dict:
+    """What a results record says of the data it was made on: the images' fingerprint, the set sizes, the
+    digits kept when an experiment trains on some classes only, and the seed of random training labels."""
     record = {"fingerprint": data.fingerprint(), "n_train": len(data.train_x), "n_test": len(data.test_x)}
-    return record if classes is None else {**record, "classes": list(classes)}
+    if classes is not None:
+        record["classes"] = list(classes)
+    if random_labels:
+        record["random_labels"] = {"seed": LABEL_SEED}
+    return record
 
 
 def uncertainty_record(result, data: MNISTTensors, ood: dict[str, torch.Tensor]) -> dict:
@@ -129,9 +133,10 @@ def ood_for(experiment: str, full: MNISTTensors, fashion: MNISTTensors | None) -
 def result_record(result, data: MNISTTensors, experiment: str, epochs: int,
                   ood: dict[str, torch.Tensor] | None = None) -> dict:
     """The results-file contents of one finished run (``ood``: the OOD sets of an uncertainty experiment)."""
+    exp = EXPERIMENTS[experiment]
     record = {"format": FORMAT, "results_version": RESULTS_VERSION, "experiment": experiment,
               "run": run_name(result.config), "model": model_name(result.config), "protocol": {"epochs": epochs},
-              "config": result.config.as_dict(), "data": data_record(data, EXPERIMENTS[experiment].classes),
+              "config": result.config.as_dict(), "data": data_record(data, exp.classes, exp.random_labels),
               "device": result.device,
               "seconds": result.seconds, "pass": result.timing.get("pass"),
               "code": code_version(), "history": result.history, "final": result.final,
@@ -187,8 +192,7 @@ def reproduce(names: Sequence[str], data: MNISTTensors, *, epochs: int = PAPER_E
             raise ValueError(f"experiment {name!r} tests against Fashion-MNIST: pass fashion=load_fashion_mnist()")
     written = []
     for name, configs in chosen.items():
-        classes = EXPERIMENTS[name].classes
-        exp_data = data if classes is None else data.only_classes(classes)
+        exp_data = EXPERIMENTS[name].data_for(data)
         fingerprint = exp_data.fingerprint()
         passes = plan_passes(configs, max_pass)
         ood = None  # the experiment's OOD sets, made once, when its first pass has trained
@@ -218,15 +222,17 @@ def _reused(path: Path, config: TrainConfig, fingerprint: str, experiment: str) 
 
     One run can belong to two experiments: the beta sweep's K=256 run at beta=1e-3 is Table 1's VIB run, config for
     config. Its record is copied under this experiment's name, with ``reused_from`` naming the original, rather
-    than trained twice. Only between experiments whose records hold the same fields (same classes, neither with
-    the uncertainty numbers).
+    than trained twice. Only between experiments whose records hold the same fields (same classes, training
+    images and labels, neither with the uncertainty numbers).
     """
     here = EXPERIMENTS[experiment]
     if here.uncertainty:
         return False
     for name, other in EXPERIMENTS.items():
         source = path.parents[1] / name / path.name
-        if name == experiment or other.uncertainty or other.classes != here.classes or not source.is_file():
+        same_data = (other.classes, other.train_subset, other.random_labels) == (here.classes, here.train_subset,
+                                                                                    here.random_labels)
+        if name == experiment or other.uncertainty or not same_data or not source.is_file():
             continue
         if not any(c == config for c in other.runs(config.epochs)):
             continue
