@@ -174,3 +174,17 @@ def test_the_random_label_experiments_train_on_one_subset_with_random_or_true_la
     assert made["final"]["ema_test"]["residual_bits"] >= 0
     control = load_results(tmp_path / "results" / "true-labels-5k" / "deterministic-k256-e1-seed0.json")
     assert "random_labels" not in control["data"] and control["data"]["fingerprint"] != made["data"]["fingerprint"]
+
+
+def test_ceb_models_are_attacked_as_their_own_groups(small, tmp_path):
+    from vibtools import robustness as R
+
+    groups = R.study_configs(10, ceb=True)
+    assert list(groups) == ["CEB β=0.001", "CEB β=0.01", "CEB β=0.1", "CEB β=1"]
+    assert all(c.bottleneck == "ceb" and c.epochs == 10 for cs in groups.values() for c in cs)
+    with pytest.raises(ValueError, match="10-epoch"):
+        R.study_configs(200, ceb=True)
+    model = vt.VIB(k=8, hidden=16, seed=0, covariance="unit", bottleneck="ceb").eval()
+    numbers = R.attack_model(model, small.test_x[:8], small.test_y[:8], R.QUICK_GRID)
+    rec = R.seal_record(groups["CEB β=1"][0], numbers, R.QUICK_GRID, small, "cpu")
+    assert rec["group"] == "CEB β=1" and rec["run"] == "ceb-beta1-k256-e10-seed0"

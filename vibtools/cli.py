@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the paper's own attack instead (Carlini-Wagner L2, untargeted and targeted, on the first "
                         "1000 test images, 12 samples of z for the gradients and the success test) and write "
                         "RESULTS/adversarial-paper/<run>.json")
+    a.add_argument("--ceb", action="store_true",
+                   help="attack the Conditional Entropy Bottleneck's models (those of reproduce ceb, 10 epochs) "
+                        "instead of the deterministic net and VIB")
     _add_run_options(a)
     e = sub.add_parser("explorer-data", help="write the β explorer's stored embeddings (results/explorer/)",
                        description="Write RESULTS/explorer/k2-embeddings.json, which the β explorer draws with no "
@@ -306,7 +309,10 @@ def _attack_study(args) -> int:
         only = _patterns(args.only)
     except ValueError as exc:
         return _fail(str(exc))
-    names = [run_name(c) for cs in study_configs(args.epochs).values() for c in cs]
+    try:
+        names = [run_name(c) for cs in study_configs(args.epochs, args.ceb).values() for c in cs]
+    except ValueError as exc:
+        return _fail(str(exc))
     for pattern in only:
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
             return _fail(f"--only {pattern!r} matches none of the study's models (they are named like "
@@ -332,7 +338,7 @@ def _attack_study(args) -> int:
     try:
         written = run_study(args.epochs, data, results_dir=args.results, device=str(device),
                             cache=args.cache if args.cache is not None else True, only=only,
-                            log=lambda line: print(line, flush=True), paper=args.paper)
+                            log=lambda line: print(line, flush=True), paper=args.paper, ceb=args.ceb)
     except ValueError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt as exc:  # finished models are written; the next run starts with the one cut short

@@ -79,13 +79,23 @@ QUICK_GRID = AttackGrid(n_images=50, eps_linf=(0.05, 0.1), eps_l2=(1.0,), steps=
                         apgd_eps_l2=(1.0,))
 
 
-def study_configs(epochs: int) -> dict[str, list[TrainConfig]]:
+def study_configs(epochs: int, ceb: bool = False) -> dict[str, list[TrainConfig]]:
     """The models attacked, by group: at 200 epochs those of Table 1 (the deterministic net and VIB at beta=1e-3),
-    otherwise the deterministic net and K=256 VIB at :data:`BETAS`; three training seeds each.
+    otherwise the deterministic net and K=256 VIB at :data:`BETAS`; three training seeds each. ``ceb``: instead,
+    the Conditional Entropy Bottleneck's models of ``reproduce ceb`` (10 epochs only), by beta.
 
-    The configs equal those of ``reproduce table1`` / ``reproduce beta-sweep`` (beta 0.3 is the study's own), so
-    runs those commands trained come from the run cache.
+    The configs equal those of ``reproduce table1`` / ``reproduce beta-sweep`` / ``reproduce ceb`` (beta 0.3 is
+    the study's own), so runs those commands trained come from the run cache.
     """
+    if ceb:
+        from .experiments import EXPERIMENTS
+
+        if epochs >= PAPER_EPOCHS:
+            raise ValueError(f"the CEB models are attacked at the 10-epoch protocol, not at {epochs} epochs")
+        groups: dict[str, list[TrainConfig]] = {}
+        for c in EXPERIMENTS["ceb"].runs(epochs):
+            groups.setdefault(group_name(c.beta, ceb=True), []).append(c)
+        return groups
     betas = (1e-3,) if epochs >= PAPER_EPOCHS else BETAS
     groups = {"deterministic": [model_config("deterministic", epochs=epochs, seed=s,
                                              data_seed=batch_order(epochs, s)) for s in SEEDS]}
@@ -95,9 +105,9 @@ def study_configs(epochs: int) -> dict[str, list[TrainConfig]]:
     return groups
 
 
-def group_name(beta: float | None) -> str:
-    """The name a model group goes by in the chapter ("deterministic", "VIB β=0.01")."""
-    return "deterministic" if beta is None else f"VIB β={beta:g}"
+def group_name(beta: float | None, ceb: bool = False) -> str:
+    """The name a model group goes by in the chapter ("deterministic", "VIB β=0.01", "CEB β=0.01")."""
+    return "deterministic" if beta is None else f"{'CEB' if ceb else 'VIB'} β={beta:g}"
 
 
 def pack_mask(mask) -> str:
@@ -268,7 +278,7 @@ def seal_record(config: TrainConfig, numbers: dict, grid, data, device: str, fmt
     :class:`vibtools.paper_attack.PaperCW` with ``fmt`` its format)."""
     from .records import code_version, sealed
 
-    group = group_name(None if _is_deterministic(config) else config.beta)
+    group = group_name(None if _is_deterministic(config) else config.beta, config.bottleneck == "ceb")
     return sealed(_finite({"format": fmt, "run": run_name(config), "group": group, "config": config.as_dict(),
                            "grid": asdict(grid), "data": {"fingerprint": data.fingerprint(), "images": grid.n_images},
                            "device": device, "code": code_version(), **numbers}))
@@ -298,30 +308,31 @@ def _kind(paper: bool):
     return FOLDER, FORMAT, AttackGrid(), attack_model
 
 
-def load_study(results_dir: str | Path, epochs: int, paper: bool = False) -> dict[str, list[dict]]:
-    """The stored records of one protocol by group, in seed order (``paper``: those of the paper's attack);
-    ResultsError (one line) when any is missing."""
+def load_study(results_dir: str | Path, epochs: int, paper: bool = False, ceb: bool = False) -> dict[str, list[dict]]:
+    """The stored records of one protocol by group, in seed order (``paper``: those of the paper's attack;
+    ``ceb``: those of the CEB models); ResultsError (one line) when any is missing."""
     from .records import ResultsError
 
     sub, fmt, _, _ = _kind(paper)
     folder = Path(results_dir) / sub
     groups: dict[str, list[dict]] = {}
-    for name, configs in study_configs(epochs).items():
+    for name, configs in study_configs(epochs, ceb).items():
         paths = [folder / f"{run_name(c)}.json" for c in configs]
         missing = [p.stem for p in paths if not p.exists()]
         if missing:
             raise ResultsError(f"{folder} lacks {missing[0]} ({len(missing)} of the {epochs}-epoch study missing): "
-                               f"run python -m vibtools attack-study{' --paper' * paper} --epochs {epochs}")
+                               f"run python -m vibtools attack-study{' --paper' * paper}{' --ceb' * ceb} "
+                               f"--epochs {epochs}")
         groups[name] = [load_record(p, fmt) for p in paths]
     return groups
 
 
 def run_study(epochs: int, data, *, grid=None, results_dir: str | Path = "results", device=None, cache=True,
-              only: list[str] | None = None, log=print, paper: bool = False) -> list[Path]:
+              only: list[str] | None = None, log=print, paper: bool = False, ceb: bool = False) -> list[Path]:
     """Attack every model of :func:`study_configs` that has no record yet; write each record when it is done.
 
     ``paper``: run the paper's own attack (:mod:`vibtools.paper_attack`) instead of the study's grid. ``grid``:
-    the settings (None: the full ones of the chosen attack).
+    the settings (None: the full ones of the chosen attack). ``ceb``: attack the CEB models instead.
 
     The 200-epoch models are never trained here (hours on a CPU): they must be in the run cache, else ValueError
     before any work names the command that trains them. The 10-epoch ones are trained when missing.
@@ -330,7 +341,7 @@ def run_study(epochs: int, data, *, grid=None, results_dir: str | Path = "result
     from .store import RunCache, cache_folder, save_json
     from .training import finished_run, train_sweep
 
-    configs = [c for cs in study_configs(epochs).values() for c in cs]
+    configs = [c for cs in study_configs(epochs, ceb).values() for c in cs]
     if only:
         configs = [c for c in configs if any(fnmatch.fnmatchcase(run_name(c), p) for p in only)]
         if not configs:
@@ -399,11 +410,11 @@ def _done(path: Path, config: TrainConfig, grid, fingerprint: str, log=print, fm
 
 # ---------------------------------------------------------------- reading the study: what the chapter tabulates
 
-def stored_study(epochs: int, paper: bool = False) -> dict[str, list[dict]]:
+def stored_study(epochs: int, paper: bool = False, ceb: bool = False) -> dict[str, list[dict]]:
     """The committed study records of one protocol (:func:`load_study` on :func:`vibtools.results.results_dir`)."""
     from .results import results_dir
 
-    return load_study(results_dir(), epochs, paper)
+    return load_study(results_dir(), epochs, paper, ceb)
 
 
 def per_seed(records: list[dict], *keys: str, index: int | None = None) -> list:
