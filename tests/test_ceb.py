@@ -188,3 +188,35 @@ def test_ceb_models_are_attacked_as_their_own_groups(small, tmp_path):
     numbers = R.attack_model(model, small.test_x[:8], small.test_y[:8], R.QUICK_GRID)
     rec = R.seal_record(groups["CEB β=1"][0], numbers, R.QUICK_GRID, small, "cpu")
     assert rec["group"] == "CEB β=1" and rec["run"] == "ceb-beta1-k256-e10-seed0"
+
+
+def _record(label_config: dict, seed: int, err: float, ece: float, auroc: float, lower=(3.0,), upper=(3.1,)) -> dict:
+    """A stored record of the uncertainty kind, with only what vibtools.ceb reads."""
+    sets = {"uniform noise": {"rate": {"auroc": auroc}}, "Fashion-MNIST": {"rate": {"auroc": auroc}}}
+    return {"run": f"r{seed}", "experiment": "x", "config": {**label_config, "seed": seed},
+            "uncertainty": {"calibration": {"err": err, "ece": ece}, "detection": sets},
+            "mi_bounds": {"lower": list(lower), "upper": list(upper)}, "final": {"ema_test": {"izy": 3.0}}}
+
+
+def test_the_ceb_chapter_pairs_by_seed_and_judges_the_claims():
+    from vibtools import ceb as C
+
+    det = {"covariance": "none", "beta": 0.0}
+    vib = {"covariance": "diag", "beta": 1.0}
+    ceb = {"covariance": "unit", "beta": 1.0, "bottleneck": "ceb"}
+    records = [_record(det, s, 0.020 + 0.001 * s, 0.010, 0.90) for s in range(3)]
+    records += [_record(vib, s, 0.030 + 0.001 * s, 0.010, 0.95 + 0.001 * s) for s in range(3)]
+    ceb_records = [_record(ceb, s, 0.021 + 0.001 * s + 0.0001 * (s == 2), 0.005 - 0.0001 * s, 0.999 + 0.0005 * s,
+                           lower=(2.0,), upper=(2.5 + 0.01 * s,)) for s in range(3)]
+    models = C.by_model(records, ceb_records)
+    assert list(models) == ["deterministic", "VIB β=1", "CEB β=1"] and sorted(models["CEB β=1"]) == [0, 1, 2]
+    # a paired difference removes what a seed shares: here CEB - det is 0.001 on two seeds and 0.0011 on one
+    d = C.versus(models, "CEB β=1", "deterministic", "err")
+    assert d.diff == pytest.approx(0.00103333, abs=1e-7) and d.half < 2e-4 and d.sign() == ">"
+    claims = {c["claim"][:20]: c["reproduced"] for c in C.published_claims(models)}
+    assert claims["CEB is as accurate a"] is False  # worse than the deterministic network outside the spread
+    assert claims["at weight 1, CEB's I"] is True  # the upper bound stays below H(Y) = 3.32 bits
+    assert claims["CEB is better calibr"] is True
+    assert claims["CEB's rate detects o"] is True  # better than VIB at the one shared beta, seed by seed
+    with pytest.raises(ValueError, match="stored twice"):
+        C.by_model(records, records[:1])
