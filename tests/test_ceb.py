@@ -220,3 +220,26 @@ def test_the_ceb_chapter_pairs_by_seed_and_judges_the_claims():
     assert claims["CEB's rate detects o"] is True  # better than VIB at the one shared beta, seed by seed
     with pytest.raises(ValueError, match="stored twice"):
         C.by_model(records, records[:1])
+
+
+def test_memorization_verdicts_need_the_whole_interval_on_one_side():
+    from vibtools import memorization as M
+    from vibtools.stats import Interval, mean_interval
+
+    assert M.verdict(mean_interval([0.01, 0.02, 0.015])) == "memorized"
+    assert M.verdict(mean_interval([0.89, 0.90, 0.895])) == "did not learn"
+    assert M.verdict(mean_interval([0.05, 0.5, 0.85])) == "partly"  # a wide spread decides nothing
+    iv = {"memorized": Interval(0.01, 0.0, 3, 0.0), "did not learn": Interval(0.9, 0.0, 3, 0.0),
+          "partly": Interval(0.5, 0.1, 3, 0.3)}
+
+    def row(model, word):
+        return {"model": model, "verdict": word, "random_train_err": iv[word]}
+
+    table = [row("deterministic", "memorized"), row("VIB β=0.0001", "memorized"), row("VIB β=0.001", "memorized"),
+             row("VIB β=0.01", "did not learn"), row("VIB β=0.1", "did not learn"), row("CEB β=0.01", "memorized"),
+             row("CEB β=1", "did not learn")]
+    assert [c["reproduced"] for c in M.published_claims(table)] == [True, True, True]
+    table[3] = row("VIB β=0.01", "partly")
+    assert [c["reproduced"] for c in M.published_claims(table)] == [True, None, True]
+    table[1] = row("VIB β=0.0001", "did not learn")
+    assert [c["reproduced"] for c in M.published_claims(table)] == [True, False, True]

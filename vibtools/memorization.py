@@ -1,0 +1,116 @@
+"""The random-label test of regularization (Zhang et al. 2017), read from the records of ``reproduce random-labels``
+and ``reproduce true-labels-5k``: who memorizes labels that carry no information, and what the same models do with
+the true labels of the same images.
+
+A model *memorized* the random labels when its training error on them, measured after training (the weight
+average, 12 draws of z, on all its training images), is below :data:`MEMORIZED`; it *did not learn* them when that
+error is above :data:`NOT_LEARNED` (chance is 90%); each verdict needs the 95% t-interval over seeds on its side of
+the line, and "partly" covers the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .ceb import by_model, interval
+from .stats import Interval, mean_and_sd
+
+MEMORIZED = 0.10  # training error on random labels below this: memorized (1 in 10 random labels fitted by chance)
+NOT_LEARNED = 0.80  # above this: did not learn them (chance is 0.90)
+
+
+def train_error(record: dict) -> float:
+    """The 12-sample error of the weight average on the run's own training images (all of them, for 5 000)."""
+    return float(record["final"]["ema_train"]["avg_err"])
+
+
+def verdict(iv: Interval) -> str:
+    """"memorized", "did not learn" or "partly": where the interval of the training error lies."""
+    if iv.mean + iv.half < MEMORIZED:
+        return "memorized"
+    if iv.mean - iv.half > NOT_LEARNED:
+        return "did not learn"
+    return "partly"
+
+
+def curves(records: Sequence[dict]) -> dict[str, tuple[list[int], list[float], list[float], list[float]]]:
+    """Per model: epochs (from 1), and the mean, lowest and highest over seeds of the running training error of each
+    epoch (the raw weights, one draw of z per image, as the epoch trained)."""
+    out = {}
+    for label, runs in by_model(records).items():
+        columns = list(zip(*(r["history"]["train_err"] for r in runs.values())))
+        out[label] = (list(range(1, len(columns) + 1)), [mean_and_sd(c)[0] for c in columns],
+                      [min(c) for c in columns], [max(c) for c in columns])
+    return out
+
+
+def rows(random_records: Sequence[dict], true_records: Sequence[dict]) -> list[dict]:
+    """One row per model: its training error on the random labels with the verdict, its rate there (VIB and CEB:
+    the bound on I(Z;X) on its training images), and the same model trained on the true labels: training error,
+    test error, rate. Each number is a mean over seeds with its 95% t-interval (:class:`vibtools.stats.Interval`).
+
+    Raises:
+        ValueError: a model trained on one kind of labels and not the other.
+    """
+    rand, true = by_model(random_records), by_model(true_records)
+    if set(rand) != set(true):
+        raise ValueError(f"the random- and true-label runs hold other models: {sorted(set(rand) ^ set(true))}")
+
+    def rate(models: dict, label: str) -> Interval | None:
+        runs = list(models[label].values())
+        if runs[0]["config"]["covariance"] == "none":
+            return None
+        return _interval([r["final"]["ema_train"]["izx"] for r in runs])
+
+    out = []
+    for label in rand:
+        random_err = _interval([train_error(r) for r in rand[label].values()])
+        out.append({"model": label, "random_train_err": random_err, "verdict": verdict(random_err),
+                    "random_rate": rate(rand, label), "true_train_err": _interval(
+                        [train_error(r) for r in true[label].values()]),
+                    "true_test_err": interval(true, label, "avg_err"), "true_rate": rate(true, label),
+                    "seeds": sorted(rand[label])})
+    return out
+
+
+def _interval(values: list[float]) -> Interval:
+    from .stats import mean_interval
+
+    return mean_interval(values)
+
+
+def published_claims(table: Sequence[dict]) -> list[dict]:
+    """The published claims on memorizing random labels, each beside ours (:func:`rows`) and judged.
+
+    Returns:
+        Rows with claim, source, ours (text), reproduced (True, False, or None) and, for None, why.
+    """
+    by = {r["model"]: r for r in table}
+    vib = [r for r in table if r["model"].startswith("VIB")]
+    small = [r for r in vib if float(r["model"].split("=")[1]) <= 1e-3]
+    large = [r for r in vib if float(r["model"].split("=")[1]) > 1e-3]
+    ceb = [r for r in table if r["model"] == "CEB β=1"]  # the published CEB: weight 1
+
+    def said(rs: list[dict]) -> str:
+        return "; ".join(f"{r['model']}: {r['verdict']} ({100 * r['random_train_err'].mean:.1f}% training error)"
+                         for r in rs)
+
+    def all_are(rs: list[dict], word: str) -> bool | None:
+        if any(r["verdict"] not in (word, "partly") for r in rs):
+            return False
+        return True if all(r["verdict"] == word for r in rs) else None
+
+    det = by.get("deterministic")
+    vib_claim = all_are(small, "memorized")
+    vib_claim = False if False in (vib_claim, all_are(large, "did not learn")) else (
+        None if None in (vib_claim, all_are(large, "did not learn")) else True)
+    return [
+        {"claim": "a deterministic network memorizes random labels", "source": "Zhang et al. 2017",
+         "ours": said([det]) if det else "not run", "reproduced": None if det is None else all_are([det], "memorized"),
+         "why": "undecided: it learned them partly"},
+        {"claim": "VIB memorizes random labels only at β ≤ 1e-3", "source": "Fischer 2018, section 10",
+         "ours": said(vib), "reproduced": vib_claim, "why": "undecided: some model learned them partly"},
+        {"claim": "CEB (weight 1) never learns random labels (100 epochs)", "source": "Fischer 2018, section 10",
+         "ours": said(ceb), "reproduced": all_are(ceb, "did not learn") if ceb else None,
+         "why": "undecided: it learned them partly"},
+    ]
