@@ -112,24 +112,30 @@ def test_the_izy_bound_is_exact_for_the_bayes_decoder_and_lower_for_another():
 
 
 def test_ceb_starts_as_vib_and_keeps_vibs_keys():
-    vib = vt.VIB(k=4, hidden=16, seed=3)
-    ceb = vt.VIB(k=4, hidden=16, seed=3, bottleneck="ceb")
+    vib = vt.VIB(k=4, hidden=16, seed=3, covariance="unit")
+    ceb = vt.VIB(k=4, hidden=16, seed=3, covariance="unit", bottleneck="ceb")
     for name, p in vib.named_parameters():
         assert torch.equal(p, getattr(ceb, name))
     assert torch.equal(ceb.backward_means, torch.zeros(1, 10, 4))
     x, y = torch.rand(5, 784), torch.randint(0, 10, (5,))
-    q = vt.posterior(ceb.stacked_head(x), 4)
+    q = vt.posterior(ceb.stacked_head(x), 4, "unit")
     assert torch.allclose(ceb.info_bits(q, None, y), vib.info_bits(q), atol=1e-6)  # b(z|y) = N(0, I) = r(z)
     assert "bottleneck" not in vt.TrainConfig().as_dict() and "bottleneck" not in vt.TrainConfig().key_dict()
     c = vt.TrainConfig(bottleneck="ceb", covariance="unit")
     assert c.key_dict()["bottleneck"] == "ceb" and vt.TrainConfig.from_dict(c.as_dict()) == c
+    from vibtools.experiments import run_name
+
+    assert run_name(c.with_(bottleneck="vib")) == "vib-beta0.001-unit-k256-e10-seed0"  # not the diag VIB's name
+    with pytest.raises(ValueError, match="bottleneck"):
+        vt.VIBStack.of([vib, ceb])
 
 
 @pytest.mark.parametrize("fields, words", [
     ({"bottleneck": "cib"}, "bottleneck must be one of"),
-    ({"bottleneck": "ceb", "covariance": "none"}, "covariance 'unit' or 'diag'"),
-    ({"bottleneck": "ceb", "covariance": "full", "k": 2}, "covariance 'unit' or 'diag'"),
-    ({"bottleneck": "ceb", "mixture": 3}, "no learned marginal"),
+    ({"bottleneck": "ceb", "covariance": "none"}, "needs covariance='unit'"),
+    ({"bottleneck": "ceb", "covariance": "full", "k": 2}, "needs covariance='unit'"),
+    ({"bottleneck": "ceb", "covariance": "diag"}, "needs covariance='unit'"),
+    ({"bottleneck": "ceb", "covariance": "unit", "mixture": 3}, "no learned"),
 ])
 def test_bad_ceb_configs_are_one_line(fields, words):
     with pytest.raises(ValueError) as err:
@@ -193,7 +199,8 @@ def test_ceb_models_are_attacked_as_their_own_groups(small, tmp_path):
 def _record(label_config: dict, seed: int, err: float, ece: float, auroc: float, lower=(3.0,), upper=(3.1,)) -> dict:
     """A stored record of the uncertainty kind, with only what vibtools.ceb reads."""
     sets = {"uniform noise": {"rate": {"auroc": auroc}}, "Fashion-MNIST": {"rate": {"auroc": auroc}}}
-    return {"run": f"r{seed}", "experiment": "x", "config": {**label_config, "seed": seed},
+    return {"run": f"r{seed}", "experiment": "x", "config": {"epochs": 10, "data_seed": 0, **label_config,
+                                                              "seed": seed},
             "uncertainty": {"calibration": {"err": err, "ece": ece}, "detection": sets},
             "mi_bounds": {"lower": list(lower), "upper": list(upper)}, "final": {"ema_test": {"izy": 3.0}}}
 
@@ -220,6 +227,11 @@ def test_the_ceb_chapter_pairs_by_seed_and_judges_the_claims():
     assert claims["CEB's rate detects o"] is True  # better than VIB at the one shared beta, seed by seed
     with pytest.raises(ValueError, match="stored twice"):
         C.by_model(records, records[:1])
+    with pytest.raises(ValueError, match="not paired"):  # 200-epoch runs against 10-epoch ones
+        C.versus(C.by_model(records[:3], [{**r, "config": {**r["config"], "epochs": 200}} for r in ceb_records]),
+                 "CEB β=1", "deterministic", "err")
+    with pytest.raises(ValueError, match="no stored runs of 'CEB β=0.1'"):
+        C.interval(models, "CEB β=0.1", "err")
 
 
 def test_memorization_verdicts_need_the_whole_interval_on_one_side():
@@ -233,7 +245,7 @@ def test_memorization_verdicts_need_the_whole_interval_on_one_side():
           "partly": Interval(0.5, 0.1, 3, 0.3)}
 
     def row(model, word):
-        return {"model": model, "verdict": word, "random_train_err": iv[word]}
+        return {"model": model, "verdict": word, "random_train_err": iv[word], "epochs": {100}}
 
     table = [row("deterministic", "memorized"), row("VIB β=0.0001", "memorized"), row("VIB β=0.001", "memorized"),
              row("VIB β=0.01", "did not learn"), row("VIB β=0.1", "did not learn"), row("CEB β=0.01", "memorized"),
@@ -243,3 +255,7 @@ def test_memorization_verdicts_need_the_whole_interval_on_one_side():
     assert [c["reproduced"] for c in M.published_claims(table)] == [True, None, True]
     table[1] = row("VIB β=0.0001", "did not learn")
     assert [c["reproduced"] for c in M.published_claims(table)] == [True, False, True]
+    small_only = [row("deterministic", "memorized"), row("VIB β=0.001", "memorized")]
+    assert [c["reproduced"] for c in M.published_claims(small_only)] == [True, None, None]  # nothing to judge
+    short = [{**r, "epochs": {10}} for r in table]
+    assert [c["reproduced"] for c in M.published_claims(short)] == [None, None, None]  # not the protocol

@@ -57,7 +57,14 @@ def value(record: dict, what: str | tuple[str, str, str]) -> float:
 
 
 def per_seed(models: dict[str, dict[int, dict]], label: str, what) -> dict[int, float]:
-    """seed -> the number ``what`` (:func:`value`) of one model's run of that seed."""
+    """seed -> the number ``what`` (:func:`value`) of one model's run of that seed.
+
+    Raises:
+        ValueError: no stored runs of that model.
+    """
+    if label not in models:
+        raise ValueError(f"no stored runs of {label!r} (stored: {', '.join(models)}): train them with python -m "
+                         f"vibtools reproduce")
     return {seed: value(r, what) for seed, r in models[label].items()}
 
 
@@ -67,7 +74,17 @@ def interval(models: dict[str, dict[int, dict]], label: str, what) -> Interval:
 
 
 def versus(models: dict[str, dict[int, dict]], a: str, b: str, what) -> Comparison:
-    """Model a minus model b, paired by seed: the 95% t-interval of the mean per-seed difference."""
+    """Model a minus model b, paired by seed: the 95% t-interval of the mean per-seed difference.
+
+    Raises:
+        ValueError: the two models' runs of one seed differ in epochs or batch order (they are not paired).
+    """
+    for seed in sorted(set(models.get(a, {})) & set(models.get(b, {}))):
+        ra, rb = models[a][seed]["config"], models[b][seed]["config"]
+        order = [c["seed"] if c.get("data_seed") is None else c["data_seed"] for c in (ra, rb)]
+        if ra["epochs"] != rb["epochs"] or order[0] != order[1]:
+            raise ValueError(f"{a} and {b}, seed {seed}: {ra['epochs']} and {rb['epochs']} epochs, batch orders "
+                             f"{order[0]} and {order[1]}: runs that differ so are not paired by seed")
     return paired(per_seed(models, a, what), per_seed(models, b, what))
 
 
@@ -82,6 +99,8 @@ def diff_cell(c: Comparison, digits: int = 4, scale: float = 1.0) -> str:
 
 
 PRINTED_PERCENT = 0.005  # half the last digit of an AUROC printed as a whole percentage ("100")
+AS_ACCURATE = 0.002  # "as accurate": CEB's error at most this much above the deterministic network's (the published
+# gap, 92.9% against 92.7%), over the whole paired interval
 
 
 def published_claims(models: dict[str, dict[int, dict]]) -> list[dict]:
@@ -116,7 +135,9 @@ def published_claims(models: dict[str, dict[int, dict]]) -> list[dict]:
          "ours": f"test error {cell(interval(models, ceb, 'err'), 2, 100)}% against "
                  f"{cell(interval(models, det, 'err'), 2, 100)}%; CEB − deterministic {diff_cell(err, 2, 100)} "
                  f"points",
-         "reproduced": err.sign() != ">"},
+         "reproduced": (False if err.sign() == ">" else True if err.diff + err.half <= AS_ACCURATE
+                        else None),
+         "why": f"undecided: the interval reaches more than {100 * AS_ACCURATE:g} points above"},
         {"claim": "at weight 1, CEB's I(Z;X) does not rise above I(X;Y), the minimum necessary information",
          "source": "Fischer 2018, Table 1",
          "ours": f"Poole's interval [{cell(lower, 2)}, {cell(upper, 2)}] bits; H(Y) = {H_Y:.2f} bits",

@@ -21,7 +21,7 @@ COVARIANCES = ("diag", "full", "unit", "none")
 # KL(q(z|x) || b(z|y)) with a learned class-conditional b(z|y) = N(mu_y, I), a bound on the residual information
 # I(X;Z|Y) of the Conditional Entropy Bottleneck (Fischer 2020)
 BOTTLENECKS = ("vib", "ceb")
-CEB_COVARIANCES = ("unit", "diag")
+CEB_COVARIANCES = ("unit",)  # CEB's common form (Fischer 2020); run names carry no covariance
 MAX_EPOCHS = 100_000  # far beyond any protocol; a larger number is a typo, not a plan
 MAX_SEED = 2**32 - 1  # streams derived from a seed use salted_seed(seed, salt), which must stay below 2**63
 EVAL_CHUNK = 2000  # examples per evaluation batch (evaluation, attacks, and the memory estimate of vibtools.store)
@@ -183,9 +183,8 @@ def check_config(c: TrainConfig) -> None:
     if c.bottleneck not in BOTTLENECKS:
         raise ValueError(f"bottleneck must be one of {', '.join(BOTTLENECKS)}, got {c.bottleneck!r}")
     if c.bottleneck == "ceb" and (c.covariance not in CEB_COVARIANCES or c.mixture):
-        raise ValueError(f"bottleneck='ceb' needs a stochastic encoder with covariance 'unit' or 'diag' and no "
-                         f"learned marginal (its marginal is b(z|y)); got covariance={c.covariance!r}, "
-                         f"mixture={c.mixture}")
+        raise ValueError(f"bottleneck='ceb' needs covariance='unit' (the encoder N(mu(x), I)) and no learned "
+                         f"marginal (its marginal is b(z|y)); got covariance={c.covariance!r}, mixture={c.mixture}")
     if c.mixture and c.covariance != "diag":
         raise ValueError(f"mixture (a learned marginal) needs covariance='diag', got {c.covariance!r}; "
                          f"use mixture=0 for the fixed N(0, I)")

@@ -239,5 +239,6 @@ def run_name(c: TrainConfig) -> str:
     name = model_name(c)
     beta = f"-beta{c.beta:g}" if name in ("vib", "ceb", "custom") else ""
     marginal = f"-mog{c.mixture}" if c.mixture else ""
+    marginal += "-unit" if name == "vib" and c.covariance == "unit" else ""  # VIB with CEB's encoder
     lr = f"-lr{c.lr:g}" if c.lr != TrainConfig.lr else ""
     return f"{name}{beta}{marginal}{lr}-k{c.k}-e{c.epochs}-seed{c.seed}"

@@ -251,10 +251,9 @@ class VIBStack(nn.Module):
             raise ValueError(f"a learned mixture marginal needs the diagonal encoder (covariance='diag'), "
                              f"not {covariance!r}")
         self.k, self.covariance, self.hidden, self.n_classes, self.m = k, covariance, hidden, n_classes, len(seeds)
-        if bottleneck not in ("vib", "ceb") or (bottleneck == "ceb" and (covariance not in ("unit", "diag")
-                                                                         or mixture)):
+        if bottleneck not in ("vib", "ceb") or (bottleneck == "ceb" and (covariance != "unit" or mixture)):
             raise ValueError(f"bottleneck {bottleneck!r} with covariance {covariance!r} and mixture {mixture}: "
-                             f"use 'vib', or 'ceb' with covariance 'unit' or 'diag' and no learned marginal")
+                             f"use 'vib', or 'ceb' with covariance 'unit' and no learned marginal")
         self.mixture, self.encoder, self.bottleneck = int(mixture), encoder, bottleneck
         shapes = parameter_shapes(k, covariance, hidden, n_classes, mixture, encoder, bottleneck)
         if init:
@@ -380,14 +379,15 @@ class VIBStack(nn.Module):
     def ceb_marginal_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log m(z) (nats) of the uniform mixture m(z) = 1/C sum_y b(z|y), for codes z of shape (..., M, B, K).
 
-        Written as matrix products (the mixture's components share the unit covariance): equal to
+        Written as matrix products (the mixture's components share the unit covariance), in float64, whose
+        expanded squares lose nothing to cancellation where codes sit on a class mean: equal to
         ``MixtureSameFamily`` of the same components (tests/test_ceb.py) without its (..., C, K) intermediate.
         """
-        means = self.backward_means  # (M, C, K)
-        sq = (z.square().sum(-1, keepdim=True) - 2 * z @ means.transpose(-1, -2)
+        means, zz = self.backward_means.double(), z.double()  # (M, C, K), (..., M, B, K)
+        sq = (zz.square().sum(-1, keepdim=True) - 2 * zz @ means.transpose(-1, -2)
               + means.square().sum(-1).unsqueeze(-2))  # (..., M, B, C): ||z - mu_y||^2
         return (torch.logsumexp(-0.5 * sq, -1) - math.log(means.shape[-2])
-                - 0.5 * self.k * math.log(2 * math.pi))
+                - 0.5 * self.k * math.log(2 * math.pi)).to(z.dtype)
 
     def izx_bits(self, q: Distribution, z: torch.Tensor) -> torch.Tensor:
         """Batch-mean upper bound on I(Z;X) in bits of each model, (M,): the info loss for VIB; for CEB the Monte
@@ -471,7 +471,8 @@ class VIBStack(nn.Module):
             raise ValueError("a stack needs at least one model")
         states = [m.model_state(i) for m in models for i in range(m.m)]
         if any(m.shape != models[0].shape for m in models):
-            raise ValueError("models in one stack must share K, covariance, hidden width, classes and marginal")
+            raise ValueError("models in one stack must share K, covariance, hidden width, classes, marginal and "
+                             "bottleneck")
         stack = cls(**models[0].shape, seeds=[None] * len(states), init=False).to(models[0].dec_weight.device)
         stack.load_model_states(states)
         return stack

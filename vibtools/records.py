@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .baselines import model_name
 from .config import RESULTS_VERSION, TrainConfig
-from .experiments import EXPERIMENTS, run_name
+from .experiments import EXPERIMENTS, LABEL_SEED, run_name
 from .jsonio import StoredJSONError, read_json
 
 FORMAT = "vibtools-results"
@@ -126,10 +126,12 @@ def load_results(path: str | Path) -> dict:
                            f"{record['experiment']!r} uses {list(wanted) if wanted else 'all'}")
     if record["experiment"] in EXPERIMENTS:
         exp = EXPERIMENTS[record["experiment"]]
-        if bool(record["data"].get("random_labels")) != exp.random_labels or (
+        labels = record["data"].get("random_labels")
+        if (labels is not None) != exp.random_labels or (labels is not None and labels != {"seed": LABEL_SEED}) or (
                 exp.train_subset is not None and not 0 < record["data"].get("n_train", 0) <= exp.train_subset):
             raise ResultsError(f"{path} was made on other training data than its experiment "
-                               f"{record['experiment']!r} uses ({exp.description})")
+                               f"{record['experiment']!r} uses ({exp.description}): rerun python -m vibtools "
+                               f"reproduce {record['experiment']} to remake it")
     if classes is not None and len(classes) < 10 and "h_y_bits" not in record:
         raise ResultsError(f"{path} was written before its I(Z;Y) bounds used the H(Y) of its {len(classes)} "
                            f"classes: run python scripts/migrate_results.py --data DATA {path.parent}")

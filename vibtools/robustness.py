@@ -91,7 +91,8 @@ def study_configs(epochs: int, ceb: bool = False) -> dict[str, list[TrainConfig]
         from .experiments import EXPERIMENTS
 
         if epochs >= PAPER_EPOCHS:
-            raise ValueError(f"the CEB models are attacked at the 10-epoch protocol, not at {epochs} epochs")
+            raise ValueError(f"the CEB models are attacked at the 10-epoch protocol, not at {epochs} epochs: use "
+                             f"--epochs 10")
         groups: dict[str, list[TrainConfig]] = {}
         for c in EXPERIMENTS["ceb"].runs(epochs):
             groups.setdefault(group_name(c.beta, ceb=True), []).append(c)
