@@ -148,7 +148,7 @@ def test_cli_trains_a_baseline_and_rejects_contradictions(tmp_path):
     saved = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
     assert saved["config"]["label_smoothing"] == 0.1 and saved["config"]["covariance"] == "none"
     bad = cli([*args[:3], "--beta", "0.1", *args[3:-3], "--out", str(tmp_path / "bad"), "--no-progress"], tmp_path)
-    assert bad.returncode == 2 and "--beta applies to --model vib only" in bad.stderr
+    assert bad.returncode == 2 and "--beta applies to --model vib and ceb only" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
     helptext = cli(["train", "--help"], tmp_path).stdout
     for name in vt.MODELS:

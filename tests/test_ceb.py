@@ -259,3 +259,20 @@ def test_memorization_verdicts_need_the_whole_interval_on_one_side():
     assert [c["reproduced"] for c in M.published_claims(small_only)] == [True, None, None]  # nothing to judge
     short = [{**r, "epochs": {10}} for r in table]
     assert [c["reproduced"] for c in M.published_claims(short)] == [None, None, None]  # not the protocol
+
+
+def test_the_command_line_trains_ceb_and_refuses_another_encoder(tmp_path):
+    import json
+
+    from conftest import cli, fake_mnist
+
+    data = fake_mnist(tmp_path / "data")
+    args = ["train", "--model", "ceb", "--beta", "0.1", "--k", "4", "--epochs", "1", "--device", "cpu", "--data",
+            str(data), "--no-progress"]
+    ok = cli([*args, "--out", str(tmp_path / "out")], tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    saved = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
+    assert saved["config"]["bottleneck"] == "ceb" and saved["config"]["covariance"] == "unit"
+    bad = cli([*args, "--covariance", "diag", "--out", str(tmp_path / "bad")], tmp_path)
+    assert bad.returncode == 2 and "--covariance unit" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()

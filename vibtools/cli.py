@@ -88,11 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(0.5, 0.999), x0.97 every 2 epochs, EMA 0.999) and print the reference's "
                                    "per-epoch line, then the EMA weights' line. A run already in --out is "
                                    "loaded, an interrupted one resumed (Ctrl-C saves the last finished epoch).")
-    t.add_argument("--model", choices=MODELS, default="vib",
+    t.add_argument("--model", choices=(*MODELS, "ceb"), default="vib",
                    help="vib (default), or a baseline of the paper's Table 1 on the same network with z = mu: "
                         "deterministic, dropout (0.5 on the hidden units), label-smoothing (0.1), "
-                        "confidence-penalty (1.0)")
-    t.add_argument("--beta", type=_beta, default=None, help="weight of the info loss, >= 0 (default 1e-3; VIB only)")
+                        "confidence-penalty (1.0); or ceb, the Conditional Entropy Bottleneck (encoder N(mu(x), I), "
+                        "learned backward encoder b(z|y))")
+    t.add_argument("--beta", type=_beta, default=None,
+                   help="weight of the info loss, >= 0 (default 1e-3; VIB and CEB only)")
     t.add_argument("--k", type=_integer("k", 1), default=256, help="latent size K, >= 1 (default 256; 2 to plot)")
     t.add_argument("--epochs", type=_integer("epochs", 1, MAX_EPOCHS), default=10,
                    help="training epochs, >= 1 (default 10)")
@@ -104,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", type=_folder("--data"), default=None,
                    help="MNIST folder holding MNIST/raw/ (default $VIBTOOLS_DATA, else ~/.cache/vibtools/data; "
                         "downloaded there if missing)")
-    t.add_argument("--covariance", choices=("diag", "full", "none"), default=None,
-                   help="q(z|x) of VIB: diag (reference, default), full (paper's K=2 encoder), none (z = mu)")
+    t.add_argument("--covariance", choices=("diag", "full", "unit", "none"), default=None,
+                   help="q(z|x) of VIB: diag (reference, default), full (paper's K=2 encoder), unit (N(mu, I)), "
+                        "none (z = mu)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     r = sub.add_parser("reproduce", help="train the paper's experiments and write results/",
                        description="Train the named experiments (all when none is named): what is missing is "
@@ -193,11 +196,17 @@ def _config(args):
     from .baselines import model_config
 
     fields = {"k": args.k, "epochs": args.epochs, "seed": args.seed}
+    beta = 1e-3 if args.beta is None else args.beta
     if args.model == "vib":
-        return model_config("vib", **fields, beta=1e-3 if args.beta is None else args.beta).with_(
-            covariance=args.covariance or "diag")
+        return model_config("vib", **fields, beta=beta).with_(covariance=args.covariance or "diag")
+    if args.model == "ceb":
+        if args.covariance not in (None, "unit"):
+            raise ValueError(f"--model ceb uses the encoder N(mu(x), I) (--covariance unit), not {args.covariance}")
+        from .config import TrainConfig
+
+        return TrainConfig(**fields, beta=beta, covariance="unit", bottleneck="ceb")
     if args.beta is not None:
-        raise ValueError(f"--beta applies to --model vib only; {args.model} has no info loss")
+        raise ValueError(f"--beta applies to --model vib and ceb only; {args.model} has no info loss")
     if args.covariance not in (None, "none"):
         raise ValueError(f"--covariance applies to --model vib only; {args.model} uses z = mu")
     return model_config(args.model, **fields)
