@@ -262,6 +262,7 @@ def test_memorization_verdicts_need_the_whole_interval_on_one_side():
     assert [c["reproduced"] for c in M.published_claims(small_only)] == [True, None, None]  # nothing to judge
     short = [{**r, "epochs": {10}} for r in table]
     assert [c["reproduced"] for c in M.published_claims(short)] == [None, None, None]  # not the protocol
+    assert all("10 epochs" in c["why"] for c in M.published_claims(short))
 
 
 def test_the_command_line_trains_ceb_and_refuses_another_encoder(tmp_path):

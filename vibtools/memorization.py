@@ -104,6 +104,11 @@ def published_claims(table: Sequence[dict]) -> list[dict]:
             return False
         return True if all(r["verdict"] == word for r in rs) else None
 
+    epochs = sorted({e for r in table for e in r["epochs"]})
+    if epochs != [MEMORIZATION_EPOCHS]:  # not the protocol: no verdict, whatever the numbers say
+        why = f"undecided: trained for {', '.join(map(str, epochs))} epochs, not the protocol's {MEMORIZATION_EPOCHS}"
+        return [{**c, "reproduced": None, "why": why} for c in published_claims(
+            [{**r, "epochs": {MEMORIZATION_EPOCHS}} for r in table])]
     det = by.get("deterministic")
     vib_claim = all_are(small, "memorized")
     vib_claim = False if False in (vib_claim, all_are(large, "did not learn")) else (
