@@ -42,6 +42,7 @@ def value(record: dict, what: str | tuple[str, str, str]) -> float:
         record: a results record of an experiment with the uncertainty numbers.
         what: a calibration metric of :data:`CALIBRATION` (the 12-sample prediction on the test set); "izx_lower"
             or "izx_upper" (Poole et al.'s bounds on I(Z;X) over the test set, averaged over their draws);
+            "one_draw_err" (the test error of one draw of z per image, the EMA weights' final evaluation);
             "izx_bound", "izy" or "residual_bits" (the final evaluation of the EMA weights on the test set:
             the variational I(Z;X) bound, the I(Z;Y) bound, CEB's I(X;Z|Y) bound); or ("auroc", OOD set, score).
     """
@@ -52,7 +53,7 @@ def value(record: dict, what: str | tuple[str, str, str]) -> float:
         return float(record["uncertainty"]["calibration"][what])
     if what in ("izx_lower", "izx_upper"):
         return mean_and_sd(record["mi_bounds"][what.split("_")[1]])[0]
-    key = {"izx_bound": "izx"}.get(what, what)
+    key = {"izx_bound": "izx", "one_draw_err": "err"}.get(what, what)
     return float(record["final"]["ema_test"][key])
 
 
