@@ -43,12 +43,17 @@ def value(record: dict, what: str | tuple[str, str, str]) -> float:
         what: a calibration metric of :data:`CALIBRATION` (the 12-sample prediction on the test set); "izx_lower"
             or "izx_upper" (Poole et al.'s bounds on I(Z;X) over the test set, averaged over their draws);
             "one_draw_err" (the test error of one draw of z per image, the EMA weights' final evaluation);
+            "overconfidence" (the 12-sample prediction's mean top-label confidence minus its accuracy);
             "izx_bound", "izy" or "residual_bits" (the final evaluation of the EMA weights on the test set:
             the variational I(Z;X) bound, the I(Z;Y) bound, CEB's I(X;Z|Y) bound); or ("auroc", OOD set, score).
     """
     if isinstance(what, tuple):
         metric, where, score = what
         return float(record["uncertainty"]["detection"][where][score][metric])
+    if what == "overconfidence":
+        rel, cal = record["uncertainty"]["reliability"], record["uncertainty"]["calibration"]
+        n = sum(rel["count"])
+        return sum(c * k for c, k in zip(rel["confidence"], rel["count"]) if k) / n - (1 - cal["err"])
     if what in CALIBRATION:
         return float(record["uncertainty"]["calibration"][what])
     if what in ("izx_lower", "izx_upper"):
@@ -118,7 +123,7 @@ def published_claims(models: dict[str, dict[int, dict]]) -> list[dict]:
     Returns:
         Rows with claim, source, ours (text), reproduced (True, False, or None) and, for None, why.
     """
-    from .stats import judge_summary
+    from .stats import judge_summary, prediction_of
 
     ceb, det = "CEB β=1", "deterministic"
     shared = [g[4:] for g in models if g.startswith("CEB") and "VIB " + g[4:] in models]
@@ -133,7 +138,8 @@ def published_claims(models: dict[str, dict[int, dict]]) -> list[dict]:
         """CEB's rate against VIB's at each shared β on one OOD set: better at every β, worse at one, or undecided."""
         diffs = {b: versus(models, "CEB " + b, "VIB " + b, ("auroc", where, "rate")) for b in shared}
         signs = [c.sign() for c in diffs.values()]
-        return {"claim": f"CEB's rate detects {said} better than VIB's", "source": "Fischer 2018, Table 2",
+        return {"claim": f"CEB's rate detects {said} better than VIB's (published: against VIB at β = 0.5; here at "
+                         f"equal β)", "source": "Fischer 2018, Table 2",
                 "ours": "AUROC, CEB − VIB at " + "; ".join(f"{b}: {diff_cell(c, 3)}" for b, c in diffs.items()),
                 "reproduced": False if "<" in signs else True if signs and all(x == ">" for x in signs) else None,
                 "why": "undecided: not better outside the spread at every β"}
@@ -147,17 +153,21 @@ def published_claims(models: dict[str, dict[int, dict]]) -> list[dict]:
          "reproduced": (False if err.sign() == ">" else True if err.diff + err.half <= AS_ACCURATE
                         else None),
          "why": f"undecided: the interval reaches more than {100 * AS_ACCURATE:g} points above"},
-        {"claim": "at weight 1, CEB's I(Z;X) settles at I(X;Y), the minimum necessary information (its rate "
-                  "reaches 2.3 nats = I(X;Y) on Fashion-MNIST, and no higher)",
+        {"claim": "at weight 1, CEB's code holds I(X;Y) about the image, the minimum necessary information (its "
+                  "rate: 2.3 nats = I(X;Y) on Fashion-MNIST)",
          "source": "Fischer 2018, Table 1",
-         "ours": f"Poole's interval from {cell(lower, 3)} to {cell(upper, 3)} bits; I(X;Y) = H(Y) = {H_Y:.3f} bits",
+         "ours": f"Poole's interval from {cell(lower, 3)} to {cell(upper, 3)} bits (one run: ± "
+                 f"{prediction_of(lower).half:.3f}); the bound through m(z) "
+                 f"{cell(interval(models, ceb, 'izx_bound'), 2)} bits; I(X;Y) = H(Y) = {H_Y:.2f} bits",
          "reproduced": (None if lower.half != lower.half or upper.half != upper.half
-                        else lower.mean - lower.half <= H_Y <= upper.mean + upper.half),
+                        else lower.mean - prediction_of(lower).half <= H_Y <= upper.mean + prediction_of(upper).half),
          "why": "undecided: fewer than two seeds"},
-        {"claim": "CEB is better calibrated than a deterministic network",
+        {"claim": "CEB is only barely overconfident, better calibrated than a deterministic network",
          "source": "Fischer 2018, section 7",
-         "ours": f"ECE {cell(interval(models, ceb, 'ece'))} against {cell(interval(models, det, 'ece'))}; "
-                 f"CEB − deterministic {diff_cell(ece)}",
+         "ours": f"ECE {cell(interval(models, ceb, 'ece'))} against {cell(interval(models, det, 'ece'))}, "
+                 f"CEB − deterministic {diff_cell(ece)}; confidence − accuracy "
+                 f"{cell(interval(models, ceb, 'overconfidence'))} against "
+                 f"{cell(interval(models, det, 'overconfidence'))}",
          "reproduced": {"<": True, ">": False}.get(ece.sign()),
          "why": "undecided: the paired interval holds 0"},
         {"claim": "CEB's rate detects uniform noise perfectly (AUROC 100%)", "source": "Fischer 2018, Table 2",
