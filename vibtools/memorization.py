@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .ceb import by_model, interval
 from .experiments import MEMORIZATION_EPOCHS
-from .stats import Interval, mean_and_sd
+from .stats import Interval, mean_and_sd, mean_interval
 
 MEMORIZED = 0.10  # training error on random labels below this: memorized (1 in 10 random labels fitted by chance)
 NOT_LEARNED = 0.88  # above this: did not learn them (chance is 0.90, about 5 binomial sd above on 5 000 images)
@@ -61,24 +61,18 @@ def rows(random_records: Sequence[dict], true_records: Sequence[dict]) -> list[d
         runs = list(models[label].values())
         if runs[0]["config"]["covariance"] == "none":
             return None
-        return _interval([r["final"]["ema_train"]["izx"] for r in runs])
+        return mean_interval([r["final"]["ema_train"]["izx"] for r in runs])
 
     out = []
     for label in rand:
-        random_err = _interval([train_error(r) for r in rand[label].values()])
+        random_err = mean_interval([train_error(r) for r in rand[label].values()])
         out.append({"model": label, "random_train_err": random_err, "verdict": verdict(random_err),
-                    "random_rate": rate(rand, label), "true_train_err": _interval(
+                    "random_rate": rate(rand, label), "true_train_err": mean_interval(
                         [train_error(r) for r in true[label].values()]),
                     "true_test_err": interval(true, label, "avg_err"), "true_rate": rate(true, label),
                     "seeds": sorted(rand[label]),
                     "epochs": {r["protocol"]["epochs"] for m in (rand, true) for r in m[label].values()}})
     return out
-
-
-def _interval(values: list[float]) -> Interval:
-    from .stats import mean_interval
-
-    return mean_interval(values)
 
 
 def published_claims(table: Sequence[dict]) -> list[dict]:
