@@ -162,6 +162,23 @@ def test_a_ceb_run_trains_resumes_and_evaluates_like_any_run(small, tmp_path):
     assert pred.rate.shape == (20,) and bool((pred.rate >= 0).all())
 
 
+def test_a_ceb_records_objective_and_plots_use_the_residual_not_izx(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setenv("VIBTOOLS_RESULTS", str(tmp_path))
+    ema = {"izy": math.log2(10) - 0.2, "izx": 5.0, "residual_bits": 2.0}
+    record = {"experiment": "ceb", "run": "ceb-beta0.1-k256-e10-seed0", "data": {"fingerprint": "0" * 16},
+              "config": {"beta": 0.1, "bottleneck": "ceb"}, "final": {"ema_test": ema}}
+    assert vt.results.objective(record)["one_draw"] == pytest.approx(0.2 + 0.1 * 2.0)  # not 0.2 + 0.1 * 5.0
+    vib = {**record, "config": {"beta": 0.1}}
+    assert vt.results.objective(vib)["one_draw"] == pytest.approx(0.2 + 0.1 * 5.0)
+    history = {key: [1.0, 2.0] for key in ("epoch", "train_info_bits", "train_class_bits")}
+    history.update({f"{t}_{m}": [1.0, 2.0] for t in ("test", "ema_test") for m in ("izx", "izy", "err", "avg_err")})
+    lines = {b: len(vt.plots.plot_learning_curves(history, bottleneck=b).axes[0].lines) for b in ("vib", "ceb")}
+    assert lines["vib"] == lines["ceb"] + 1  # CEB's running rate bounds I(X;Z|Y): not drawn as an I(Z;X) bound
+    plt.close("all")
+
+
 def test_the_random_label_experiments_train_on_one_subset_with_random_or_true_labels(small, tmp_path):
     from vibtools.experiments import EXPERIMENTS, MEMORIZATION_TRAIN
     from vibtools.reproduce import load_results, reproduce

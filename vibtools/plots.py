@@ -31,12 +31,15 @@ def use_style() -> None:
     })
 
 
-def plot_learning_curves(history: dict[str, list], reference: dict[str, Sequence[float]] | None = None):
+def plot_learning_curves(history: dict[str, list], reference: dict[str, Sequence[float]] | None = None,
+                         bottleneck: str = "vib"):
     """Three panels per epoch: I(Z;X) bound, I(Z;Y) bound, test error (1- and 12-sample, raw and EMA weights).
 
     Args:
         history: a RunResult.history.
         reference: optional {"izx": [...], "izy": [...], "err": [...], "avg_err": [...]} per epoch to overlay.
+        bottleneck: the run's ``TrainConfig.bottleneck``. For "ceb" the running training rate is the residual
+            bound on I(X;Z|Y), not an I(Z;X) bound, so it is left off the I(Z;X) panel.
     Returns:
         The matplotlib Figure.
     """
@@ -52,7 +55,8 @@ def plot_learning_curves(history: dict[str, list], reference: dict[str, Sequence
         axes[2].plot(ep, 100 * np.asarray(history[f"{tag}_err"]), style, color=PALETTE[1], label=f"1 sample, {label}")
         axes[2].plot(ep, 100 * np.asarray(history[f"{tag}_avg_err"]), style, color=PALETTE[2],
                      label=f"12 samples, {label}")
-    axes[0].plot(ep, history["train_info_bits"], ":", color=PALETTE[4], label="train (running)")
+    if bottleneck == "vib":
+        axes[0].plot(ep, history["train_info_bits"], ":", color=PALETTE[4], label="train (running)")
     if reference:
         rep = np.arange(1, len(reference["izx"]) + 1)
         axes[0].plot(rep, reference["izx"], "o", color=PALETTE[7], ms=3, label="reference notebook")
@@ -345,7 +349,9 @@ def plot_plane_trajectories(groups, ax=None):
 
         ax.plot(mean("ema_test_izx"), mean("ema_test_izy"), "-", color=color, lw=1.4)
         ax.plot(mean("ema_test_izx")[-1:], mean("ema_test_izy")[-1:], "s", color=color, mec="k", mew=0.4)
-        ax.plot(mean("train_info_bits"), CEILING - mean("train_class_bits"), "--", color=color, lw=0.9, alpha=0.8)
+        if g.config.bottleneck == "vib":  # CEB's running rate bounds I(X;Z|Y), not I(Z;X)
+            ax.plot(mean("train_info_bits"), CEILING - mean("train_class_bits"), "--", color=color, lw=0.9,
+                    alpha=0.8)
     ax.axhline(CEILING, color="grey", lw=0.8, ls=":")
     ax.set(xscale="log", xlabel="I(Z;X) upper bound [bits, log scale]", ylabel="I(Z;Y) lower bound [bits]")
     sm = mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
