@@ -552,3 +552,24 @@ def test_a_run_two_experiments_share_is_trained_once_and_its_record_reused(small
     held = reproduce(["held-out-digits"], data, epochs=1, device="cpu", results_dir=results,
                      cache=tmp_path / "cache", progress=False, only=[run])
     assert held == [results / "held-out-digits" / f"{run}.json"]
+
+
+def test_the_sweep_of_one_seed_takes_table1s_run_at_its_beta_and_names_what_is_missing(tmp_path, monkeypatch):
+    source = Path(__file__).resolve().parents[1] / "results"
+    for experiment, run in (("beta-sweep", "vib-beta1-k256-e200-seed0"), ("beta-sweep", "vib-beta0.1-k256-e200-seed0"),
+                            ("table1", "vib-beta0.001-k256-e200-seed0"), ("table1", "vib-beta0.001-k256-e200-seed1"),
+                            ("table1", "deterministic-k256-e200-seed0")):
+        (tmp_path / experiment).mkdir(exist_ok=True)
+        (tmp_path / experiment / f"{run}.json").write_bytes((source / experiment / f"{run}.json").read_bytes())
+    monkeypatch.setenv("VIBTOOLS_RESULTS", str(tmp_path))
+    runs, missing = vt.results.sweep_runs(200)
+    assert [(r["experiment"], r["config"]["beta"]) for r in runs] == [("table1", 1e-3), ("beta-sweep", 0.1),
+                                                                       ("beta-sweep", 1.0)]
+    assert missing == [10.0 ** e for e in range(-9, -3)] + [1e-2]
+    assert [r["config"]["seed"] for r in vt.results.sweep_runs(200, seed=1)[0]] == [1]  # Table 1's seed 1
+    record = json.loads((tmp_path / "beta-sweep" / "vib-beta1-k256-e200-seed0.json").read_text())
+    record["config"]["data_seed"] = 7  # a record under the right name but another batch order
+    record = sealed({k: v for k, v in record.items() if k != "checksum"})
+    (tmp_path / "beta-sweep" / "vib-beta1-k256-e200-seed0.json").write_text(json.dumps(record))
+    with pytest.raises(ResultsError, match="not the β sweep's config"):
+        vt.results.sweep_runs(200)

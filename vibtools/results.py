@@ -179,6 +179,34 @@ def finished_records(name: str, epochs: int) -> list[dict]:
     return [r for r in records if _config_key(r["run"]) in done]
 
 
+def sweep_runs(epochs: int, seed: int = 0) -> tuple[list[dict], list[float]]:
+    """The β sweep's runs of one seed under one protocol, one per β, and the β it still lacks.
+
+    Where ``beta-sweep`` holds no record of a β whose configuration is also one of Table 1's (VIB at β = 1e-3),
+    Table 1's record of that configuration is taken: the same config, trained once (the protocol's lanes do not
+    train it twice). Each record is checked to be the sweep's config for its β and seed.
+
+    Args:
+        epochs: the protocol's epochs (10 or 200).
+        seed: the training seed (the paper's protocol trains seed 0 of the whole sweep first).
+    Returns:
+        (the stored records sorted by β, the sweep's β with no record yet, in increasing order).
+    """
+    from .experiments import EXPERIMENTS, run_name
+
+    wanted = {run_name(c): c for c in EXPERIMENTS["beta-sweep"].runs(epochs) if c.seed == seed}
+    have = {r["run"]: r for r in load_protocol_runs(results_dir(), "beta-sweep", epochs) if r["run"] in wanted}
+    table1 = {r["run"]: r for r in load_protocol_runs(results_dir(), "table1", epochs) if r["run"] in wanted}
+    for name, record in table1.items():
+        have.setdefault(name, record)
+    for name, record in have.items():
+        if TrainConfig.from_dict(record["config"]) != wanted[name]:
+            raise ResultsError(f"{record['experiment']}/{name}.json: not the β sweep's config for its name; "
+                               f"rerun python -m vibtools reproduce beta-sweep --epochs {epochs}")
+    runs = sorted(have.values(), key=lambda r: r["config"]["beta"])
+    return runs, sorted(c.beta for name, c in wanted.items() if name not in have)
+
+
 def _required(seeds: set[int]) -> set[int]:
     """The seeds a configuration needs before a chapter shows it: the book's three (:data:`SEEDS`) where it is
     trained at them; further seeds (the power seeds 3 and 4 of Table 1's VIB and deterministic net) join the
