@@ -300,3 +300,33 @@ def test_the_command_line_trains_ceb_and_refuses_another_encoder(tmp_path):
     bad = cli([*args, "--covariance", "diag", "--out", str(tmp_path / "bad")], tmp_path)
     assert bad.returncode == 2 and "--covariance unit" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+def _attack_record(seed: int, correct: dict[str, list[int]], fooled_own: float) -> dict:
+    """An attack-study record with only what vibtools.ceb.robustness_claims reads: 10 images, one attack per norm
+    at two radii, its per-image masks (images correct: the first k), and the C&W success rates."""
+    from vibtools.robustness import pack_mask
+
+    n = 10
+    masks = {norm: {"pgd": [pack_mask([j < k for j in range(n)]) for k in ks]} for norm, ks in correct.items()}
+    return {"config": {"seed": seed}, "data": {"images": n}, "grid": {"eps_linf": [0.05, 0.1], "eps_l2": [1.0, 2.0]},
+            "masks": masks, "cw": {"paper": {"success": fooled_own}, "judged": {"success": 0.5}}}
+
+
+def test_the_robustness_claims_follow_the_paired_worst_case():
+    from vibtools.ceb import robustness_claims
+
+    def group(linf, l2, own, jitter=(0, 1, 0)):
+        return [_attack_record(s, {"linf": [k + j for k in linf], "l2": [k + j for k in l2]}, own + j / 100)
+                for s, j in enumerate(jitter)]
+
+    det = group([6, 2], [6, 2], 0.9)
+    same = {"deterministic": det, "CEB β=1": group([6, 2], [6, 2], 0.1)}
+    pgd, cw, strong = robustness_claims(same)
+    assert pgd["reproduced"] is False and "above det. in 0 of 4" in pgd["ours"]  # no cell above: not more robust
+    assert cw["reproduced"] is True and strong["reproduced"] is True
+    better = {"deterministic": det, "CEB β=1": group([9, 2], [6, 2], 0.95)}  # +30 points at one L∞ radius
+    pgd, cw, strong = robustness_claims(better)
+    assert pgd["reproduced"] is True and cw["reproduced"] is False and strong["reproduced"] is False
+    mixed = {"deterministic": det, "CEB β=1": group([9, 0], [6, 2], 0.1)}  # above at one radius, below at another
+    assert robustness_claims(mixed)[0]["reproduced"] is None
