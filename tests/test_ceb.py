@@ -330,3 +330,15 @@ def test_the_robustness_claims_follow_the_paired_worst_case():
     assert pgd["reproduced"] is True and cw["reproduced"] is False and strong["reproduced"] is False
     mixed = {"deterministic": det, "CEB β=1": group([9, 0], [6, 2], 0.1)}  # above at one radius, below at another
     assert robustness_claims(mixed)[0]["reproduced"] is None
+
+
+def test_the_committed_ceb_attack_records_pair_with_chapter_7s_study():
+    study = vt.robustness.ceb_study()
+    assert list(study) == ["deterministic", "VIB β=0.001", "CEB β=0.001", "VIB β=0.01", "CEB β=0.01",
+                           "VIB β=0.1", "CEB β=0.1", "VIB β=1", "CEB β=1"]
+    for name, records in study.items():  # one record per seed, each attacked with chapter 7's grid on its images
+        assert [r["config"]["seed"] for r in records] == [0, 1, 2] and all("masks" in r for r in records), name
+        assert records[0]["grid"] == study["deterministic"][0]["grid"], name
+    claims = vt.ceb.robustness_claims(study)
+    assert [c["source"] for c in claims] == ["Fischer & Alemi 2020", "Fischer 2018 (ICLR 2019 submission)",
+                                             "Korshunova et al. 2021"]

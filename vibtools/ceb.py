@@ -217,7 +217,8 @@ def robustness_claims(study: dict[str, list[dict]]) -> list[dict]:
     pgd = {"claim": "CEB is more robust than a deterministic network (PGD)", "source": "Fischer & Alemi 2020",
            "ours": f"worst case over every attack: CEB above det. in {above} of {cells} cells (β × radius, L∞ "
                    f"and L2), below in {below}",
-           "reproduced": True if above and not below else False if not above else None}
+           "reproduced": True if above and not below else False if not above else None,
+           "why": "undecided: CEB keeps more than det. in some cells and less in others"}
 
     def fooled(name: str, form: str) -> dict[int, float]:
         return {r["config"]["seed"]: v for r, v in zip(study[name], per_seed(study[name], "cw", form, "success"))}
@@ -231,7 +232,7 @@ def robustness_claims(study: dict[str, list[dict]]) -> list[dict]:
           "ours": f"success on the attack's own draw: lower for {own.count('<')} of {len(cebs)} β; judged by the "
                   f"12-sample prediction: lower for {judged.count('<')}; under the worst case at the largest L2 "
                   f"radius CEB keeps more than det. for {sum(signs['l2'][n][-1] == '>' for n in cebs)}",
-          "reproduced": all(s == "<" for s in own) if own else None}
+          "reproduced": all(s == "<" for s in own) if own else None, "why": "undecided: no CEB model attacked"}
     linf_above = count(ibs, ("linf",), ">")
     gain = max(c.diff - c.half for row in comparisons["linf"].values() for c in row)  # the surest gain of any cell
     strong = {"claim": "under strong white-box L∞ attacks, an information bottleneck alone is not a strong defence",

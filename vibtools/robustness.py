@@ -418,6 +418,17 @@ def stored_study(epochs: int, paper: bool = False, ceb: bool = False) -> dict[st
     return load_study(results_dir(), epochs, paper, ceb)
 
 
+def ceb_study() -> dict[str, list[dict]]:
+    """The committed 10-epoch records of the deterministic network, then VIB beside CEB at each β of the CEB models
+    (VIB where chapter 7's study attacked it at that β): the groups the CEB pages compare."""
+    base, ceb = stored_study(10), stored_study(10, ceb=True)
+    study = {"deterministic": base["deterministic"]}
+    for name, records in ceb.items():
+        vib = name.replace("CEB", "VIB", 1)
+        study |= ({vib: base[vib]} if vib in base else {}) | {name: records}
+    return study
+
+
 def per_seed(records: list[dict], *keys: str, index: int | None = None) -> list:
     """One number (or list) per seed: ``records[i][keys[0]][keys[1]]...`` (and element ``index`` of a list)."""
     out = []
