@@ -324,6 +324,11 @@ def test_the_robustness_claims_follow_the_paired_worst_case():
     same = {"deterministic": det, "CEB β=1": group([6, 2], [6, 2], 0.1)}
     pgd, cw, strong = robustness_claims(same)
     assert pgd["reproduced"] is False and "above det. in 0 of 4" in pgd["ours"]  # no cell above: not more robust
+    exact = group([6, 2], [6, 2], 0.9, jitter=(0, 0, 0))
+    small = {"deterministic": exact, "CEB β=1": group([7, 2], [6, 2], 0.1, jitter=(0, 0, 0))}  # +10 points, exact
+    assert robustness_claims(small)[0]["reproduced"] is True
+    slight = {"deterministic": det, "CEB β=1": group([6, 2], [6, 2], 0.1, jitter=(1, 1, 0))}  # +0 to +10, noisy
+    assert robustness_claims(slight)[0]["reproduced"] is False  # above, but its interval secures no 5 points
     assert cw["reproduced"] is True and strong["reproduced"] is True
     better = {"deterministic": det, "CEB β=1": group([9, 2], [6, 2], 0.95)}  # +30 points at one L∞ radius
     pgd, cw, strong = robustness_claims(better)

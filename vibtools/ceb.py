@@ -179,14 +179,15 @@ def published_claims(models: dict[str, dict[int, dict]]) -> list[dict]:
     ]
 
 
-STRONG_DEFENCE = 0.05  # a strong defence: some L∞ cell where the paired interval of (IB model - det.) lies above this
+STRONG_DEFENCE = 0.05  # a material gain: a cell where the paired interval of (IB model - det.) lies above this
 
 
 def robustness_claims(study: dict[str, list[dict]]) -> list[dict]:
     """The published robustness claims for CEB, each beside ours from chapter 7's attack records and judged.
 
-    "More robust" (Fischer & Alemi) holds where some CEB model keeps more than the deterministic network under the
-    worst case in some cell and none keeps less, fails where none keeps more, and is undecided otherwise. The C&W
+    "More robust" (Fischer & Alemi) holds where some CEB model keeps at least :data:`STRONG_DEFENCE` more than the
+    deterministic network under the worst case in some cell, over the whole paired interval, and none keeps less;
+    it fails where no cell secures that much, and is undecided otherwise. The C&W
     claim is judged on the attack's own success test, as published. "Not a strong defence" (Korshunova et al.)
     holds unless some VIB or CEB model keeps at least :data:`STRONG_DEFENCE` more accuracy than the deterministic
     network in some L∞ cell, over the whole paired interval.
@@ -214,11 +215,16 @@ def robustness_claims(study: dict[str, list[dict]]) -> list[dict]:
 
     cells = sum(len(signs[norm][n]) for norm in signs for n in cebs)
     above, below = count(cebs, ("linf", "l2"), ">"), count(cebs, ("linf", "l2"), "<")
-    pgd = {"claim": "CEB is more robust than a deterministic network (PGD)", "source": "Fischer & Alemi 2020",
-           "ours": f"worst case over every attack: CEB above det. in {above} of {cells} cells (β × radius, L∞ "
-                   f"and L2), below in {below}",
-           "reproduced": True if above and not below else False if not above else None,
-           "why": "undecided: CEB keeps more than det. in some cells and less in others"}
+    ceb_rows = [c for norm in comparisons for n in cebs for c in comparisons[norm][n]]
+    most = max((c.diff for c in ceb_rows if c.sign() == ">"), default=0.0)
+    secured = max(c.diff - c.half for c in ceb_rows)  # the surest gain of any cell
+    pgd = {"claim": "CEB is more robust than a deterministic network (CIFAR-10 and ImageNet, under PGD among "
+                    "other attacks)", "source": "Fischer & Alemi 2020",
+           "ours": f"MNIST MLP, worst case over every attack: CEB above det. in {above} of {cells} cells (β × "
+                   f"radius, L∞ and L2), by at most {100 * most:.1f} points (securing {100 * max(secured, 0):.1f}), "
+                   f"below in {below}; the published setting is not tested here",
+           "reproduced": (None if below else True) if secured >= STRONG_DEFENCE else False,
+           "why": "undecided: CEB keeps much more than det. in some cells and less in others"}
 
     def fooled(name: str, form: str) -> dict[int, float]:
         return {r["config"]["seed"]: v for r, v in zip(study[name], per_seed(study[name], "cw", form, "success"))}
