@@ -200,29 +200,25 @@ def robustness_claims(study: dict[str, list[dict]]) -> list[dict]:
     """
     from .robustness import per_seed, versus_worst
 
-    comparisons: dict[str, dict[str, list]] = {"linf": {}, "l2": {}}
     cebs = [g for g in study if g.startswith("CEB")]
     ibs = [g for g in study if g.startswith(("CEB", "VIB"))]
-    signs: dict[str, dict[str, list[str]]] = {"linf": {}, "l2": {}}
-    for norm in signs:
-        for name, row in versus_worst({g: study[g] for g in ["deterministic", *ibs]}, "deterministic",
-                                      norm).items():
-            signs[norm][name] = [c.sign() for c in row]
-            comparisons[norm][name] = row
+    versus = {norm: versus_worst({g: study[g] for g in ["deterministic", *ibs]}, "deterministic", norm)
+              for norm in ("linf", "l2")}  # norm -> group -> Comparison per radius, paired by seed
+
+    def cells(names: list[str], norms: tuple[str, ...] = ("linf", "l2")) -> list:
+        return [c for norm in norms for n in names for c in versus[norm][n]]
 
     def count(names: list[str], norms: tuple[str, ...], mark: str) -> int:
-        return sum(s == mark for norm in norms for n in names for s in signs[norm][n])
+        return sum(c.sign() == mark for c in cells(names, norms))
 
-    cells = sum(len(signs[norm][n]) for norm in signs for n in cebs)
     above, below = count(cebs, ("linf", "l2"), ">"), count(cebs, ("linf", "l2"), "<")
-    ceb_rows = [c for norm in comparisons for n in cebs for c in comparisons[norm][n]]
-    most = max((c.diff for c in ceb_rows if c.sign() == ">"), default=0.0)
-    secured = max(c.diff - c.half for c in ceb_rows)  # the surest gain of any cell
+    most = max((c.diff for c in cells(cebs) if c.sign() == ">"), default=0.0)
+    secured = max(c.diff - c.half for c in cells(cebs))  # the surest gain of any cell
     pgd = {"claim": "CEB is more robust than a deterministic network (CIFAR-10 and ImageNet, under PGD among "
                     "other attacks)", "source": "Fischer & Alemi 2020",
-           "ours": f"MNIST MLP, worst case over every attack: CEB above det. in {above} of {cells} cells (β × "
-                   f"radius, L∞ and L2), by at most {100 * most:.1f} points (securing {100 * max(secured, 0):.1f}), "
-                   f"below in {below}; the published setting is not tested here",
+           "ours": f"MNIST MLP, worst case over every attack: CEB above det. in {above} of {len(cells(cebs))} "
+                   f"cells (β × radius, L∞ and L2), by at most {100 * most:.1f} points (securing "
+                   f"{100 * max(secured, 0):.1f}), below in {below}; the published setting is not tested here",
            "reproduced": (None if below else True) if secured >= STRONG_DEFENCE else False,
            "why": "undecided: CEB keeps much more than det. in some cells and less in others"}
 
@@ -237,14 +233,14 @@ def robustness_claims(study: dict[str, list[dict]]) -> list[dict]:
           "source": "Fischer 2018 (ICLR 2019 submission)",
           "ours": f"success on the attack's own draw: lower for {own.count('<')} of {len(cebs)} β; judged by the "
                   f"12-sample prediction: lower for {judged.count('<')}; under the worst case at the largest L2 "
-                  f"radius CEB keeps more than det. for {sum(signs['l2'][n][-1] == '>' for n in cebs)}",
+                  f"radius CEB keeps more than det. for {sum(versus['l2'][n][-1].sign() == '>' for n in cebs)}",
           "reproduced": all(s == "<" for s in own) if own else None, "why": "undecided: no CEB model attacked"}
     linf_above = count(ibs, ("linf",), ">")
-    gain = max(c.diff - c.half for row in comparisons["linf"].values() for c in row)  # the surest gain of any cell
+    gain = max(c.diff - c.half for c in cells(ibs, ("linf",)))  # the surest gain of any L∞ cell
     strong = {"claim": "under strong white-box L∞ attacks, an information bottleneck alone is not a strong defence",
               "source": "Korshunova et al. 2021",
               "ours": f"worst case in L∞: VIB or CEB above det. in {linf_above} of "
-                      f"{sum(len(signs['linf'][n]) for n in ibs)} cells, below in {count(ibs, ('linf',), '<')}; "
+                      f"{len(cells(ibs, ('linf',)))} cells, below in {count(ibs, ('linf',), '<')}; "
                       f"the largest gain any cell's paired interval secures is {100 * max(gain, 0.0):.1f} points",
               "reproduced": gain < STRONG_DEFENCE}
     return [pgd, cw, strong]
