@@ -45,7 +45,6 @@ case "${1:-}" in
      sweep 0 1e-07 1e-06
      sweep 0 1e-05 0.0001
      run k2 --only "*-beta0.001-k2-$e-seed1,*-beta0.01-k2-$e-seed1"
-     run k2 --only "*-beta0.5-k2-$e-seed0,*-beta0.693147-k2-$e-seed0"
      run learning-rate --only "deterministic-lr0.001-k256-$e-seed0"
      run table1 --only "vib-*-$e-seed3"
      run table1 --only "deterministic-k256-$e-seed4"
@@ -57,6 +56,7 @@ case "${1:-}" in
      sweep 0 0.1 1
      run k2 --only "*-beta0.001-k2-$e-seed0,*-beta0.01-k2-$e-seed0"
      run k2 --only "*-beta0.001-k2-$e-seed2,*-beta0.01-k2-$e-seed2"
+     run k2 --only "*-beta0.5-k2-$e-seed0,*-beta0.693147-k2-$e-seed0"
      run learning-rate --only "vib-*-$e-seed0"
      run table1 --only "deterministic-k256-$e-seed3"
      run table1 --only "vib-*-$e-seed4"
