@@ -479,7 +479,7 @@ def test_finished_records_keep_only_configurations_with_every_seed_and_progress_
     assert sorted(r["run"] for r in kept) == [f"deterministic-k256-e200-seed{s}" for s in range(3)]
     stored, partial = vt.results.protocol_progress("table1", 200)
     assert len(stored) == 5 and partial == ["vib-beta0.001-k256: seeds 0, 1 stored, not shown until seed 2 is",
-                                            "deterministic-k256: shown with seeds 0, 1, 2; seeds 3, 4 to come"]
+                                            "deterministic-k256: shown with seeds 0, 1, 2; seeds 3, 4 not stored"]
     (folder / "deterministic-k256-e200-seed2.json").unlink()
     assert vt.results.finished_records("table1", 200) == []
     from vibtools.reproduce import sealed

@@ -179,7 +179,7 @@ def how_made(watch: Stopwatch, device, epochs, seconds: float, what: str = "trai
         colab_work: what the page does in a fresh runtime, as a clause ("downloads MNIST and trains ...").
         facts: further (title, text) items of the note: facts about how the page's numbers were made that the
             reading refers to.
-        not_shown: the configurations of a protocol with seeds still to come, as
+        not_shown: the configurations of a protocol with seeds not yet stored, as
             :func:`vibtools.results.protocol_progress` lists them (an item of their own when there are any).
     Returns:
         A :class:`PageNote`; as a cell's last expression it renders as a collapsed box.
@@ -213,7 +213,7 @@ def how_made(watch: Stopwatch, device, epochs, seconds: float, what: str = "trai
                      f"and {colab_work}. {colab}"),
     ]
     if not_shown:
-        items.append(("The paper's protocol, seeds to come", "; ".join(not_shown)))
+        items.append(("The paper's protocol, runs not in the book", "; ".join(not_shown)))
     items.extend(facts)
     return PageNote(items)
 

@@ -152,7 +152,7 @@ def protocol_progress(name: str, epochs: int) -> tuple[list[dict], list[str]]:
         (every stored run of the protocol, shown or not; one line per configuration with some but not all of its
         seeds stored, saying whether a chapter shows it (:func:`finished_records`), such as
         "dropout-k256: seed 0 stored, not shown until seeds 1, 2 are" or
-        "vib-beta0.001-k256: shown with seeds 0, 1, 2; seeds 3, 4 to come").
+        "vib-beta0.001-k256: shown with seeds 0, 1, 2; seeds 3, 4 not stored").
     """
     records, wanted, have = _protocol(name, epochs)
 
@@ -162,7 +162,7 @@ def protocol_progress(name: str, epochs: int) -> tuple[list[dict], list[str]]:
     def line(key: str, seeds: set[int]) -> str:
         short, got, lacking = key.replace(f"-e{epochs}", ""), have[key], _required(seeds) - have[key]
         if not lacking:
-            return f"{short}: shown with {listed(got)}; {listed(seeds - got)} to come"
+            return f"{short}: shown with {listed(got)}; {listed(seeds - got)} not stored"
         return f"{short}: {listed(got)} stored, not shown until {listed(lacking)} {'are' if len(lacking) > 1 else 'is'}"
 
     return records, [line(key, seeds) for key, seeds in wanted.items() if key in have and have[key] < seeds]
