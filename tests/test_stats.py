@@ -15,6 +15,7 @@ from vibtools.stats import (
     judge,
     mean_interval,
     paired,
+    pairwise,
     prediction_interval,
     t_cdf,
     t_quantile,
@@ -124,3 +125,18 @@ def test_judge_asks_a_single_run_and_a_mean_different_questions_symmetrically():
     # (wider) prediction interval too, although that one alone reaches further than half the number each side
     k2 = judge([3.24, 3.82, 3.27], 3.18)
     assert k2.average is True and k2.one_run is True and k2.prediction.half > 0.5 * 3.18
+
+
+def test_pairwise_compares_every_pair_once_and_bonferroni_widens_each_interval():
+    groups = {"a": {0: 1.0, 1: 1.1, 2: 1.3}, "b": {0: 2.0, 1: 2.3, 2: 2.4}, "c": {0: 1.05, 1: 1.2, 2: 1.3}}
+    each = pairwise(groups)
+    assert list(each) == [("a", "b"), ("a", "c"), ("b", "c")]
+    assert each[("a", "b")] == paired(groups["a"], groups["b"])
+    assert each[("a", "b")].sign() == "<" and each[("a", "c")].sign() == "≈"
+    together = pairwise(groups, family=True)
+    for key, c in together.items():  # three pairs: each at 1 - 0.05/3, t(1 - 0.05/6, 2) = 7.65 against 4.30
+        assert c.diff == each[key].diff
+        assert math.isclose(c.half / each[key].half, t_quantile(1 - 0.05 / 6, 2) / t_quantile(0.975, 2))
+    assert math.isclose(t_quantile(1 - 0.05 / 6, 2), 7.6489, rel_tol=1e-4)
+    with pytest.raises(ValueError, match="at least two"):
+        pairwise({"a": {0: 1.0}})

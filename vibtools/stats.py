@@ -17,7 +17,9 @@ instead of writing its own check:
   variances, Welch-Satterthwaite degrees of freedom), and which is lower;
 - :func:`paired`: the same for two models whose runs are paired by seed (under the paper's protocol a seed fixes
   the batch order, ``data_seed = seed``): the t-interval of the mean of the per-seed differences. Where runs are
-  so paired this is the design's test; the chapters print Welch's beside it.
+  so paired this is the design's test; the chapters print Welch's beside it;
+- :func:`pairwise`: every pair of several models at once, paired by seed, per pair at 95% or with all pairs held
+  at 95% together (Bonferroni), for ranking more than two models.
 
 Each run's number is first averaged over its draws of the evaluation noise, so the spread over seeds holds both the
 training and what is left of the evaluation noise. scipy is not a dependency; Student's t is computed here from
@@ -257,3 +259,28 @@ def paired(a: Mapping[int, float], b: Mapping[int, float], level: float = LEVEL)
         raise ValueError(f"paired needs runs with shared seeds, got seeds {sorted(a)} and {sorted(b)}")
     d = mean_interval([float(a[s]) - float(b[s]) for s in seeds], level)
     return Comparison(d.mean, d.half, float(d.n - 1) if d.n > 1 else math.nan)
+
+
+def pairwise(groups: Mapping[str, Mapping[int, float]], level: float = LEVEL,
+             family: bool = False) -> dict[tuple[str, str], Comparison]:
+    """Every pair of several models compared by :func:`paired`: a - b for each a listed before b.
+
+    Ranking m models asks m(m-1)/2 questions at once, and at 95% each, one in twenty is "apart" by chance where
+    no model differs. With ``family=True`` each interval is taken at level 1 - (1 - level)/pairs (Bonferroni), so
+    that all of them hold together with probability at least ``level``.
+
+    Args:
+        groups: model -> (seed -> that seed's number), in the order of the comparison's rows.
+        level: the confidence level, per pair or (``family``) of all pairs together.
+        family: widen each interval so that the level holds for the family of all pairs.
+    Returns:
+        (a, b) -> the comparison of a - b, over the seeds both have.
+    Raises:
+        ValueError: fewer than two models, or two that share no seed.
+    """
+    names = list(groups)
+    if len(names) < 2:
+        raise ValueError(f"pairwise needs at least two models, got {names}")
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    each = 1.0 - (1.0 - level) / len(pairs) if family else level
+    return {(a, b): paired(groups[a], groups[b], each) for a, b in pairs}
