@@ -263,9 +263,11 @@ def test_memorization_verdicts_need_the_whole_interval_on_one_side():
 
     assert M.verdict(mean_interval([0.01, 0.02, 0.015])) == "memorized"
     assert M.verdict(mean_interval([0.89, 0.90, 0.895])) == "did not learn"
-    assert M.verdict(mean_interval([0.05, 0.5, 0.85])) == "partly"  # a wide spread decides nothing
+    assert M.verdict(mean_interval([0.29, 0.30, 0.31])) == "partly"  # the whole interval between the lines
+    assert M.verdict(mean_interval([0.05, 0.5, 0.85])) == "undecided"  # a wide spread decides nothing
+    assert M.verdict(mean_interval([0.85, 0.87, 0.89])) == "undecided"  # across the line at 88%
     iv = {"memorized": Interval(0.01, 0.0, 3, 0.0), "did not learn": Interval(0.9, 0.0, 3, 0.0),
-          "partly": Interval(0.5, 0.1, 3, 0.3)}
+          "partly": Interval(0.5, 0.1, 3, 0.3), "undecided": Interval(0.1, 0.05, 3, 0.12)}
 
     def row(model, word):
         return {"model": model, "verdict": word, "random_train_err": iv[word], "epochs": {100}}
@@ -274,8 +276,13 @@ def test_memorization_verdicts_need_the_whole_interval_on_one_side():
              row("VIB β=0.01", "did not learn"), row("VIB β=0.1", "did not learn"), row("CEB β=0.01", "memorized"),
              row("CEB β=1", "did not learn")]
     assert [c["reproduced"] for c in M.published_claims(table)] == [True, True, True]
-    table[3] = row("VIB β=0.01", "partly")
+    table[3] = row("VIB β=0.01", "undecided")
     assert [c["reproduced"] for c in M.published_claims(table)] == [True, None, True]
+    table[3] = row("VIB β=0.01", "partly")  # it learned random labels where the claim says it does not
+    assert [c["reproduced"] for c in M.published_claims(table)] == [True, False, True]
+    table[6] = row("CEB β=1", "partly")
+    assert [c["reproduced"] for c in M.published_claims(table)][2] is False
+    table[3], table[6] = row("VIB β=0.01", "did not learn"), row("CEB β=1", "did not learn")
     table[1] = row("VIB β=0.0001", "did not learn")
     assert [c["reproduced"] for c in M.published_claims(table)] == [True, False, True]
     small_only = [row("deterministic", "memorized"), row("VIB β=0.001", "memorized")]
