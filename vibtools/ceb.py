@@ -185,9 +185,11 @@ STRONG_DEFENCE = 0.05  # a material gain: a cell where the paired interval of (I
 def robustness_claims(study: dict[str, list[dict]]) -> list[dict]:
     """The published robustness claims for CEB, each beside ours from chapter 7's attack records and judged.
 
-    "More robust" (Fischer & Alemi) holds where some CEB model keeps at least :data:`STRONG_DEFENCE` more than the
-    deterministic network under the worst case in some cell, over the whole paired interval, and none keeps less;
-    it fails where no cell secures that much, and is undecided otherwise. The C&W
+    "More robust" (Fischer & Alemi) is a claim for CIFAR-10 and ImageNet, so it is not judged here: its row says
+    what the MNIST MLP shows (``mnist``): a material gain where some CEB model keeps at least
+    :data:`STRONG_DEFENCE` more than the deterministic network under the worst case in some cell, over the whole
+    paired interval (the cell *secures* that gain), and none keeps less; none where no cell secures that much;
+    mixed otherwise. The C&W
     claim is judged on the attack's own success test, as published. "Not a strong defence" (Korshunova et al.)
     holds unless some VIB or CEB model keeps at least :data:`STRONG_DEFENCE` more accuracy than the deterministic
     network in some L∞ cell, over the whole paired interval.
@@ -214,13 +216,18 @@ def robustness_claims(study: dict[str, list[dict]]) -> list[dict]:
     above, below = count(cebs, ("linf", "l2"), ">"), count(cebs, ("linf", "l2"), "<")
     most = max((c.diff for c in cells(cebs) if c.sign() == ">"), default=0.0)
     secured = max(c.diff - c.half for c in cells(cebs))  # the surest gain of any cell
+    allowed = max(c.diff + c.half for c in cells(cebs))  # the largest gain any cell's interval leaves open
+    mnist = (None if below else True) if secured >= STRONG_DEFENCE else False
     pgd = {"claim": "CEB is more robust than a deterministic network (CIFAR-10 and ImageNet, under PGD among "
                     "other attacks)", "source": "Fischer & Alemi 2020",
-           "ours": f"MNIST MLP, worst case over every attack: CEB above det. in {above} of {len(cells(cebs))} "
-                   f"cells (β × radius, L∞ and L2), by at most {100 * most:.1f} points (securing "
-                   f"{100 * max(secured, 0):.1f}), below in {below}; the published setting is not tested here",
-           "reproduced": (None if below else True) if secured >= STRONG_DEFENCE else False,
-           "why": "undecided: CEB keeps much more than det. in some cells and less in others"}
+           "ours": f"MNIST MLP, worst case over every attack, per cell: CEB above det. in {above} of "
+                   f"{len(cells(cebs))} cells (β × radius, L∞ and L2), by at most {100 * most:.1f} points "
+                   f"(securing {100 * max(secured, 0):.1f}), below in {below}; the intervals leave gains of up to "
+                   f"{100 * max(allowed, 0):.1f} points open",
+           "reproduced": None, "mnist": mnist,
+           "why": "not judged (CIFAR-10 and ImageNet are not run here); on MNIST: "
+                  + {True: "a material gain", False: "no material gain",
+                     None: "much more than det. in some cells, less in others"}[mnist]}
 
     def fooled(name: str, form: str) -> dict[int, float]:
         return {r["config"]["seed"]: v for r, v in zip(study[name], per_seed(study[name], "cw", form, "success"))}
@@ -232,8 +239,9 @@ def robustness_claims(study: dict[str, list[dict]]) -> list[dict]:
     cw = {"claim": "a Carlini–Wagner attack succeeds less often against CEB than against a deterministic network",
           "source": "Fischer 2018 (ICLR 2019 submission)",
           "ours": f"success on the attack's own draw: lower for {own.count('<')} of {len(cebs)} β; judged by the "
-                  f"12-sample prediction: lower for {judged.count('<')}; under the worst case at the largest L2 "
-                  f"radius CEB keeps more than det. for {sum(versus['l2'][n][-1].sign() == '>' for n in cebs)}",
+                  f"12-sample prediction: lower for {judged.count('<')}; under the worst case in L2 CEB keeps "
+                  f"more than det. in {count(cebs, ('l2',), '>')} of {len(cells(cebs, ('l2',)))} cells "
+                  f"(MNIST here, Fashion-MNIST in the source)",
           "reproduced": all(s == "<" for s in own) if own else None, "why": "undecided: no CEB model attacked"}
     linf_above = count(ibs, ("linf",), ">")
     gain = max(c.diff - c.half for c in cells(ibs, ("linf",)))  # the surest gain of any L∞ cell
