@@ -9,6 +9,7 @@ import pytest
 
 from vibtools.stats import (
     Interval,
+    against,
     against_paper,
     compare,
     interval_of,
@@ -140,3 +141,17 @@ def test_pairwise_compares_every_pair_once_and_bonferroni_widens_each_interval()
     assert math.isclose(t_quantile(1 - 0.05 / 6, 2), 7.6489, rel_tol=1e-4)
     with pytest.raises(ValueError, match="at least two"):
         pairwise({"a": {0: 1.0}})
+
+
+def test_against_compares_each_model_with_the_reference_and_bonferroni_counts_those_comparisons():
+    groups = {"ref": {0: 2.0, 1: 2.3, 2: 2.4}, "a": {0: 1.0, 1: 1.1, 2: 1.3}, "c": {0: 2.05, 1: 2.2, 2: 2.5}}
+    each = against(groups, "ref")
+    assert list(each) == ["a", "c"] and each["a"] == paired(groups["a"], groups["ref"])
+    assert each["a"].sign() == "<" and each["c"].sign() == "≈"
+    together = against(groups, "ref", family=True)  # two comparisons: each at 97.5%
+    assert together["a"] == paired(groups["a"], groups["ref"], 0.975)
+    assert together["a"].half > each["a"].half
+    with pytest.raises(ValueError, match="at least one other"):
+        against({"ref": {0: 1.0}}, "ref")
+    with pytest.raises(ValueError, match="'x'"):
+        against(groups, "x")

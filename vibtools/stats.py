@@ -19,7 +19,8 @@ instead of writing its own check:
   the batch order, ``data_seed = seed``): the t-interval of the mean of the per-seed differences. Where runs are
   so paired this is the design's test; the chapters print Welch's beside it;
 - :func:`pairwise`: every pair of several models at once, paired by seed, per pair at 95% or with all pairs held
-  at 95% together (Bonferroni), for ranking more than two models.
+  at 95% together (Bonferroni), for ranking more than two models; :func:`against`: each model against one
+  reference, likewise.
 
 Each run's number is first averaged over its draws of the evaluation noise, so the spread over seeds holds both the
 training and what is left of the evaluation noise. scipy is not a dependency; Student's t is computed here from
@@ -284,3 +285,27 @@ def pairwise(groups: Mapping[str, Mapping[int, float]], level: float = LEVEL,
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     each = 1.0 - (1.0 - level) / len(pairs) if family else level
     return {(a, b): paired(groups[a], groups[b], each) for a, b in pairs}
+
+
+def against(groups: Mapping[str, Mapping[int, float]], reference: str, level: float = LEVEL,
+            family: bool = False) -> dict[str, Comparison]:
+    """Every other model minus one reference model, paired by seed (:func:`paired`).
+
+    With ``family=True`` each interval is taken at level 1 - (1 - level)/m for the m comparisons (Bonferroni), so
+    that all of them hold together with probability at least ``level``.
+
+    Args:
+        groups: model -> (seed -> that seed's number); must hold ``reference``.
+        reference: the model every other one is compared with.
+        level: the confidence level, per comparison or (``family``) of all of them together.
+        family: widen each interval so that the level holds for the family of all comparisons.
+    Returns:
+        model -> the comparison of model - reference, in the order of ``groups``.
+    Raises:
+        ValueError: the reference is missing or is the only model, or a model shares no seed with it.
+    """
+    others = [name for name in groups if name != reference]
+    if reference not in groups or not others:
+        raise ValueError(f"against needs {reference!r} and at least one other model, got {list(groups)}")
+    each = 1.0 - (1.0 - level) / len(others) if family else level
+    return {name: paired(groups[name], groups[reference], each) for name in others}
