@@ -7,10 +7,12 @@
 #   4. VIB and the deterministic net at the paper's stated learning rate 1e-3, seed 0;
 #   5. seeds 3 and 4 of VIB and the deterministic net; then the beta sweep's seeds 1 and 2.
 # The beta sweep's runs at beta=1e-3 are Table 1's VIB runs (the same configs): reproduce reuses their records.
-# Each `reproduce` trains in passes of at most 400 model-epochs (two 200-epoch models), writes each run's
-# results file when its pass ends, and resumes an interrupted pass from the run cache, so rerunning this
-# script after a stop (or on the next day, with the cache kept) continues where it left off: finished runs are
-# skipped. Niced, so the machine stays usable. Usage, from the repository root (a clean checkout, so the records
+# Each `reproduce` here trains one model per pass (`--pass-model-epochs`: PASS, which defaults to EPOCHS). A
+# 200-epoch model takes about 1.5 hours of one core, so each pass lands within a working session even when the run
+# cache, and with it a stopped pass's epochs, is not kept until the next one. A pass writes its run's results file
+# when it ends; an interrupted pass resumes from the run cache, so rerunning this script after a stop (or on the
+# next day, with the cache kept) continues where it left off, and finished runs are skipped.
+# Niced, so the machine stays usable. Usage, from the repository root (a clean checkout, so the records
 # name its commit):
 #   OMP_NUM_THREADS=1 nohup setsid bash scripts/paper_protocol.sh LANE > paper-protocol-LANE.log 2>&1 < /dev/null &
 # On a 2-core machine run two lanes, `a` and `b`, one thread each. They train disjoint passes in the order above
@@ -39,24 +41,18 @@ sweep() {  # the beta sweep's runs of one seed at the given betas (as the run na
   run beta-sweep --only "$(IFS=,; echo "${p[*]}")"
 }
 case "${1:-}" in
-  a) run table1 --only "dropout-k256-$e-seed1,label-smoothing-k256-$e-seed1"
-     run table1 --only "dropout-k256-$e-seed2,label-smoothing-k256-$e-seed2"
-     sweep 0 1e-09 1e-08
-     sweep 0 1e-07 1e-06
-     sweep 0 1e-05 0.0001
-     run k2 --only "*-beta0.001-k2-$e-seed1,*-beta0.01-k2-$e-seed1"
+  a) sweep 0 1e-05
+     run k2 --only "*-beta0.001-k2-$e-seed1"
+     run k2 --only "*-beta0.01-k2-$e-seed1"
+     run k2 --only "*-beta0.5-k2-$e-seed0"
      run learning-rate --only "deterministic-lr0.001-k256-$e-seed0"
      run table1 --only "vib-*-$e-seed3"
      run table1 --only "deterministic-k256-$e-seed4"
      sweep 1 1e-09 1e-08 1e-07 1e-06 1e-05 0.0001 0.01 0.1 1 ;;
-  b) run table1 --only "confidence-penalty-k256-$e-seed0"
-     run table1 --only "confidence-penalty-k256-$e-seed1"
-     run table1 --only "confidence-penalty-k256-$e-seed2"
-     sweep 0 0.01
-     sweep 0 0.1 1
-     run k2 --only "*-beta0.001-k2-$e-seed0,*-beta0.01-k2-$e-seed0"
-     run k2 --only "*-beta0.001-k2-$e-seed2,*-beta0.01-k2-$e-seed2"
-     run k2 --only "*-beta0.5-k2-$e-seed0,*-beta0.693147-k2-$e-seed0"
+  b) sweep 0 0.0001
+     run k2 --only "*-beta0.001-k2-$e-seed2"
+     run k2 --only "*-beta0.01-k2-$e-seed2"
+     run k2 --only "*-beta0.693147-k2-$e-seed0"
      run learning-rate --only "vib-*-$e-seed0"
      run table1 --only "deterministic-k256-$e-seed3"
      run table1 --only "vib-*-$e-seed4"
