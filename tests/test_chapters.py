@@ -64,6 +64,23 @@ def test_information_plane_accepts_beta_zero():
     assert ax.get_xlabel().startswith("I(Z;X)")
 
 
+def test_the_izx_readings_draw_the_bound_panel_alone_or_with_the_plane():
+    """plane=False draws the top panel only (the 200-epoch page), with the same info-loss points as the full figure."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    runs = [{"run": f"vib-beta{b:g}-k256-e10-seed0", "config": vt.TrainConfig(beta=b).as_dict(),
+             "final": {"ema_test": {"izx": izx, "izy": 3.0, "err": 0.02, "avg_err": 0.02}},
+             "mi_bounds": {"lower": [lo, lo], "upper": [up, up], "ceiling": 13.29, "n": 10000}}
+            for b, izx, lo, up in ((1e-3, 22.0, 5.8, 5.9), (1e-1, 6.8, 3.2, 3.2))]
+    groups = vt.results.seed_means(runs)
+    one, both = vt.plots.plot_izx_readings(groups, plane=False), vt.plots.plot_izx_readings(groups)
+    assert len(one.axes) == 1 and len(both.axes) == 3  # the plane panel and its colour bar
+    bound = [c for c in one.axes[0].containers if c.get_label() == "info loss (variational bound)"]
+    assert list(bound[0].lines[0].get_ydata()) == [22.0, 6.8]
+
+
 # ---------------------------------------------------------------- the page note, Markdown tables
 
 

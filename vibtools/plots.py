@@ -363,7 +363,7 @@ def plot_plane_trajectories(groups, ax=None):
     return ax
 
 
-def plot_izx_readings(groups, axes=None):
+def plot_izx_readings(groups, axes=None, plane: bool = True):
     """The variational bound on I(Z;X) beside estimates of the true I(Z;X), against β and on the plane.
 
     Top: per β, the info loss (the variational upper bound), Poole et al.'s leave-one-out upper bound and
@@ -375,13 +375,17 @@ def plot_izx_readings(groups, axes=None):
 
     Args:
         groups: entries of :func:`vibtools.results.seed_means` whose runs hold ``mi_bounds``.
-        axes: two axes (a new figure if None).
+        axes: two axes, or one where ``plane`` is False (a new figure if None).
+        plane: draw the bottom panel (False: the top one alone).
     Returns:
         The figure.
     """
     from .results import mi_summary
 
-    ax1, ax2 = axes if axes is not None else plt.subplots(2, 1, figsize=(7.0, 8.8))[1]
+    if not plane:
+        ax1 = axes if axes is not None else plt.subplots(figsize=(7.0, 4.4))[1]
+    else:
+        ax1, ax2 = axes if axes is not None else plt.subplots(2, 1, figsize=(7.0, 8.8))[1]
     s = [mi_summary(g) for g in groups]
     betas = np.array([g.config.beta for g in groups])
 
@@ -400,6 +404,9 @@ def plot_izx_readings(groups, axes=None):
     ax1.set(xscale="log", yscale="log", xlabel="β", ylabel="bits, test set [log scale]",
             title="I(Z;X): the bound and the estimates")
     ax1.legend(fontsize=8, loc="upper right")
+    if not plane:
+        ax1.figure.tight_layout()
+        return ax1.figure
 
     norm = mpl.colors.LogNorm(betas.min(), betas.max()) if len(betas) > 1 else mpl.colors.Normalize()
     cmap = mpl.colormaps["viridis"]
