@@ -8,7 +8,8 @@
 #   5. seeds 3 and 4 of VIB and the deterministic net; then the beta sweep's seeds 1 and 2.
 # The beta sweep's runs at beta=1e-3 are Table 1's VIB runs (the same configs): reproduce reuses their records.
 # Each `reproduce` here trains one model per pass (`--pass-model-epochs`: PASS, which defaults to EPOCHS). A
-# 200-epoch model takes about 1.5 hours of one core, so each pass lands within a working session even when the run
+# 200-epoch model takes about an hour of one core (3315-3452 s of training plus 5 to 7 minutes of evaluation for
+# the four runs of 2026-12-07), so each pass lands within a working session even when the run
 # cache, and with it a stopped pass's epochs, is not kept until the next one. A pass writes its run's results file
 # when it ends; an interrupted pass resumes from the run cache, so rerunning this script after a stop (or on the
 # next day, with the cache kept) continues where it left off, and finished runs are skipped.
