@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -155,6 +156,33 @@ def test_table_rows_judge_the_papers_single_run_by_our_prediction_interval_and_k
     wide = vt.results.k2_rows([fake_record("vib", e, [e, e], beta=0.1) for e in (0.27, 0.12, 0.16)])
     assert wide[0]["reproduced"] is None
     assert vt.report.verdict_text(wide[0]).startswith("undecided: interval too wide (± 38.6 points)")
+
+
+def test_single_runs_at_other_betas_borrow_the_spread_of_the_papers_beta():
+    def at(beta: float, err: float, seed: int = 0, rate: float = 0.5) -> dict:
+        r = fake_record("vib", err, [err, err], beta=beta, epochs=200)
+        r["config"]["seed"], r["final"]["ema_test"]["izx"] = seed, rate
+        return r
+
+    lend = [at(1.0, e, seed) for seed, e in enumerate((0.764, 0.760, 0.750))]
+    rows = vt.results.borrowed_rows(lend + [at(0.693147, 0.70, rate=0.2), at(0.5, 0.36, rate=0.9)], lender=1.0)
+    assert [r["beta"] for r in rows] == [0.5, 0.693147] and rows[0]["rate"] == 0.9 and rows[0]["lender_n"] == 3
+    near12 = rows[0]["avg_err"]
+    half = 4.3026527 * statistics.stdev([0.764, 0.760, 0.750]) * 2**0.5
+    assert near12["pred_half"] == pytest.approx(half, rel=1e-6)
+    assert near12["paper"] == 0.3382 and near12["mean"] == pytest.approx(0.36)
+    assert near12["reproduced"] is True and vt.report.verdict_text(near12) == "yes"
+    assert vt.report.prediction_range(near12) == f"{100 * (0.36 - half):.2f}–{100 * (0.36 + half):.2f}%"
+    # 1 sample: the paper's 62.81% against our 36% +- 4.4 points
+    assert rows[0]["err"]["reproduced"] is False and vt.report.verdict_text(rows[0]["err"]) == "no: ours below"
+    assert rows[1]["avg_err"]["reproduced"] is False and vt.report.verdict_text(rows[1]["avg_err"]) == "no: ours above"
+    # a lender spread so wide that the interval reaches past half the paper's number decides nothing
+    wide = vt.results.borrowed_rows([at(1.0, e, s) for s, e in enumerate((0.764, 0.760, 0.710))] + [at(0.5, 0.40)],
+                                    lender=1.0)
+    assert wide[0]["avg_err"]["reproduced"] is None
+    assert vt.report.verdict_text(wide[0]["avg_err"]).startswith("undecided: interval too wide")
+    with pytest.raises(ResultsError, match="at least 2 seeds at beta=1"):
+        vt.results.borrowed_rows(lend[:1] + [at(0.5, 0.36)], lender=1.0)
 
 
 def test_protocols_are_kept_apart_and_incomplete_ones_refused(small, tmp_path):

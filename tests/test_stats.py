@@ -14,9 +14,11 @@ from vibtools.stats import (
     compare,
     interval_of,
     judge,
+    judge_borrowed,
     mean_interval,
     paired,
     pairwise,
+    prediction_borrowed,
     prediction_interval,
     t_cdf,
     t_quantile,
@@ -111,6 +113,23 @@ def test_prediction_interval_is_the_mean_interval_widened_by_root_n_plus_1():
     assert pi.mean == 2.0 and pi.half == pytest.approx(4.302653 * math.sqrt(1 + 1 / 3), rel=1e-6)
     assert pi.half == pytest.approx(mi.half * 2.0)  # sqrt(n + 1) = 2 for three seeds
     assert math.isnan(prediction_interval([1.0]).half)
+
+
+def test_a_borrowed_spread_predicts_one_run_from_one_run_with_the_lenders_degrees_of_freedom():
+    # one run at 40.0; the sd 3.0 comes from three seeds elsewhere: t(0.975, 2) * 3.0 * sqrt(2)
+    pi = prediction_borrowed(40.0, 3.0, 3)
+    assert (pi.mean, pi.n) == (40.0, 1)
+    assert pi.half == pytest.approx(4.302653 * 3.0 * math.sqrt(2), rel=1e-6)
+    # from the sd of n seeds, the prediction interval from their own mean is narrower by sqrt((1 + 1/n) / 2)
+    own = prediction_interval([37.0, 40.0, 43.0])
+    assert own.half == pytest.approx(pi.half * math.sqrt((1 + 1 / 3) / 2))
+    inside, outside = judge_borrowed(40.0, 50.0, 3.0, 3), judge_borrowed(40.0, 60.0, 3.0, 3)
+    assert inside.one_run is True and inside.verdict is True and inside.average is None
+    assert outside.one_run is False and outside.side == "below"
+    assert judge_borrowed(40.0, 20.0, 3.0, 3).side == "above"  # symmetric: only the distance counts
+    for bad in [(40.0, 3.0, 1), (40.0, math.nan, 3), (40.0, -1.0, 3)]:
+        with pytest.raises(ValueError, match="borrowed spread"):
+            prediction_borrowed(*bad)
 
 
 def test_judge_asks_a_single_run_and_a_mean_different_questions_symmetrically():

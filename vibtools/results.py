@@ -20,7 +20,7 @@ from .jsonio import StoredJSONError, read_json
 from .paths import user_folder
 from .records import ResultsError, h_y_bits, load_experiment, load_protocol_runs, summarize
 from .report import PAPER_K2, PAPER_TABLE1, TABLE1_LABELS
-from .stats import judge, mean_and_sd
+from .stats import judge, judge_borrowed, mean_and_sd
 
 ENV_RESULTS = "VIBTOOLS_RESULTS"
 
@@ -298,6 +298,46 @@ def k2_rows(records: list[dict]) -> list[dict]:
         one, avg = summarize(runs, "err"), summarize(runs, "avg_err")
         rows.append({"beta": beta, "paper_err": p1, "paper_avg_err": p12, "err": one, "avg_err": avg,
                      **_judged(runs, "avg_err", p12)})
+    return rows
+
+
+def borrowed_rows(records: list[dict], lender: float) -> list[dict]:
+    """The K=2 runs of one seed at β other than the paper's, each judged against the paper's run at ``lender``.
+
+    One run has no seed spread of its own, so each borrows the sample sd over the seeds of the ``lender`` β
+    (:func:`vibtools.stats.judge_borrowed`): an assumption that the page must state. For the β-hypotheses of the
+    β = 1 gap, where the paper's β = 1 may have meant a smaller β in our units.
+
+    Args:
+        records: results records of the ``k2`` experiment, at one protocol.
+        lender: the paper's β whose published run is the target and whose seeds lend their spread.
+    Returns:
+        One dict per other β with exactly one run (sorted by β): ``beta``, ``seed``, ``rate`` (the I(Z;X) bound,
+        bits), ``lender_n``, and per ``"err"`` (1 sample) and ``"avg_err"`` (12 samples) a row that
+        :func:`vibtools.report.verdict_text` and :func:`vibtools.report.prediction_range` read.
+    """
+    def of(beta: float) -> list[dict]:
+        return [r for r in records if abs(r["config"]["beta"] - beta) <= 1e-12 * max(beta, 1.0)]
+
+    lenders = of(lender)
+    if len(lenders) < 2:
+        raise ResultsError(f"a borrowed spread needs at least 2 seeds at beta={lender:g}, found {len(lenders)}")
+    paper = dict(zip(("err", "avg_err"), PAPER_K2[lender]))
+    rows = []
+    for beta in sorted({r["config"]["beta"] for r in records} - set(PAPER_K2)):
+        runs = of(beta)
+        if len(runs) != 1:
+            continue
+        row = {"beta": beta, "seed": runs[0]["config"].get("seed", 0), "rate": runs[0]["final"]["ema_test"]["izx"],
+               "lender_n": len(lenders)}
+        for key in ("err", "avg_err"):
+            value = statistics.mean(runs[0]["eval_noise"][key])
+            _, sd = mean_and_sd(statistics.mean(r["eval_noise"][key]) for r in lenders)
+            j = judge_borrowed(value, paper[key], sd, len(lenders))
+            row[key] = {"mean": value, "sd": sd, "half": math.nan, "pred_half": j.prediction.half,
+                        "paper": paper[key], "epochs": runs[0]["protocol"]["epochs"], "reproduced": j.one_run,
+                        "average": None}
+        rows.append(row)
     return rows
 
 

@@ -13,6 +13,8 @@ instead of writing its own check:
   the t-interval of our mean. Both are symmetric (a number above ours is judged as one below), and both are
   undecided when the interval is too wide to tell anything from anything (:data:`WIDE`);
 - :func:`against_paper`: the second question alone, on an interval;
+- :func:`judge_borrowed`: a published single run against a *single* run of ours, with the seed spread borrowed
+  from the runs of a neighbouring config (an assumption the reader must be told);
 - :func:`compare`: whether two of our own means differ, by Welch's interval of their difference (unequal
   variances, Welch-Satterthwaite degrees of freedom), and which is lower;
 - :func:`paired`: the same for two models whose runs are paired by seed (under the paper's protocol a seed fixes
@@ -212,6 +214,42 @@ def judge_summary(mean: Interval, published: float, *, single_run: bool = True, 
     # wide to decide anything by itself
     one_run = True if average else against_paper(pred, published, rounding)
     return Judgement(published, single_run, mean, pred, one_run, average)
+
+
+def prediction_borrowed(value: float, sd: float, n: int, level: float = LEVEL) -> Interval:
+    """Where one more run would fall, from a single run and a seed spread borrowed from n runs of another config.
+
+    value ± t(1-α/2, n-1) · sd · sqrt(2): the difference of two single runs has sd · sqrt(2), and the borrowed sd
+    brings its n - 1 degrees of freedom. Valid only as far as the two configs share their seed spread.
+
+    Args:
+        value: our one run's number (already averaged over its evaluation-noise draws).
+        sd: the sample sd over the seeds of the config it is borrowed from.
+        n: how many seeds that sd was computed from (at least 2).
+    Returns:
+        An :class:`Interval` of n = 1 around ``value`` (``half`` is the prediction half-width).
+    """
+    if n < 2 or not math.isfinite(sd) or sd < 0:
+        raise ValueError(f"a borrowed spread needs a finite sd >= 0 from at least 2 seeds, got sd={sd}, n={n}")
+    return Interval(float(value), sd, 1, t_quantile(0.5 + level / 2, n - 1) * sd * math.sqrt(2))
+
+
+def judge_borrowed(value: float, published: float, sd: float, n: int, *, rounding: float = 0.0,
+                   level: float = LEVEL) -> Judgement:
+    """A published single run against one run of ours, by :func:`prediction_borrowed` (the spread borrowed).
+
+    Args:
+        value: our one run's number.
+        published: the published single run, in the same units.
+        sd, n: the borrowed seed sd and the number of seeds it came from.
+        rounding: half the last printed digit of the published number (see :func:`against_paper`).
+    Returns:
+        A :class:`Judgement` whose ``average`` is None (one run has no interval of its mean) and whose
+        ``one_run`` answers "is the published run consistent with one run of ours?".
+    """
+    pred = prediction_borrowed(value, sd, n, level)
+    return Judgement(published, True, Interval(float(value), math.nan, 1, math.nan), pred,
+                     against_paper(pred, published, rounding), None)
 
 
 @dataclass(frozen=True)
