@@ -185,7 +185,7 @@ def test_single_runs_at_other_betas_borrow_the_spread_of_the_papers_beta():
         vt.results.borrowed_rows(lend[:1] + [at(0.5, 0.36)], lender=1.0)
 
 
-def test_protocols_are_kept_apart_and_incomplete_ones_refused(small, tmp_path):
+def test_protocols_are_kept_apart_and_incomplete_ones_refused(small, tmp_path, monkeypatch):
     data = small.subset(300, 100)
     run(["table1"], data, tmp_path)  # 1 epoch
     reproduce(["table1"], data, epochs=2, device="cpu", results_dir=tmp_path / "results", cache=tmp_path / "cache",
@@ -194,6 +194,10 @@ def test_protocols_are_kept_apart_and_incomplete_ones_refused(small, tmp_path):
     assert len(list(folder.glob("*-e1-*.json"))) == 15 and len(list(folder.glob("*-e2-*.json"))) == 15
     assert {r["protocol"]["epochs"] for r in load_experiment(tmp_path / "results", "table1")} == {2}  # the longest
     assert {r["protocol"]["epochs"] for r in load_experiment(tmp_path / "results", "table1", epochs=1)} == {1}
+    # a page names the protocol its text is about, so a longer one completing does not change what it reads
+    monkeypatch.setenv("VIBTOOLS_RESULTS", str(tmp_path / "results"))
+    assert {r["protocol"]["epochs"] for r in vt.results.experiment_records("table1")[0]} == {2}
+    assert {r["protocol"]["epochs"] for r in vt.results.experiment_records("table1", 1)[0]} == {1}
     (folder / "vib-beta0.001-k256-e2-seed1.json").unlink()
     with pytest.raises(ResultsError, match="holds 14 of the 15 runs of the 2-epoch protocol"):
         load_experiment(tmp_path / "results", "table1", epochs=2)

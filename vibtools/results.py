@@ -126,7 +126,7 @@ def _copy_capped(src, dst, limit: int, too_large: str) -> None:
         dst.write(chunk)
 
 
-def experiment_records(name: str) -> tuple[list[dict], str]:
+def experiment_records(name: str, epochs: int | None = None) -> tuple[list[dict], str]:
     """An experiment's stored runs (the records ``python -m vibtools reproduce`` wrote), at every book setting.
 
     The chapters that read them train nothing: in the reduced settings of the notebook tests they read the same
@@ -135,11 +135,13 @@ def experiment_records(name: str) -> tuple[list[dict], str]:
 
     Args:
         name: an experiment of ``python -m vibtools reproduce`` ("table1", "k2", "beta-sweep").
+        epochs: the protocol to read, all of its runs stored. None takes the longest protocol stored complete, which
+            changes when a longer one completes: a page whose text is about one protocol names it.
     Returns:
         (results records, a sentence saying where they come from).
     """
     folder = results_dir()
-    return load_experiment(folder, name), f"stored results in {folder.name}/{name}"
+    return load_experiment(folder, name, epochs), f"stored results in {folder.name}/{name}"
 
 
 def protocol_progress(name: str, epochs: int) -> tuple[list[dict], list[str]]:
